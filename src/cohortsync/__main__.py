@@ -1,0 +1,5 @@
+"""Allow ``python -m cohortsync``."""
+
+from cohortsync.cli.main import app
+
+app()

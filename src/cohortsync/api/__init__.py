@@ -1,0 +1,1 @@
+"""The HTTP API: Mixpanel-compatible ingestion and the REST API under /api/v1."""

@@ -1,0 +1,60 @@
+"""The FastAPI application: ingestion, REST API, health."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from cohortsync import __version__
+from cohortsync.api import accounts, data, ingestion
+from cohortsync.api.deps import StateDep
+from cohortsync.api.errors import install_error_handlers
+from cohortsync.api.state import AppState
+from cohortsync.clock import Clock, SystemClock
+from cohortsync.services.ingestion import IngestionService
+from cohortsync.settings import Settings, load_settings
+from cohortsync.storage.database import create_engine
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
+) -> FastAPI:
+    """Build the app around one engine and clock (tests inject theirs)."""
+    settings = settings or load_settings()
+    engine = engine or create_engine(settings.database_url)
+    clock = clock or SystemClock()
+    app = FastAPI(
+        title="cohortsync",
+        version=__version__,
+        description="Mixpanel-compatible ingestion, cohorts and cohort sync.",
+    )
+    app.state.cohortsync = AppState(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        ingestion=IngestionService(engine, clock, settings.track_max_age_days),
+    )
+    install_error_handlers(app)
+    app.include_router(ingestion.router)
+    app.include_router(accounts.router)
+    app.include_router(data.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(state: StateDep) -> dict[str, str]:
+        """The database answers."""
+        with state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process builds its own)."""
+    return create_app()

@@ -1,0 +1,75 @@
+"""Error responses: ``{"error": {"code", "message"}}`` with a 4xx/5xx status, for every failure."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cohortsync.domain.errors import (
+    AuthenticationError,
+    BatchError,
+    CohortsyncError,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RecordError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (BatchError, 400),
+    (RecordError, 400),
+    (AuthenticationError, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+)
+
+
+def status_for(error: CohortsyncError) -> int:
+    """The HTTP status an error maps to."""
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The uniform error body."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and HTTP errors to the uniform body."""
+
+    @app.exception_handler(CohortsyncError)
+    async def _domain(_request: Request, exc: CohortsyncError) -> JSONResponse:
+        return error_response(status_for(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for item in exc.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        return error_response(400, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error; see the server log")

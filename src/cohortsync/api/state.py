@@ -1,0 +1,21 @@
+"""What every request handler shares: settings, the database engine, the clock, the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock
+from cohortsync.services.ingestion import IngestionService
+from cohortsync.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Long-lived objects of one API process."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    ingestion: IngestionService

@@ -1,0 +1,1 @@
+"""The ``cohortsync`` command line for operators."""

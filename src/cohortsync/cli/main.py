@@ -1,0 +1,200 @@
+"""``cohortsync``: serve, migrate, people and tokens, projects, imports and demo data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cohortsync.cli import data_commands
+from cohortsync.cli.context import friendly_errors, migrated_engine, out, settings
+from cohortsync.domain.accounts import Role
+from cohortsync.domain.identity import IdentityMode
+from cohortsync.services import accounts
+from cohortsync.storage.database import create_engine, read_transaction, write_transaction
+from cohortsync.storage.migrate import upgrade
+
+app = typer.Typer(
+    help="cohortsync: Mixpanel-compatible ingestion, cohorts and cohort sync.", no_args_is_help=True
+)
+users_app = typer.Typer(help="People who sign in.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
+projects_app = typer.Typer(help="Projects and their ingestion credentials.", no_args_is_help=True)
+service_accounts_app = typer.Typer(help="Service accounts for /import.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(projects_app, name="projects")
+app.add_typer(service_accounts_app, name="service-accounts")
+app.add_typer(data_commands.import_app, name="import")
+app.add_typer(data_commands.demo_app, name="demo")
+
+ProjectOption = Annotated[
+    int | None, typer.Option("--project", help="Project id (default: the first project).")
+]
+
+
+def default_project_id(project: int | None) -> int:
+    """The given project id, or the first project's."""
+    if project is not None:
+        return project
+    with migrated_engine() as engine:
+        found, _ = accounts.ensure_default_project(engine)
+    return found.id
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema, and the default project on an empty database."""
+    engine = create_engine(settings().database_url)
+    try:
+        upgrade(engine)
+        project, created = accounts.ensure_default_project(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database is up to date ({settings().database_url.split('@')[-1]})")
+    if created:
+        out.print(f"created project {project.id} {project.name!r}; ingestion token {project.token}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Serve the API and ingestion endpoints."""
+    import uvicorn
+
+    from cohortsync.logs import configure_logging
+
+    config = settings()
+    configure_logging(config.log_level, config.log_format)
+    with migrated_engine() as engine:
+        project, _ = accounts.ensure_default_project(engine)
+        with read_transaction(engine) as connection:
+            people = accounts.count_users(connection)
+    bind_host, bind_port = host or config.host, port or config.port
+    out.print(
+        f"cohortsync serving on [bold]http://{bind_host}:{bind_port}[/] "
+        f"(API docs at /docs); project {project.id} token {project.token}"
+    )
+    if people == 0:
+        out.print(
+            "no users yet; create the first admin with:\n"
+            "  cohortsync users create --email you@example.com --password '…' --role admin"
+        )
+    uvicorn.run(
+        "cohortsync.api.app:app_from_environment",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers or config.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@users_app.command("create")
+@friendly_errors
+def users_create(
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters.")],
+    role: Annotated[Role, typer.Option(help="admin or member.")] = Role.MEMBER,
+    project: ProjectOption = None,
+) -> None:
+    """Create a person (or give an existing one a role in another project)."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        user = accounts.create_user(connection, email, password, role, project_id)
+    out.print(f"user {user.email} is {role.value} of project {project_id}")
+
+
+@tokens_app.command("create")
+@friendly_errors
+def tokens_create(
+    email: Annotated[str, typer.Option(help="Whose token.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
+) -> None:
+    """Print a new bearer token for a user (shown once)."""
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        token = accounts.create_token(connection, email, name)
+    print(token)
+
+
+@projects_app.command("list")
+def projects_list() -> None:
+    """List projects."""
+    with migrated_engine() as engine, read_transaction(engine) as connection:
+        for project in accounts.list_projects(connection):
+            print(f"{project.id}\t{project.name}\t{project.token}\t{project.identity_mode}")
+
+
+@projects_app.command("show")
+@friendly_errors
+def projects_show(project: ProjectOption = None) -> None:
+    """Show a project's ingestion token, and its API secret the first time (shown once)."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        found = accounts.get_project(connection, project_id)
+        secret = accounts.reveal_api_secret(connection, project_id)
+    out.print(f"project {found.id}: {found.name}")
+    out.print(f"  ingestion token: {found.token}   (goes in each event sent to /track, /engage)")
+    out.print(f"  identity mode:   {found.identity_mode}")
+    if secret is not None:
+        out.print(f"  API secret:      {secret}   (shown once; for /import as the Basic username)")
+    else:
+        out.print(
+            "  API secret:      (already shown; `cohortsync projects rotate-secret` for a new one)"
+        )
+
+
+@projects_app.command("rotate-secret")
+@friendly_errors
+def projects_rotate_secret(project: ProjectOption = None) -> None:
+    """Replace the project's API secret and print the new one (shown once)."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        accounts.get_project(connection, project_id)
+        secret = accounts.rotate_api_secret(connection, project_id)
+    print(secret)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: Annotated[str, typer.Option(help="Project name.")],
+    identity_mode: Annotated[IdentityMode, typer.Option(help="ID merge system.")] = (
+        IdentityMode.SIMPLIFIED
+    ),
+) -> None:
+    """Create another project."""
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        project = accounts.create_project(connection, name, identity_mode)
+    out.print(f"created project {project.id} {project.name!r}; ingestion token {project.token}")
+
+
+@projects_app.command("set-identity-mode")
+@friendly_errors
+def projects_set_identity_mode(
+    mode: Annotated[IdentityMode, typer.Argument(help="simplified or original.")],
+    project: ProjectOption = None,
+) -> None:
+    """Switch a project's ID merge system (affects data sent from now on)."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        accounts.get_project(connection, project_id)
+        accounts.set_identity_mode(connection, project_id, mode)
+    out.print(f"project {project_id} now uses {mode.value} ID merge")
+
+
+@service_accounts_app.command("create")
+@friendly_errors
+def service_accounts_create(
+    username: Annotated[str, typer.Option(help="Service account user name.")],
+    project: ProjectOption = None,
+) -> None:
+    """Create a service account for /import and print its secret (shown once)."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine, write_transaction(engine) as connection:
+        secret = accounts.create_service_account(connection, project_id, username)
+    out.print(f"service account {username} for project {project_id}; use ?project_id={project_id}")
+    print(secret)

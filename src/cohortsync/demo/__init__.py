@@ -1,0 +1,1 @@
+"""Demo data for trying cohortsync out and for benchmarks."""

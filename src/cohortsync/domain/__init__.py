@@ -1,0 +1,1 @@
+"""Pure types and rules of the product: no I/O here."""

@@ -1,0 +1,69 @@
+"""Errors the domain raises; each says what the caller should do.
+
+CohortsyncError
+├── RecordError          one record of a batch is invalid (the rest of the batch is kept)
+├── BatchError           the whole request body is unusable
+│   └── PayloadTooLarge  over a documented size limit
+├── AuthenticationError  credentials missing or wrong
+├── PermissionDenied     authenticated, but not allowed
+├── NotFound             the named thing does not exist
+└── Conflict             the request clashes with stored state
+"""
+
+from __future__ import annotations
+
+
+class CohortsyncError(Exception):
+    """Base of every error cohortsync raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RecordError(CohortsyncError):
+    """One record of a batch failed validation; ``field`` names the offending field."""
+
+    code = "invalid_record"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BatchError(CohortsyncError):
+    """The request body as a whole cannot be used (malformed, wrong shape, too many records)."""
+
+    code = "bad_request"
+
+
+class PayloadTooLarge(BatchError):
+    """The body is over a documented size limit."""
+
+    code = "payload_too_large"
+
+
+class AuthenticationError(CohortsyncError):
+    """Credentials are missing or do not match."""
+
+    code = "unauthorized"
+
+
+class PermissionDenied(CohortsyncError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+
+
+class NotFound(CohortsyncError):
+    """The named object does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+
+
+class Conflict(CohortsyncError):
+    """The request contradicts stored state (duplicate name, limit reached...)."""
+
+    code = "conflict"

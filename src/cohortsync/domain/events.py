@@ -1,0 +1,201 @@
+"""Event validation and normalisation, following Mixpanel's documented ingestion limits (R-ING-2)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cohortsync.domain.errors import RecordError
+
+MAX_RECORDS_PER_REQUEST = 2000
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_PROPERTIES = 255  # an event must have fewer than this many properties
+MAX_NESTED_KEYS = 255
+MAX_LIST_ITEMS = 255
+MAX_NESTING_DEPTH = 3
+MAX_EVENT_NAME_LENGTH = 255
+MAX_INSERT_ID_LENGTH = 36
+MIN_EVENT_TIME_MS = 31_536_000_000  # 1971-01-01T00:00:00Z
+MAX_FUTURE_MS = 3_600_000  # one hour ahead of the server clock
+SECONDS_THRESHOLD = 100_000_000_000  # below: seconds since epoch; above: milliseconds
+
+# Placeholder values that almost always mean an implementation mistake (Mixpanel rejects them).
+RESERVED_IDS = frozenset(
+    {
+        "",
+        "anon",
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        "<nil>",
+        "0",
+        "-1",
+        "true",
+        "false",
+        "[]",
+        "{}",
+        "00000000-0000-0000-0000-000000000000",
+        "[object object]",
+    }
+)
+_INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+# Properties kept in their own columns rather than in the properties document.
+_COLUMN_PROPERTIES = ("token", "distinct_id", "time", "$insert_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated event, ready to store. ``properties`` excludes the columns and the token."""
+
+    name: str
+    time_ms: int
+    distinct_id: str
+    insert_id: str
+    properties_json: bytes
+
+    @property
+    def dedup_hash(self) -> int:
+        """Signed 64-bit hash of (event, distinct_id, $insert_id); with time it is the dedup key."""
+        return dedup_hash(self.name, self.distinct_id, self.insert_id)
+
+
+def dedup_hash(name: str, distinct_id: str, insert_id: str) -> int:
+    """Hash of the dedup fields other than time (R-ING-3)."""
+    digest = hashlib.blake2b(
+        f"{name}\x00{distinct_id}\x00{insert_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def normalise_time(value: Any) -> int:
+    """Seconds or milliseconds since the epoch (int, float or numeric string) to milliseconds."""
+    if isinstance(value, bool):
+        raise RecordError("properties.time", "'properties.time' must be a number, not a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise RecordError(
+                "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
+            ) from None
+    if not isinstance(value, int | float) or value != value:  # NaN check
+        raise RecordError(
+            "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
+        )
+    if value < SECONDS_THRESHOLD:
+        return round(value * 1000)
+    return round(value)
+
+
+def check_id(value: Any, field: str) -> str:
+    """A distinct_id-like value: a string or number, not one of the reserved placeholders."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RecordError(field, f"'{field}' must be a string")
+    text = value if isinstance(value, str) else str(value)
+    if text.strip().lower() in RESERVED_IDS:
+        raise RecordError(field, f"'{field}' is the reserved placeholder {text!r}; send a real id")
+    if len(text) > 255:
+        raise RecordError(field, f"'{field}' is longer than 255 characters")
+    return text
+
+
+def _check_nested(value: Any, field: str, depth: int) -> None:
+    if depth > MAX_NESTING_DEPTH:
+        raise RecordError(field, f"'{field}' nests deeper than {MAX_NESTING_DEPTH} levels")
+    if isinstance(value, dict):
+        if len(value) >= MAX_NESTED_KEYS:
+            raise RecordError(field, f"'{field}' must have fewer than {MAX_NESTED_KEYS} keys")
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                _check_nested(item, f"{field}.{key}", depth + 1)
+    elif isinstance(value, list):
+        if len(value) >= MAX_LIST_ITEMS:
+            raise RecordError(field, f"'{field}' must have fewer than {MAX_LIST_ITEMS} items")
+        for item in value:
+            if isinstance(item, dict | list):
+                _check_nested(item, field, depth + 1)
+
+
+def derived_insert_id(name: str, properties: dict[str, Any]) -> str:
+    """A deterministic $insert_id for an event sent without one: a retry of it dedups."""
+    body = orjson.dumps([name, properties], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def parse_event(
+    record: Any, *, now_ms: int, oldest_ms: int, distinct_id: str | None = None
+) -> Event:
+    """Validate one raw event object and normalise it.
+
+    ``oldest_ms`` is the oldest accepted time (1971 for /import, five days ago for /track).
+    ``distinct_id`` overrides the record's own (identity rules may derive it).
+    """
+    if not isinstance(record, dict):
+        raise RecordError(
+            "event", "each record must be a JSON object with 'event' and 'properties'"
+        )
+    name = record.get("event")
+    if not isinstance(name, str) or not name:
+        raise RecordError("event", "'event' is required and must be a non-empty string")
+    if len(name) > MAX_EVENT_NAME_LENGTH:
+        raise RecordError("event", f"'event' is longer than {MAX_EVENT_NAME_LENGTH} characters")
+    props = record.get("properties", {})
+    if not isinstance(props, dict):
+        raise RecordError("properties", "'properties' must be a JSON object")
+    if len(props) >= MAX_PROPERTIES:
+        raise RecordError(
+            "properties", f"an event must have fewer than {MAX_PROPERTIES} properties"
+        )
+
+    raw_id = distinct_id if distinct_id is not None else props.get("distinct_id")
+    if raw_id is None:
+        raise RecordError("properties.distinct_id", "'properties.distinct_id' is required")
+    did = check_id(raw_id, "properties.distinct_id")
+
+    if "time" in props:
+        time_ms = normalise_time(props["time"])
+    else:
+        time_ms = now_ms
+    if time_ms < oldest_ms:
+        if oldest_ms <= MIN_EVENT_TIME_MS:
+            message = "'properties.time' is before 1971-01-01"
+        else:
+            message = "'properties.time' is too old for /track; send historical events to /import"
+        raise RecordError("properties.time", message)
+    if time_ms > now_ms + MAX_FUTURE_MS:
+        raise RecordError(
+            "properties.time", "'properties.time' is more than one hour in the future"
+        )
+
+    stored = {k: v for k, v in props.items() if k not in _COLUMN_PROPERTIES}
+    for key, value in stored.items():
+        if isinstance(value, dict | list):
+            _check_nested(value, f"properties.{key}", 1)
+
+    insert_id = props.get("$insert_id")
+    if insert_id is None:
+        insert_id = derived_insert_id(name, {**stored, "distinct_id": did, "time": time_ms})
+    elif not isinstance(insert_id, str) or not _INSERT_ID.fullmatch(insert_id):
+        raise RecordError(
+            "properties.$insert_id",
+            "'properties.$insert_id' must be 1-36 characters of letters, digits and '-'",
+        )
+    elif insert_id.lower() in RESERVED_IDS:
+        raise RecordError(
+            "properties.$insert_id", "'properties.$insert_id' is a reserved placeholder"
+        )
+
+    body = orjson.dumps(stored, option=orjson.OPT_NON_STR_KEYS)
+    if len(body) > MAX_EVENT_BYTES:
+        raise RecordError("properties", "an event must be smaller than 1 MB of uncompressed JSON")
+    return Event(name, time_ms, did, insert_id, body)

@@ -1,0 +1,1 @@
+"""Mixpanel-compatible ingestion: request bodies, validation, dedup and storage of batches."""

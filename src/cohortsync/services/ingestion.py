@@ -1,0 +1,214 @@
+"""The ingestion use cases behind /track, /engage, /groups and /import: who may write where."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from cohortsync.clock import Clock, now_ms
+from cohortsync.credentials import hash_secret
+from cohortsync.domain.accounts import Project
+from cohortsync.domain.errors import AuthenticationError, RecordError
+from cohortsync.domain.events import MIN_EVENT_TIME_MS
+from cohortsync.ingest.events import EventIngestor
+from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
+from cohortsync.ingest.results import FailedRecord, IngestResult, failure
+from cohortsync.services import accounts
+from cohortsync.storage.database import read_transaction
+
+Records = Sequence[tuple[int, Any]]
+CACHE_SECONDS = 60.0
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A small dict whose entries expire ``seconds`` after they were put."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        """The live value for ``key``, if any."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        """Remember ``value`` for ``seconds``."""
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self._seconds, value)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+
+class IngestionService:
+    """Authenticates ingestion requests and hands their records to the ingestors."""
+
+    def __init__(self, engine: Engine, clock: Clock, track_max_age_days: int = 5) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._track_max_age = timedelta(days=track_max_age_days)
+        self._events = EventIngestor(engine)
+        # Short-lived caches: a rotated secret or changed identity mode takes effect within a minute.
+        self._by_token: TtlCache[str, Project] = TtlCache(CACHE_SECONDS)
+        self._import_auth: TtlCache[tuple[str, str | None], Project] = TtlCache(CACHE_SECONDS)
+
+    @property
+    def engine(self) -> Engine:
+        """The database the service writes to."""
+        return self._engine
+
+    def _project_for_token(self, token: Any) -> Project | None:
+        if not isinstance(token, str) or not token:
+            return None
+        project = self._by_token.get(token)
+        if project is None:
+            with read_transaction(self._engine) as connection:
+                project = accounts.project_by_token(connection, token)
+            if project is not None:
+                self._by_token.put(token, project)
+        return project
+
+    def forget_projects(self) -> None:
+        """Drop cached projects (after a project's token or identity mode changed)."""
+        self._by_token.clear()
+        self._import_auth.clear()
+
+    def _group_by_token(
+        self, records: Sequence[Any], token_of: Callable[[Any], Any], field: str
+    ) -> tuple[dict[int, tuple[Project, list[tuple[int, Any]]]], list[FailedRecord]]:
+        groups: dict[int, tuple[Project, list[tuple[int, Any]]]] = {}
+        failed: list[FailedRecord] = []
+        for index, record in enumerate(records):
+            project = self._project_for_token(token_of(record))
+            if project is None:
+                error = RecordError(field, f"'{field}' is missing or is not a project's token")
+                failed.append(failure(index, record, error))
+                continue
+            groups.setdefault(project.id, (project, []))[1].append((index, record))
+        return groups, failed
+
+    def _per_project(
+        self,
+        records: Sequence[Any],
+        token_of: Callable[[Any], Any],
+        field: str,
+        ingest: Callable[[Project, Records], IngestResult],
+    ) -> IngestResult:
+        groups, failed = self._group_by_token(records, token_of, field)
+        if not groups:
+            raise AuthenticationError(
+                f"no record carries a valid project token in '{field}'; "
+                "copy the token from `cohortsync projects show`"
+            )
+        result = IngestResult(failed=failed)
+        for project, members in groups.values():
+            result.merge(ingest(project, members))
+        return result
+
+    def track(self, records: Sequence[Any]) -> IngestResult:
+        """/track: recent events, each carrying its project token in ``properties.token``."""
+        now = now_ms(self._clock)
+        oldest = now - int(self._track_max_age.total_seconds() * 1000)
+        return self._per_project(
+            records,
+            _event_token,
+            "properties.token",
+            lambda project, part: self._events.ingest(project, part, now_ms=now, oldest_ms=oldest),
+        )
+
+    def import_events(
+        self,
+        project: Project,
+        records: Sequence[Any],
+        within: Callable[[Connection], None] | None = None,
+    ) -> IngestResult:
+        """/import (and file imports): events of any age since 1971, into an authenticated project."""
+        return self._events.ingest(
+            project,
+            list(enumerate(records)),
+            now_ms=now_ms(self._clock),
+            oldest_ms=MIN_EVENT_TIME_MS,
+            within=within,
+        )
+
+    def engage(self, records: Sequence[Any]) -> IngestResult:
+        """/engage: profile updates, each carrying ``$token``."""
+        now = now_ms(self._clock)
+        return self._per_project(
+            records,
+            _update_token,
+            "$token",
+            lambda project, part: ingest_profile_updates(self._engine, project, part, now_ms=now),
+        )
+
+    def import_profiles(
+        self,
+        project: Project,
+        records: Sequence[Any],
+        within: Callable[[Connection], None] | None = None,
+    ) -> IngestResult:
+        """Profile updates into an authenticated project (file imports)."""
+        return ingest_profile_updates(
+            self._engine,
+            project,
+            list(enumerate(records)),
+            now_ms=now_ms(self._clock),
+            within=within,
+        )
+
+    def groups(self, records: Sequence[Any]) -> IngestResult:
+        """/groups: group profile updates, each carrying ``$token``."""
+        now = now_ms(self._clock)
+        return self._per_project(
+            records,
+            _update_token,
+            "$token",
+            lambda project, part: ingest_group_updates(self._engine, project, part, now_ms=now),
+        )
+
+    def authenticate_import(self, username: str, password: str, project_id: str | None) -> Project:
+        """HTTP Basic for /import: a service account with ``?project_id=``, or the project's API
+        secret as the username with an empty password."""
+        key = (hash_secret(f"{username}\x00{password}"), project_id)
+        cached = self._import_auth.get(key)
+        if cached is not None:
+            return cached
+        with read_transaction(self._engine) as connection:
+            if project_id is not None:
+                if not project_id.isdigit():
+                    raise AuthenticationError("'project_id' must be a number")
+                project = accounts.project_for_service_account(
+                    connection, username, password, int(project_id)
+                )
+            elif password == "":
+                project = accounts.project_for_api_secret(connection, username)
+            else:
+                raise AuthenticationError(
+                    "service account credentials need ?project_id=; "
+                    "or send the project's API secret as the username with an empty password"
+                )
+        if project is None:
+            raise AuthenticationError("wrong /import credentials (service account or API secret)")
+        self._import_auth.put(key, project)
+        return project
+
+
+def _event_token(record: Any) -> Any:
+    if isinstance(record, dict) and isinstance(record.get("properties"), dict):
+        return record["properties"].get("token")
+    return None
+
+
+def _update_token(record: Any) -> Any:
+    return record.get("$token") if isinstance(record, dict) else None

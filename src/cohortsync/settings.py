@@ -1,0 +1,88 @@
+"""Service settings, read from ``COHORTSYNC_*`` environment variables and an optional TOML file.
+
+Every setting is listed, with its default, in the README's settings table.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "COHORTSYNC_CONFIG"
+DEFAULT_CONFIG_FILE = "cohortsync.toml"
+
+
+class Settings(BaseSettings):
+    """All knobs of one cohortsync process."""
+
+    model_config = SettingsConfigDict(env_prefix="COHORTSYNC_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///cohortsync.db",
+        description="SQLAlchemy URL of the state database (SQLite file or PostgreSQL).",
+    )
+    data_dir: Path = Field(
+        default=Path("."), description="Where generated files (the encryption key) are kept."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Encryption key for credentials at rest; generated into data_dir if absent.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(default=8000, description="Port the HTTP server listens on.")
+    workers: int = Field(
+        default=1, description="HTTP worker processes (PostgreSQL: any; SQLite: 1-2)."
+    )
+    allow_custom_endpoints: bool = Field(
+        default=False, description="Let integrations override the partner's base URL."
+    )
+    log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
+    track_max_age_days: int = Field(
+        default=5, description="/track refuses events older than this (use /import for history)."
+    )
+
+
+def config_file_path() -> Path | None:
+    """The optional TOML settings file: ``$COHORTSYNC_CONFIG`` or ``./cohortsync.toml``."""
+    named = os.environ.get(CONFIG_FILE_ENV)
+    if named:
+        return Path(named)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+class FileSettings(Settings):
+    """Settings with the TOML file as a lower-priority source than the environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: constructor arguments, environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read settings once per process."""
+    return FileSettings()

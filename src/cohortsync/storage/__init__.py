@@ -1,0 +1,1 @@
+"""State storage: SQLAlchemy tables, engines and Alembic migrations (SQLite and PostgreSQL)."""

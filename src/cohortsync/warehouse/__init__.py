@@ -1,0 +1,1 @@
+"""Where events, identities and profiles live: the SQL store (SQLite or PostgreSQL)."""

@@ -1,0 +1,49 @@
+"""Dialect-aware SQL building blocks shared by the stores: upserts and advisory locks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+
+def upsert(
+    connection: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert ``rows``; where ``keys`` already exist, overwrite the ``update`` columns."""
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={column: statement.excluded[column] for column in update},
+    )
+    connection.execute(statement, list(rows))
+
+
+def insert_ignoring_duplicates(
+    connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert ``rows``, silently skipping those whose key is already stored."""
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def lock_project(connection: Connection, project_id: int, purpose: str) -> None:
+    """Serialise writers of one project's ``purpose`` (PostgreSQL advisory lock; SQLite already
+    serialises writers with BEGIN IMMEDIATE)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:purpose), :project_id)"),
+            {"purpose": purpose, "project_id": project_id},
+        )
