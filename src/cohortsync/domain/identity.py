@@ -37,11 +37,18 @@ class IdentityLink:
     exclusive: bool
 
 
-def event_distinct_id(properties: dict[str, Any], mode: IdentityMode) -> Any:
-    """The distinct_id an event belongs to, deriving it from $user_id/$device_id when absent."""
+def event_distinct_id(name: Any, properties: dict[str, Any], mode: IdentityMode) -> Any:
+    """The distinct_id an event belongs to, deriving it when absent: from $user_id/$device_id
+    (simplified), or from the ids an identity event names (``$merge`` has no distinct_id)."""
     given = properties.get("distinct_id")
-    if given is not None or mode is not IdentityMode.SIMPLIFIED:
+    if given is not None:
         return given
+    if name == "$merge" and isinstance(properties.get("$distinct_ids"), list):
+        return next(iter(properties["$distinct_ids"]), None)
+    if name == "$identify":
+        return properties.get("$identified_id")
+    if mode is not IdentityMode.SIMPLIFIED:
+        return None
     user_id = properties.get("$user_id")
     if user_id is not None:
         return user_id

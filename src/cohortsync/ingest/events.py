@@ -55,13 +55,15 @@ class EventIngestor:
         mode = project.identity_mode
         for index, record in records:
             try:
-                props = record.get("properties") if isinstance(record, dict) else None
+                if not isinstance(record, dict):
+                    raise RecordError("event", "each record must be a JSON object")
+                props = record.get("properties")
                 props = props if isinstance(props, dict) else {}
                 event = parse_event(
                     record,
                     now_ms=now_ms,
                     oldest_ms=oldest_ms,
-                    distinct_id=event_distinct_id(props, mode),
+                    distinct_id=event_distinct_id(record.get("event"), props, mode),
                 )
                 if mode is IdentityMode.SIMPLIFIED:
                     change = simplified_link(props)

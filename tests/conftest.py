@@ -1,0 +1,169 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, a frozen clock, a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from cohortsync.api.app import create_app
+from cohortsync.clock import FrozenClock, SystemClock
+from cohortsync.domain.accounts import Project
+from cohortsync.services import accounts
+from cohortsync.services.ingestion import IngestionService
+from cohortsync.settings import Settings
+from cohortsync.storage.database import create_engine
+from cohortsync.storage.migrate import upgrade
+from cohortsync.storage.tables import metadata
+
+POSTGRES_ENV = "COHORTSYNC_TEST_POSTGRES_URL"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def postgres_url() -> str | None:
+    """The admin URL of the test PostgreSQL server, if configured."""
+    return os.environ.get(POSTGRES_ENV)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is faster)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once."""
+    admin_url = postgres_url()
+    if admin_url is None:
+        pytest.skip(f"PostgreSQL tests skipped: set {POSTGRES_ENV} (CI sets it)")
+    name = f"cohortsync_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(create_engine(admin_url).url).set(database=name)
+    engine = create_engine(url.render_as_string(hide_password=False))
+    upgrade(engine)
+    engine.dispose()
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _truncate_postgres(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty database URL: SQLite always; PostgreSQL where configured."""
+    if request.param == "sqlite":
+        target = tmp_path / "cohortsync.db"
+        shutil.copy(sqlite_template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_database")
+    engine = create_engine(url)
+    _truncate_postgres(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the test database."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+    """An engine on a fresh SQLite database only (for SQLite-specific tests)."""
+    target = tmp_path / "only-sqlite.db"
+    shutil.copy(sqlite_template, target)
+    engine = create_engine(f"sqlite:///{target}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """A clock frozen at NOW."""
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def project(engine: Engine) -> Project:
+    """The default project of the test database."""
+    found, _ = accounts.ensure_default_project(engine)
+    return found
+
+
+@pytest.fixture
+def service(engine: Engine, clock: FrozenClock) -> IngestionService:
+    """The ingestion service over the test database."""
+    return IngestionService(engine, clock)
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    """A real HTTP server on loopback serving the app."""
+
+    url: str
+    engine: Engine
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An HTTP client for this server."""
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
+    """uvicorn in a thread, on a free loopback port, with the real clock."""
+    port = free_port()
+    settings = Settings(database_url=database_url)
+    app = create_app(settings, engine=engine, clock=SystemClock())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", engine)
+    server.should_exit = True
+    thread.join(timeout=10)
