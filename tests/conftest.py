@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,3 +167,26 @@ def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
     yield LiveServer(f"http://127.0.0.1:{port}", engine)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def fresh_engine(
+    database_url: str, tmp_path: Path, sqlite_template: Path
+) -> Iterator[Callable[[], Engine]]:
+    """A factory of empty, migrated databases of the parametrized kind (one per hypothesis example)."""
+    engines: list[Engine] = []
+
+    def make() -> Engine:
+        if database_url.startswith("sqlite"):
+            target = tmp_path / f"example-{len(engines)}.db"
+            shutil.copy(sqlite_template, target)
+            engine = create_engine(f"sqlite:///{target}")
+        else:
+            engine = create_engine(database_url)
+            _truncate_postgres(engine)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()

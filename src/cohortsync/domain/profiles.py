@@ -1,8 +1,8 @@
 """Profile update operations ($set, $set_once, $add, ...) as pure functions (R-ING-4).
 
 Semantics follow Mixpanel's documentation; where it is silent we choose and state it:
-``$add`` / ``$append`` / ``$union`` / ``$remove`` leave a property of the wrong type unchanged,
-and ``$remove`` takes out every element equal to the value.
+``$add`` / ``$append`` / ``$union`` / ``$remove`` leave a property of the wrong type (a null
+included) unchanged, and ``$remove`` takes out every element equal to the value.
 """
 
 from __future__ import annotations
@@ -79,17 +79,13 @@ def apply_operation(properties: Properties | None, operation: str, value: Any) -
                 result[key] = current + amount
     elif operation == "$append":
         for key, item in value.items():
-            current = result.get(key)
-            if current is None:
-                result[key] = [item]
-            elif isinstance(current, list):
+            current = result.get(key, [])
+            if isinstance(current, list):
                 result[key] = [*current, item]
     elif operation == "$union":
         for key, items in value.items():
-            current = result.get(key)
-            if current is None:
-                current = []
-            elif not isinstance(current, list):
+            current = result.get(key, [])
+            if not isinstance(current, list):
                 continue
             merged = list(current)
             for item in items:
