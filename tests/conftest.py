@@ -173,7 +173,7 @@ def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
 def fresh_engine(
     database_url: str, tmp_path: Path, sqlite_template: Path
 ) -> Iterator[Callable[[], Engine]]:
-    """A factory of empty, migrated databases of the parametrized kind (one per hypothesis example)."""
+    """Empty, migrated databases of the parametrized kind, one per call (hypothesis examples)."""
     engines: list[Engine] = []
 
     def make() -> Engine:

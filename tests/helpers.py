@@ -20,7 +20,9 @@ def admin_token(engine: Engine, project_id: int, email: str = "admin@example.com
         return accounts.create_token(connection, email)
 
 
-def exported(client: httpx.Client, token: str, project_id: int, **params: str) -> list[dict[str, Any]]:
+def exported(
+    client: httpx.Client, token: str, project_id: int, **params: str
+) -> list[dict[str, Any]]:
     """All events of the project through the NDJSON export endpoint."""
     query = {"from": "1971-01-01", "to": "2030-12-31", **params}
     response = client.get(

@@ -1,4 +1,4 @@
-"""Time as an injected dependency, so windows, schedules and backoff are testable without sleeping."""
+"""Time as an injected dependency: windows, schedules and backoff are testable without sleeping."""
 
 from __future__ import annotations
 

@@ -43,69 +43,192 @@ class Case:
 
 
 def _json(records: Any, **extra: Any) -> dict[str, Any]:
-    return {"content": orjson.dumps(records), "headers": {"Content-Type": "application/json"}, **extra}
+    return {
+        "content": orjson.dumps(records),
+        "headers": {"Content-Type": "application/json"},
+        **extra,
+    }
 
 
 CASES = [
-    Case("malformed JSON", "/track?verbose=1",
-         lambda p: {"content": b'[{"event": "x",', "headers": {"Content-Type": "application/json"}},
-         400, "not valid JSON"),
-    Case("bad gzip", "/track?verbose=1",
-         lambda p: {"content": b"\x1f\x8bnot gzip at all",
-                    "headers": {"Content-Type": "application/json", "Content-Encoding": "gzip"}},
-         400, "not valid gzip"),
+    Case(
+        "malformed JSON",
+        "/track?verbose=1",
+        lambda p: {"content": b'[{"event": "x",', "headers": {"Content-Type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
+    Case(
+        "bad gzip",
+        "/track?verbose=1",
+        lambda p: {
+            "content": b"\x1f\x8bnot gzip at all",
+            "headers": {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        },
+        400,
+        "not valid gzip",
+    ),
     Case("empty body", "/track?verbose=1", lambda p: {"content": b""}, 400, "body is empty"),
-    Case("wrong token", "/track?verbose=1",
-         lambda p: _json([event(p, token="0" * 32)]), 401, "valid project token"),
-    Case("missing token", "/engage?verbose=1",
-         lambda p: _json([{"$distinct_id": "u", "$set": {"a": 1}}]), 401, "valid project token"),
-    Case("wrong API secret on /import", "/import?strict=1",
-         lambda p: _json([event(p)], auth=("not-the-secret", "")), 401, "wrong /import credentials"),
-    Case("no credentials on /import", "/import?strict=1",
-         lambda p: _json([event(p)]), 401, "needs HTTP Basic auth"),
-    Case("more than 2,000 records", "/track?verbose=1",
-         lambda p: _json([event(p) for _ in range(2001)]), 400, "at most 2000"),
-    Case("over 10 MB", "/track?verbose=1",
-         lambda p: _json([event(p, blob="x" * (11 * 1024 * 1024))]), 413, "10 MB"),
-    Case("gzip bomb over 10 MB uncompressed", "/track?verbose=1",
-         lambda p: {"content": gzip.compress(b"[" + b" " * (11 * 1024 * 1024) + b"]"),
-                    "headers": {"Content-Encoding": "gzip", "Content-Type": "application/json"}},
-         413, "10 MB"),
-    Case("bad $insert_id", "/track?verbose=1",
-         lambda p: _json([event(p, **{"$insert_id": "has spaces and is far too long for mixpanel"})]),
-         400, "$insert_id' must be 1-36 characters"),
-    Case("reserved distinct_id", "/track?verbose=1",
-         lambda p: _json([event(p, distinct_id="undefined")]), 400, "reserved placeholder"),
-    Case("empty distinct_id", "/track?verbose=1",
-         lambda p: _json([event(p, distinct_id="")]), 400, "reserved placeholder"),
-    Case("old event on /track", "/track?verbose=1",
-         lambda p: _json([event(p, time=NOW_S - 6 * 86400)]), 400, "send historical events to /import"),
-    Case("event from the future", "/track?verbose=1",
-         lambda p: _json([event(p, time=NOW_S + 2 * 3600)]), 400, "one hour in the future"),
-    Case("missing event name", "/track?verbose=1",
-         lambda p: _json([{"properties": event(p)["properties"]}]), 400, "'event' is required"),
-    Case("missing distinct_id", "/track?verbose=1",
-         lambda p: _json([event(p, distinct_id=...)]), 400, "distinct_id' is required"),
-    Case("255 properties", "/track?verbose=1",
-         lambda p: _json([event(p, **{f"p{i}": i for i in range(255)})]), 400, "fewer than 255"),
-    Case("time that is not a number", "/track?verbose=1",
-         lambda p: _json([event(p, time="yesterday")]), 400, "seconds or milliseconds"),
-    Case("profile update without an operation", "/engage?verbose=1",
-         lambda p: _json([{"$token": p.token, "$distinct_id": "u"}]), 400, "no operation"),
-    Case("$add of a string", "/engage?verbose=1",
-         lambda p: _json([{"$token": p.token, "$distinct_id": "u", "$add": {"n": "1"}}]),
-         400, "must be a number"),
-    Case("two operations in one update", "/engage?verbose=1",
-         lambda p: _json([{"$token": p.token, "$distinct_id": "u", "$set": {"a": 1}, "$unset": ["b"]}]),
-         400, "one operation per update"),
-    Case("form body without data", "/track?verbose=1",
-         lambda p: {"content": b"verbose=1&ip=0",
-                    "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-         400, "no 'data' field"),
-    Case("base64 data that is not JSON", "/track?verbose=1",
-         lambda p: {"content": b"data=" + base64.b64encode(b"nope{"),
-                    "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-         400, "not valid JSON"),
+    Case(
+        "wrong token",
+        "/track?verbose=1",
+        lambda p: _json([event(p, token="0" * 32)]),
+        401,
+        "valid project token",
+    ),
+    Case(
+        "missing token",
+        "/engage?verbose=1",
+        lambda p: _json([{"$distinct_id": "u", "$set": {"a": 1}}]),
+        401,
+        "valid project token",
+    ),
+    Case(
+        "wrong API secret on /import",
+        "/import?strict=1",
+        lambda p: _json([event(p)], auth=("not-the-secret", "")),
+        401,
+        "wrong /import credentials",
+    ),
+    Case(
+        "no credentials on /import",
+        "/import?strict=1",
+        lambda p: _json([event(p)]),
+        401,
+        "needs HTTP Basic auth",
+    ),
+    Case(
+        "more than 2,000 records",
+        "/track?verbose=1",
+        lambda p: _json([event(p) for _ in range(2001)]),
+        400,
+        "at most 2000",
+    ),
+    Case(
+        "over 10 MB",
+        "/track?verbose=1",
+        lambda p: _json([event(p, blob="x" * (11 * 1024 * 1024))]),
+        413,
+        "10 MB",
+    ),
+    Case(
+        "gzip bomb over 10 MB uncompressed",
+        "/track?verbose=1",
+        lambda p: {
+            "content": gzip.compress(b"[" + b" " * (11 * 1024 * 1024) + b"]"),
+            "headers": {"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        },
+        413,
+        "10 MB",
+    ),
+    Case(
+        "bad $insert_id",
+        "/track?verbose=1",
+        lambda p: _json(
+            [event(p, **{"$insert_id": "has spaces and is far too long for mixpanel"})]
+        ),
+        400,
+        "$insert_id' must be 1-36 characters",
+    ),
+    Case(
+        "reserved distinct_id",
+        "/track?verbose=1",
+        lambda p: _json([event(p, distinct_id="undefined")]),
+        400,
+        "reserved placeholder",
+    ),
+    Case(
+        "empty distinct_id",
+        "/track?verbose=1",
+        lambda p: _json([event(p, distinct_id="")]),
+        400,
+        "reserved placeholder",
+    ),
+    Case(
+        "old event on /track",
+        "/track?verbose=1",
+        lambda p: _json([event(p, time=NOW_S - 6 * 86400)]),
+        400,
+        "send historical events to /import",
+    ),
+    Case(
+        "event from the future",
+        "/track?verbose=1",
+        lambda p: _json([event(p, time=NOW_S + 2 * 3600)]),
+        400,
+        "one hour in the future",
+    ),
+    Case(
+        "missing event name",
+        "/track?verbose=1",
+        lambda p: _json([{"properties": event(p)["properties"]}]),
+        400,
+        "'event' is required",
+    ),
+    Case(
+        "missing distinct_id",
+        "/track?verbose=1",
+        lambda p: _json([event(p, distinct_id=...)]),
+        400,
+        "distinct_id' is required",
+    ),
+    Case(
+        "255 properties",
+        "/track?verbose=1",
+        lambda p: _json([event(p, **{f"p{i}": i for i in range(255)})]),
+        400,
+        "fewer than 255",
+    ),
+    Case(
+        "time that is not a number",
+        "/track?verbose=1",
+        lambda p: _json([event(p, time="yesterday")]),
+        400,
+        "seconds or milliseconds",
+    ),
+    Case(
+        "profile update without an operation",
+        "/engage?verbose=1",
+        lambda p: _json([{"$token": p.token, "$distinct_id": "u"}]),
+        400,
+        "no operation",
+    ),
+    Case(
+        "$add of a string",
+        "/engage?verbose=1",
+        lambda p: _json([{"$token": p.token, "$distinct_id": "u", "$add": {"n": "1"}}]),
+        400,
+        "must be a number",
+    ),
+    Case(
+        "two operations in one update",
+        "/engage?verbose=1",
+        lambda p: _json(
+            [{"$token": p.token, "$distinct_id": "u", "$set": {"a": 1}, "$unset": ["b"]}]
+        ),
+        400,
+        "one operation per update",
+    ),
+    Case(
+        "form body without data",
+        "/track?verbose=1",
+        lambda p: {
+            "content": b"verbose=1&ip=0",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        400,
+        "no 'data' field",
+    ),
+    Case(
+        "base64 data that is not JSON",
+        "/track?verbose=1",
+        lambda p: {
+            "content": b"data=" + base64.b64encode(b"nope{"),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        400,
+        "not valid JSON",
+    ),
 ]
 
 
@@ -136,7 +259,9 @@ def test_strict_import_stores_valid_records_and_lists_invalid_ones(
     ]
     with live_server.client() as client:
         response = client.post(
-            "/import", params={"strict": "1"}, content=gzip.compress(orjson.dumps(batch)),
+            "/import",
+            params={"strict": "1"},
+            content=gzip.compress(orjson.dumps(batch)),
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
             auth=(secret, ""),
         )
@@ -162,12 +287,18 @@ def test_strict_import_all_valid_replies_ok(
     ndjson = b"\n".join(orjson.dumps(event(project)) for _ in range(3))
     with live_server.client() as client:
         response = client.post(
-            "/import", params={"strict": "1", "project_id": str(project.id)}, content=ndjson,
-            headers={"Content-Type": "application/x-ndjson"}, auth=("loader-2", secret),
+            "/import",
+            params={"strict": "1", "project_id": str(project.id)},
+            content=ndjson,
+            headers={"Content-Type": "application/x-ndjson"},
+            auth=("loader-2", secret),
         )
         wrong_project = client.post(
-            "/import", params={"strict": "1", "project_id": str(project.id + 1)}, content=ndjson,
-            headers={"Content-Type": "application/x-ndjson"}, auth=("loader-2", secret),
+            "/import",
+            params={"strict": "1", "project_id": str(project.id + 1)},
+            content=ndjson,
+            headers={"Content-Type": "application/x-ndjson"},
+            auth=("loader-2", secret),
         )
     assert response.json() == {"code": 200, "num_records_imported": 3, "status": "OK"}
     assert wrong_project.status_code == 401

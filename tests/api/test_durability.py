@@ -75,16 +75,23 @@ def test_sigkill_loses_no_acknowledged_event_and_duplicates_none(
                 ids = [f"b{batch_number}-{i}" for i in range(BATCH)]
                 body = orjson.dumps(
                     [
-                        {"event": "Beat", "properties": {"distinct_id": f"u{i % 97}",
-                                                         "time": now_s - i, "$insert_id": ids[i]}}
+                        {
+                            "event": "Beat",
+                            "properties": {
+                                "distinct_id": f"u{i % 97}",
+                                "time": now_s - i,
+                                "$insert_id": ids[i],
+                            },
+                        }
                         for i in range(BATCH)
                     ]
                 )
                 while not stop.is_set():  # retry the same batch until acknowledged
                     sent.update(ids)
                     try:
-                        response = http.post(f"{url}/import", params={"strict": "1"},
-                                             content=body, auth=(secret, ""))
+                        response = http.post(
+                            f"{url}/import", params={"strict": "1"}, content=body, auth=(secret, "")
+                        )
                     except httpx.HTTPError:
                         time.sleep(0.05)
                         continue

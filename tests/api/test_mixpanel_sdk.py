@@ -1,8 +1,9 @@
-"""The official ``mixpanel`` SDK from PyPI, pointed at a live server, stores exactly what it sent."""
+"""The official ``mixpanel`` SDK from PyPI, pointed at a live server, stores what it sent."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from mixpanel import Consumer, Mixpanel, ServiceAccountCredentials
@@ -44,7 +45,9 @@ def test_official_sdk_events_profiles_and_merge(
     mp.track("user-1", "Signed Up", {"plan": "pro", "referrer": "friend"})
     mp.track("anon-7", "Page View", {"path": "/pricing"})
     thirty_days_ago = int(time.time()) - 30 * 86400
-    mp.import_data(None, "user-1", "Purchase", thirty_days_ago, {"amount": 12.5}, api_secret=api_secret)
+    mp.import_data(
+        None, "user-1", "Purchase", thirty_days_ago, {"amount": 12.5}, api_secret=api_secret
+    )
     mp_service.import_data(None, "user-1", "Purchase", thirty_days_ago + 60, {"amount": 40})
 
     # Profile operations, each through the SDK's own method.
@@ -66,7 +69,7 @@ def test_official_sdk_events_profiles_and_merge(
 
     client = live_server.client()
     events = exported(client, bearer, project.id)
-    by_name = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_name.setdefault(event["event"], []).append(event)
     assert [e["properties"]["distinct_id"] for e in by_name["Signed Up"]] == ["user-1"]

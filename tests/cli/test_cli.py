@@ -22,7 +22,11 @@ from cohortsync.storage.tables import events, identities, import_checkpoints, pr
 def run(db: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COHORTSYNC_DATABASE_URL": db, "COLUMNS": "200"}
     result = subprocess.run(
-        [sys.executable, "-m", "cohortsync", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "cohortsync", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     if check:
@@ -44,8 +48,17 @@ def test_commands_on_an_empty_database_say_to_migrate(tmp_path: Path) -> None:
 
 
 def test_people_tokens_and_project_secret(db: str) -> None:
-    created = run(db, "users", "create", "--email", "Ops@Example.com", "--password", "s3cret-pass",
-                  "--role", "admin")
+    created = run(
+        db,
+        "users",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--password",
+        "s3cret-pass",
+        "--role",
+        "admin",
+    )
     assert "ops@example.com is admin of project 1" in created.stdout
     token = run(db, "tokens", "create", "--email", "ops@example.com").stdout.strip()
     engine = create_engine(db)
@@ -69,8 +82,14 @@ def _events_file(path: Path, count: int, bad_every: int = 0) -> Path:
             if bad_every and i % bad_every == bad_every - 1:
                 handle.write(b'{"event": "Broken", "properties": {"distinct_id": "null"}}\n')
                 continue
-            record = {"event": "Imported", "properties": {
-                "distinct_id": f"u{i % 50}", "time": 1_700_000_000 + i, "$insert_id": f"f{i}"}}
+            record = {
+                "event": "Imported",
+                "properties": {
+                    "distinct_id": f"u{i % 50}",
+                    "time": 1_700_000_000 + i,
+                    "$insert_id": f"f{i}",
+                },
+            }
             handle.write(orjson.dumps(record) + b"\n")
     return path
 
@@ -119,12 +138,16 @@ def test_import_resumes_after_a_kill_and_applies_nothing_twice(db: str, tmp_path
     with path.open("wb") as handle:
         for r in range(rounds):
             for u in range(users):
-                handle.write(orjson.dumps({"$distinct_id": f"u{u}", "$add": {"n": 1, "r": r}}) + b"\n")
+                handle.write(
+                    orjson.dumps({"$distinct_id": f"u{u}", "$add": {"n": 1, "r": r}}) + b"\n"
+                )
     env = {**os.environ, "COHORTSYNC_DATABASE_URL": db}
     engine = create_engine(db)
     process = subprocess.Popen(
         [sys.executable, "-m", "cohortsync", "import", "profiles", str(path)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     position = 0
@@ -152,8 +175,9 @@ def test_demo_seed_makes_a_realistic_dataset(db: str) -> None:
         names = set(connection.execute(sa.select(events.c.event).distinct()).scalars())
         merged = connection.execute(sa.select(sa.func.count()).select_from(identities)).scalar()
         anonymous_events = connection.execute(
-            sa.select(sa.func.count()).select_from(events).where(
-                events.c.distinct_id.like("$device:%"))
+            sa.select(sa.func.count())
+            .select_from(events)
+            .where(events.c.distinct_id.like("$device:%"))
         ).scalar()
     assert 200 < len(people) < 300  # some users stay anonymous
     assert sum("$email" in p for p in people) > 0.8 * len(people)

@@ -34,12 +34,18 @@ def _record(key: tuple[str, int, str, str], extra: int) -> dict[str, Any]:
     name, time_ms, distinct_id, insert_id = key
     return {
         "event": name,
-        "properties": {"time": time_ms, "distinct_id": distinct_id, "$insert_id": insert_id,
-                       "n": extra},
+        "properties": {
+            "time": time_ms,
+            "distinct_id": distinct_id,
+            "$insert_id": insert_id,
+            "n": extra,
+        },
     }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(arrivals=arrivals, cuts=st.lists(st.integers(1, 20), max_size=8), data=st.data())
 def test_each_dedup_key_is_stored_once(
     fresh_engine: Callable[[], Engine],

@@ -44,15 +44,21 @@ def use_original(engine: Engine, project: Project) -> Project:
 def test_simplified_merge_attributes_earlier_device_events_to_the_user(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
-    service.import_events(project, [
-        ev("Page View", **{"$device_id": "d1", "$insert_id": "before"}),  # distinct_id derived
-        ev("Page View", distinct_id="$device:d1", **{"$device_id": "d1"}),
-    ])
+    service.import_events(
+        project,
+        [
+            ev("Page View", **{"$device_id": "d1", "$insert_id": "before"}),  # distinct_id derived
+            ev("Page View", distinct_id="$device:d1", **{"$device_id": "d1"}),
+        ],
+    )
     service.engage([{"$token": project.token, "$distinct_id": "$device:d1", "$set": {"utm": "ad"}}])
-    service.import_events(project, [
-        ev("Sign Up", **{"$device_id": "d1", "$user_id": "alice", "$insert_id": "login"}),
-        ev("Purchase", **{"$user_id": "alice", "$insert_id": "after"}),
-    ])
+    service.import_events(
+        project,
+        [
+            ev("Sign Up", **{"$device_id": "d1", "$user_id": "alice", "$insert_id": "login"}),
+            ev("Purchase", **{"$user_id": "alice", "$insert_id": "after"}),
+        ],
+    )
     service.engage([{"$token": project.token, "$distinct_id": "alice", "$set": {"plan": "pro"}}])
     assert set(owners(engine, project).values()) == {"alice"}
     with read_transaction(engine) as connection:
@@ -66,11 +72,14 @@ def test_simplified_merge_attributes_earlier_device_events_to_the_user(
 def test_simplified_device_stays_with_its_first_user(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
-    service.import_events(project, [
-        ev("Login", **{"$device_id": "shared", "$user_id": "alice"}),
-        ev("Login", **{"$device_id": "shared", "$user_id": "bob", "$insert_id": "bob-login"}),
-        ev("Browse", **{"$device_id": "shared", "$insert_id": "browse"}),
-    ])
+    service.import_events(
+        project,
+        [
+            ev("Login", **{"$device_id": "shared", "$user_id": "alice"}),
+            ev("Login", **{"$device_id": "shared", "$user_id": "bob", "$insert_id": "bob-login"}),
+            ev("Browse", **{"$device_id": "shared", "$insert_id": "browse"}),
+        ],
+    )
     found = owners(engine, project)
     assert found["bob-login"] == "bob"
     assert found["browse"] == "alice"
@@ -80,20 +89,32 @@ def test_original_identify_alias_and_merge(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
     project = use_original(engine, project)
-    service.import_events(project, [
-        ev("Visit", distinct_id="anon-1", **{"$insert_id": "v1"}),
-        ev("Visit", distinct_id="anon-2", **{"$insert_id": "v2"}),
-        ev("Visit", distinct_id="phone-9", **{"$insert_id": "v3"}),
-    ])
-    service.engage([
-        {"$token": project.token, "$distinct_id": "anon-1", "$set": {"plan": "free", "utm": "x"}},
-        {"$token": project.token, "$distinct_id": "carol", "$set": {"plan": "pro"}},
-    ])
-    result = service.import_events(project, [
-        ev("$identify", **{"$identified_id": "carol", "$anon_id": "anon-1"}),
-        ev("$create_alias", distinct_id="carol", alias="anon-2"),
-        ev("$merge", **{"$distinct_ids": ["carol", "phone-9"]}),
-    ])
+    service.import_events(
+        project,
+        [
+            ev("Visit", distinct_id="anon-1", **{"$insert_id": "v1"}),
+            ev("Visit", distinct_id="anon-2", **{"$insert_id": "v2"}),
+            ev("Visit", distinct_id="phone-9", **{"$insert_id": "v3"}),
+        ],
+    )
+    service.engage(
+        [
+            {
+                "$token": project.token,
+                "$distinct_id": "anon-1",
+                "$set": {"plan": "free", "utm": "x"},
+            },
+            {"$token": project.token, "$distinct_id": "carol", "$set": {"plan": "pro"}},
+        ]
+    )
+    result = service.import_events(
+        project,
+        [
+            ev("$identify", **{"$identified_id": "carol", "$anon_id": "anon-1"}),
+            ev("$create_alias", distinct_id="carol", alias="anon-2"),
+            ev("$merge", **{"$distinct_ids": ["carol", "phone-9"]}),
+        ],
+    )
     assert not result.failed
     found = owners(engine, project)
     assert [found["v1"], found["v2"], found["v3"]] == ["carol"] * 3
@@ -108,11 +129,14 @@ def test_alias_of_an_id_already_in_another_cluster_is_ignored(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
     project = use_original(engine, project)
-    service.import_events(project, [
-        ev("$create_alias", distinct_id="dave", alias="shared-alias"),
-        ev("$create_alias", distinct_id="erin", alias="shared-alias"),
-        ev("Visit", distinct_id="shared-alias", **{"$insert_id": "visit"}),
-    ])
+    service.import_events(
+        project,
+        [
+            ev("$create_alias", distinct_id="dave", alias="shared-alias"),
+            ev("$create_alias", distinct_id="erin", alias="shared-alias"),
+            ev("Visit", distinct_id="shared-alias", **{"$insert_id": "visit"}),
+        ],
+    )
     assert owners(engine, project)["visit"] == "dave"
 
 
@@ -124,10 +148,13 @@ def test_cluster_over_500_ids_is_refused_and_reported(
     for start in range(0, len(aliases), 200):
         assert not service.import_events(project, aliases[start : start + 200]).failed
     service.import_events(project, [ev("$create_alias", distinct_id="small", alias="s1")])
-    result = service.import_events(project, [
-        ev("Visit", distinct_id="s1", **{"$insert_id": "ok"}),
-        ev("$merge", **{"$distinct_ids": ["big", "small"], "$insert_id": "too-big"}),
-    ])
+    result = service.import_events(
+        project,
+        [
+            ev("Visit", distinct_id="s1", **{"$insert_id": "ok"}),
+            ev("$merge", **{"$distinct_ids": ["big", "small"], "$insert_id": "too-big"}),
+        ],
+    )
     assert [(f.index, f.insert_id) for f in result.failed] == [(1, "too-big")]
     assert "at most 500" in result.failed[0].message
     assert result.imported == 1
@@ -139,13 +166,30 @@ def test_cluster_over_500_ids_is_refused_and_reported(
 def test_clevertap_user_id_becomes_an_alias(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
-    service.import_events(project, [
-        ev("Notification Clicked", distinct_id="ct-42", **{"$insert_id": "click", "$source": "clevertap"}),
-    ])
-    service.engage([
-        {"$token": project.token, "$distinct_id": "frank", "$set": {"$CleverTap_user_id": "ct-42"}},
-        {"$token": project.token, "$distinct_id": "gina", "$set": {"$CleverTap_user_id": "ct-42"}},
-    ])
+    service.import_events(
+        project,
+        [
+            ev(
+                "Notification Clicked",
+                distinct_id="ct-42",
+                **{"$insert_id": "click", "$source": "clevertap"},
+            ),
+        ],
+    )
+    service.engage(
+        [
+            {
+                "$token": project.token,
+                "$distinct_id": "frank",
+                "$set": {"$CleverTap_user_id": "ct-42"},
+            },
+            {
+                "$token": project.token,
+                "$distinct_id": "gina",
+                "$set": {"$CleverTap_user_id": "ct-42"},
+            },
+        ]
+    )
     assert owners(engine, project)["click"] == "frank"  # the first claim wins; gina's is ignored
     with read_transaction(engine) as connection:
         frank = get_profile(connection, project.id, "ct-42")
@@ -155,8 +199,12 @@ def test_clevertap_user_id_becomes_an_alias(
 def test_identified_only_with_profile_properties(
     service: IngestionService, engine: Engine, project: Project
 ) -> None:
-    service.import_events(project, [ev("Visit", distinct_id="henry"), ev("Visit", distinct_id="iris")])
-    service.engage([{"$token": project.token, "$distinct_id": "iris", "$set": {"$email": "i@x.io"}}])
+    service.import_events(
+        project, [ev("Visit", distinct_id="henry"), ev("Visit", distinct_id="iris")]
+    )
+    service.engage(
+        [{"$token": project.token, "$distinct_id": "iris", "$set": {"$email": "i@x.io"}}]
+    )
     with read_transaction(engine) as connection:
         henry = get_profile(connection, project.id, "henry")
         iris = get_profile(connection, project.id, "iris")

@@ -28,8 +28,10 @@ operations = st.one_of(
     st.tuples(st.just("$set_once"), st.dictionaries(st.sampled_from(KEYS), values, min_size=1)),
     st.tuples(st.just("$add"), st.dictionaries(st.sampled_from(KEYS), numbers, min_size=1)),
     st.tuples(st.just("$append"), st.dictionaries(st.sampled_from(KEYS), scalars, min_size=1)),
-    st.tuples(st.just("$union"), st.dictionaries(st.sampled_from(KEYS), st.lists(scalars, max_size=3),
-                                                 min_size=1)),
+    st.tuples(
+        st.just("$union"),
+        st.dictionaries(st.sampled_from(KEYS), st.lists(scalars, max_size=3), min_size=1),
+    ),
     st.tuples(st.just("$remove"), st.dictionaries(st.sampled_from(KEYS), scalars, min_size=1)),
     st.tuples(st.just("$unset"), st.lists(st.sampled_from(KEYS), min_size=1, max_size=2)),
     st.tuples(st.just("$delete"), st.just("")),
@@ -89,7 +91,9 @@ def reference(history: list[tuple[str, tuple[str, Any]]]) -> dict[str, dict[str,
     return people
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(history=updates, sizes=st.lists(st.integers(1, 10), max_size=6))
 def test_profile_operations_match_the_reference_model(
     fresh_engine: Callable[[], Engine], history: list[tuple[str, tuple[str, Any]]], sizes: list[int]

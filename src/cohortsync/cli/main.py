@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from cohortsync.cli import data_commands
 from cohortsync.cli.context import friendly_errors, migrated_engine, out, settings
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.identity import IdentityMode
+from cohortsync.logs import configure_logging
 from cohortsync.services import accounts
 from cohortsync.storage.database import create_engine, read_transaction, write_transaction
 from cohortsync.storage.migrate import upgrade
@@ -63,10 +65,6 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
 ) -> None:
     """Serve the API and ingestion endpoints."""
-    import uvicorn
-
-    from cohortsync.logs import configure_logging
-
     config = settings()
     configure_logging(config.log_level, config.log_format)
     with migrated_engine() as engine:

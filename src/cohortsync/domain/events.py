@@ -1,8 +1,9 @@
-"""Event validation and normalisation, following Mixpanel's documented ingestion limits (R-ING-2)."""
+"""Event validation and normalisation, following Mixpanel's documented limits (R-ING-2)."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +89,7 @@ def normalise_time(value: Any) -> int:
             raise RecordError(
                 "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
             ) from None
-    if not isinstance(value, int | float) or value != value:  # NaN check
+    if not isinstance(value, int | float) or math.isnan(value):
         raise RecordError(
             "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
         )
@@ -162,10 +163,7 @@ def parse_event(
         raise RecordError("properties.distinct_id", "'properties.distinct_id' is required")
     did = check_id(raw_id, "properties.distinct_id")
 
-    if "time" in props:
-        time_ms = normalise_time(props["time"])
-    else:
-        time_ms = now_ms
+    time_ms = normalise_time(props["time"]) if "time" in props else now_ms
     if time_ms < oldest_ms:
         if oldest_ms <= MIN_EVENT_TIME_MS:
             message = "'properties.time' is before 1971-01-01"

@@ -54,4 +54,5 @@ class IngestResult:
         """A sentence naming the failed records, for the SDK-style ``error`` field."""
         shown = "; ".join(f"record {f.index}: {f.message}" for f in self.failed[:10])
         more = f" (and {len(self.failed) - 10} more)" if len(self.failed) > 10 else ""
-        return f"{len(self.failed)} of {self.imported + len(self.failed)} records failed: {shown}{more}"
+        total = self.imported + len(self.failed)
+        return f"{len(self.failed)} of {total} records failed: {shown}{more}"

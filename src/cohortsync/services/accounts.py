@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -37,7 +38,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _project(row: sa.Row[tuple[int, str, str, str]]) -> Project:
+def _project(row: Any) -> Project:
     return Project(row.id, row.name, row.token, IdentityMode(row.identity_mode))
 
 

@@ -126,7 +126,7 @@ def import_file(
     batch_size: int = MAX_RECORDS_PER_REQUEST,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import ``path`` into ``project``; ``progress(bytes_done, records_stored)`` after each batch."""
+    """Import ``path`` into ``project``; calls ``progress(bytes_done, stored)`` after each batch."""
     engine = service.engine
     key = fingerprint(path)
     report = ImportReport()

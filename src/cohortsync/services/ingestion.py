@@ -59,7 +59,7 @@ class IngestionService:
         self._clock = clock
         self._track_max_age = timedelta(days=track_max_age_days)
         self._events = EventIngestor(engine)
-        # Short-lived caches: a rotated secret or changed identity mode takes effect within a minute.
+        # Short-lived caches: a rotated secret or a new identity mode applies within a minute.
         self._by_token: TtlCache[str, Project] = TtlCache(CACHE_SECONDS)
         self._import_auth: TtlCache[tuple[str, str | None], Project] = TtlCache(CACHE_SECONDS)
 
@@ -133,7 +133,7 @@ class IngestionService:
         records: Sequence[Any],
         within: Callable[[Connection], None] | None = None,
     ) -> IngestResult:
-        """/import (and file imports): events of any age since 1971, into an authenticated project."""
+        """/import and file imports: events of any age since 1971, into an authenticated project."""
         return self._events.ingest(
             project,
             list(enumerate(records)),

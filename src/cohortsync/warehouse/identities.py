@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -125,7 +126,7 @@ def link_many(
         return []
     existing = linked(connection, project_id, claimed)
     targets = resolve(connection, project_id, {c.into for c in pending})
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     merges: list[Merge] = []
     for change in pending:
         if not change.exclusive or any(i in existing for i in change.ids):

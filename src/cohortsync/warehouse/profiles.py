@@ -17,7 +17,7 @@ from cohortsync.domain.profiles import (
     is_identified,
     merge_profiles,
 )
-from cohortsync.storage.tables import group_profiles, profiles
+from cohortsync.storage.tables import events, group_profiles, profiles
 from cohortsync.warehouse import identities
 from cohortsync.warehouse.sql import lock_project, upsert
 
@@ -131,8 +131,6 @@ def get_profile(connection: Connection, project_id: int, any_id: str) -> StoredP
 
 
 def _has_events(connection: Connection, project_id: int, ids: Sequence[str]) -> bool:
-    from cohortsync.storage.tables import events
-
     query = sa.select(events.c.id).where(
         events.c.project_id == project_id, events.c.distinct_id.in_(list(ids))
     )
