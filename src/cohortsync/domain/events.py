@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -50,28 +49,25 @@ RESERVED_IDS = frozenset(
     }
 )
 _INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+_CONTAINERS = (dict, list)
 # Properties kept in their own columns rather than in the properties document.
 _COLUMN_PROPERTIES = ("token", "distinct_id", "time", "$insert_id")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated event, ready to store. ``properties`` excludes the columns and the token."""
+class Event(NamedTuple):
+    """A validated event, ready to store. ``properties`` (JSON text) excludes the columns and
+    the token; ``dedup_hash`` with ``time_ms`` is its dedup key (R-ING-3)."""
 
     name: str
     time_ms: int
     distinct_id: str
     insert_id: str
-    properties_json: bytes
-
-    @property
-    def dedup_hash(self) -> int:
-        """Signed 64-bit hash of (event, distinct_id, $insert_id); with time it is the dedup key."""
-        return dedup_hash(self.name, self.distinct_id, self.insert_id)
+    properties: str
+    dedup_hash: int
 
 
 def dedup_hash(name: str, distinct_id: str, insert_id: str) -> int:
-    """Hash of the dedup fields other than time (R-ING-3)."""
+    """Signed 64-bit hash of (event, distinct_id, $insert_id); with time it is the dedup key."""
     digest = hashlib.blake2b(
         f"{name}\x00{distinct_id}\x00{insert_id}".encode(), digest_size=8
     ).digest()
@@ -80,6 +76,9 @@ def dedup_hash(name: str, distinct_id: str, insert_id: str) -> int:
 
 def normalise_time(value: Any) -> int:
     """Seconds or milliseconds since the epoch (int, float or numeric string) to milliseconds."""
+    kind = type(value)
+    if kind is int or (kind is float and not math.isnan(value)):
+        return round(value * 1000) if value < SECONDS_THRESHOLD else round(value)
     if isinstance(value, bool):
         raise RecordError("properties.time", "'properties.time' must be a number, not a boolean")
     if isinstance(value, str):
@@ -100,6 +99,8 @@ def normalise_time(value: Any) -> int:
 
 def check_id(value: Any, field: str) -> str:
     """A distinct_id-like value: a string or number, not one of the reserved placeholders."""
+    if type(value) is str and len(value) <= 255 and value.strip().lower() not in RESERVED_IDS:
+        return value  # the common case, checked first and cheaply
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise RecordError(field, f"'{field}' must be a string")
     text = value if isinstance(value, str) else str(value)
@@ -141,17 +142,19 @@ def parse_event(
     ``oldest_ms`` is the oldest accepted time (1971 for /import, five days ago for /track).
     ``distinct_id`` overrides the record's own (identity rules may derive it).
     """
-    if not isinstance(record, dict):
+    if type(record) is not dict:
         raise RecordError(
             "event", "each record must be a JSON object with 'event' and 'properties'"
         )
     name = record.get("event")
-    if not isinstance(name, str) or not name:
+    if type(name) is not str or not name:
         raise RecordError("event", "'event' is required and must be a non-empty string")
     if len(name) > MAX_EVENT_NAME_LENGTH:
         raise RecordError("event", f"'event' is longer than {MAX_EVENT_NAME_LENGTH} characters")
-    props = record.get("properties", {})
-    if not isinstance(props, dict):
+    props = record.get("properties")
+    if props is None:
+        props = {}
+    elif type(props) is not dict:
         raise RecordError("properties", "'properties' must be a JSON object")
     if len(props) >= MAX_PROPERTIES:
         raise RecordError(
@@ -163,7 +166,8 @@ def parse_event(
         raise RecordError("properties.distinct_id", "'properties.distinct_id' is required")
     did = check_id(raw_id, "properties.distinct_id")
 
-    time_ms = normalise_time(props["time"]) if "time" in props else now_ms
+    raw_time = props.get("time")
+    time_ms = now_ms if raw_time is None else normalise_time(raw_time)
     if time_ms < oldest_ms:
         if oldest_ms <= MIN_EVENT_TIME_MS:
             message = "'properties.time' is before 1971-01-01"
@@ -175,20 +179,22 @@ def parse_event(
             "properties.time", "'properties.time' is more than one hour in the future"
         )
 
-    stored = {k: v for k, v in props.items() if k not in _COLUMN_PROPERTIES}
+    stored = props.copy()
+    for column in _COLUMN_PROPERTIES:
+        stored.pop(column, None)
     for key, value in stored.items():
-        if isinstance(value, dict | list):
+        if type(value) in _CONTAINERS:
             _check_nested(value, f"properties.{key}", 1)
 
     insert_id = props.get("$insert_id")
     if insert_id is None:
         insert_id = derived_insert_id(name, {**stored, "distinct_id": did, "time": time_ms})
-    elif not isinstance(insert_id, str) or not _INSERT_ID.fullmatch(insert_id):
+    elif type(insert_id) is not str or not _INSERT_ID.fullmatch(insert_id):
         raise RecordError(
             "properties.$insert_id",
             "'properties.$insert_id' must be 1-36 characters of letters, digits and '-'",
         )
-    elif insert_id.lower() in RESERVED_IDS:
+    elif len(insert_id) < 40 and insert_id.lower() in RESERVED_IDS:
         raise RecordError(
             "properties.$insert_id", "'properties.$insert_id' is a reserved placeholder"
         )
@@ -196,4 +202,4 @@ def parse_event(
     body = orjson.dumps(stored, option=orjson.OPT_NON_STR_KEYS)
     if len(body) > MAX_EVENT_BYTES:
         raise RecordError("properties", "an event must be smaller than 1 MB of uncompressed JSON")
-    return Event(name, time_ms, did, insert_id, body)
+    return Event(name, time_ms, did, insert_id, body.decode(), dedup_hash(name, did, insert_id))

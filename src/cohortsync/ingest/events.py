@@ -33,7 +33,7 @@ class EventIngestor:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._linked_devices: set[tuple[int, str]] = set()
+        self._linked_devices: dict[int, set[str]] = {}
 
     def ingest(
         self,
@@ -53,25 +53,30 @@ class EventIngestor:
         device_links: list[IdentityLink] = []
         cluster_links: list[tuple[int, Any, IdentityLink]] = []
         mode = project.identity_mode
+        simplified = mode is IdentityMode.SIMPLIFIED
+        known_devices = self._linked_devices.setdefault(project.id, set())
         for index, record in records:
             try:
-                if not isinstance(record, dict):
+                if type(record) is not dict:
                     raise RecordError("event", "each record must be a JSON object")
                 props = record.get("properties")
-                props = props if isinstance(props, dict) else {}
+                if type(props) is not dict:
+                    props = {}
+                given = props.get("distinct_id")
                 event = parse_event(
                     record,
                     now_ms=now_ms,
                     oldest_ms=oldest_ms,
-                    distinct_id=event_distinct_id(record.get("event"), props, mode),
+                    distinct_id=given
+                    if given is not None
+                    else event_distinct_id(record.get("event"), props, mode),
                 )
-                if mode is IdentityMode.SIMPLIFIED:
-                    change = simplified_link(props)
-                    if (
-                        change is not None
-                        and (project.id, change.ids[0]) not in self._linked_devices
-                    ):
-                        device_links.append(change)
+                if simplified:
+                    device = props.get("$device_id")
+                    if device is not None and str(device) not in known_devices:
+                        change = simplified_link(props)
+                        if change is not None:
+                            device_links.append(change)
                 elif event.name in IDENTITY_EVENTS:
                     change = original_link(event.name, props)
                     if change is not None:
@@ -103,6 +108,7 @@ class EventIngestor:
         return result
 
     def _remember(self, project_id: int, links: Sequence[IdentityLink]) -> None:
-        if len(self._linked_devices) > _LINKED_CACHE_LIMIT:
-            self._linked_devices.clear()
-        self._linked_devices.update((project_id, link.ids[0]) for link in links)
+        known = self._linked_devices.setdefault(project_id, set())
+        if len(known) > _LINKED_CACHE_LIMIT:
+            known.clear()
+        known.update(link.ids[1] for link in links)  # ids: ("$device:<id>", "<id>")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute("PRAGMA wal_autocheckpoint=8192")  # fewer, larger checkpoints
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -61,13 +64,34 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.Lock:
+    with _writers_guard:
+        lock = _sqlite_writers.get(engine)
+        if lock is None:
+            lock = _sqlite_writers[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that intends to write: IMMEDIATE on SQLite, ordinary on PostgreSQL."""
-    with engine.connect() as connection:
-        connection.execution_options(**{_WRITE_OPTION: True})
-        with connection.begin():
-            yield connection
+    """A transaction that intends to write: IMMEDIATE on SQLite, ordinary on PostgreSQL.
+
+    SQLite has one writer at a time; threads of this process queue on a lock (woken at once)
+    rather than on SQLite's busy timeout (which sleeps and polls). Other processes still wait
+    on the busy timeout.
+    """
+    if is_sqlite(engine):
+        with _writer_lock(engine), engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            with connection.begin():
+                yield connection
+        return
+    with engine.connect() as connection, connection.begin():
+        yield connection
 
 
 @contextmanager

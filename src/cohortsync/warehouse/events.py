@@ -11,45 +11,30 @@ from sqlalchemy.engine import Connection
 
 from cohortsync.domain.events import Event
 from cohortsync.storage.tables import events, identities
+from cohortsync.warehouse.sql import bulk_insert_ignoring
 
-_SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO events "
-    "(project_id, time, event, distinct_id, insert_id, dedup_hash, properties) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_POSTGRES_INSERT = (
-    "INSERT INTO events "
-    "(project_id, time, event, distinct_id, insert_id, dedup_hash, properties) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING"
+EVENT_COLUMNS = (
+    "project_id",
+    "time",
+    "event",
+    "distinct_id",
+    "insert_id",
+    "dedup_hash",
+    "properties",
 )
 
 
 def event_rows(project_id: int, batch: Sequence[Event]) -> list[tuple[Any, ...]]:
     """The DB-API parameter tuples for ``batch``."""
     return [
-        (
-            project_id,
-            e.time_ms,
-            e.name,
-            e.distinct_id,
-            e.insert_id,
-            e.dedup_hash,
-            e.properties_json.decode(),
-        )
+        (project_id, e.time_ms, e.name, e.distinct_id, e.insert_id, e.dedup_hash, e.properties)
         for e in batch
     ]
 
 
 def insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert prepared rows, skipping any whose dedup key is already stored."""
-    if not rows:
-        return
-    sql = _SQLITE_INSERT if connection.dialect.name == "sqlite" else _POSTGRES_INSERT
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
+    bulk_insert_ignoring(connection, "events", EVENT_COLUMNS, rows)
 
 
 def insert_events(connection: Connection, project_id: int, batch: Sequence[Event]) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from cohortsync.domain.errors import RecordError
 from cohortsync.domain.identity import MAX_CLUSTER_SIZE, IdentityLink
 from cohortsync.storage.tables import identities
-from cohortsync.warehouse.sql import insert_ignoring_duplicates
+from cohortsync.warehouse.sql import bulk_insert_ignoring, insert_ignoring_duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,21 +124,20 @@ def link_many(
         pending.append(change)
     if not pending:
         return []
-    existing = linked(connection, project_id, claimed)
-    targets = resolve(connection, project_id, {c.into for c in pending})
-    rows: list[dict[str, Any]] = []
+    existing = linked(connection, project_id, claimed | {c.into for c in pending})
+    rows: list[tuple[int, str, str]] = []
     merges: list[Merge] = []
     for change in pending:
         if not change.exclusive or any(i in existing for i in change.ids):
             merges.extend(link(connection, project_id, change))
             continue
-        target = targets[change.into]
-        rows.append({"project_id": project_id, "distinct_id": target, "canonical_id": target})
+        target = existing.get(change.into, change.into)
+        rows.append((project_id, target, target))
         for identifier in change.ids:
             if identifier != target:
-                rows.append(
-                    {"project_id": project_id, "distinct_id": identifier, "canonical_id": target}
-                )
+                rows.append((project_id, identifier, target))
                 merges.append(Merge(absorbed=identifier, canonical=target))
-    insert_ignoring_duplicates(connection, identities, rows)
+    bulk_insert_ignoring(
+        connection, "identities", ("project_id", "distinct_id", "canonical_id"), rows
+    )
     return merges

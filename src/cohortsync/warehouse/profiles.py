@@ -76,10 +76,12 @@ def fold(
     connection: Connection, project_id: int, merges: Sequence[identities.Merge], now_ms: int
 ) -> None:
     """After identity merges, fold each absorbed user's profile into the surviving one."""
+    absorbed_profiles = _load(connection, project_id, list({m.absorbed for m in merges}))
+    merges = [m for m in merges if m.absorbed in absorbed_profiles]
     if not merges:
-        return
-    ids = list({i for m in merges for i in (m.absorbed, m.canonical)})
-    current: dict[str, Properties | None] = dict(_load(connection, project_id, ids))
+        return  # the usual case: the absorbed ids (devices) had no profile of their own
+    current: dict[str, Properties | None] = dict(absorbed_profiles)
+    current.update(_load(connection, project_id, list({m.canonical for m in merges})))
     changed: dict[str, Properties | None] = {}
     for merge in merges:
         absorbed = current.get(merge.absorbed)

@@ -47,3 +47,24 @@ def lock_project(connection: Connection, project_id: int, purpose: str) -> None:
             sa.text("SELECT pg_advisory_xact_lock(hashtext(:purpose), :project_id)"),
             {"purpose": purpose, "project_id": project_id},
         )
+
+
+def bulk_insert_ignoring(
+    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert tuples straight through the DB-API (the hot path: no per-row SQLAlchemy work),
+    skipping rows whose key is already stored. ``jsonb`` columns are cast on PostgreSQL."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if connection.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+    else:
+        marks = ", ".join("%s::jsonb" if c == "properties" else "%s" for c in columns)
+        sql = f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()

@@ -1,0 +1,25 @@
+"""``python -m bench``: run the benchmark suites and print one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import ingest
+from bench.harness import Row, render, write_results
+
+
+def main() -> None:
+    """Parse options, run the chosen suites, print and save the table."""
+    parser = argparse.ArgumentParser(description="cohortsync benchmarks")
+    parser.add_argument("--events", type=int, default=400_000, help="events for the ingest suite")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    rows += ingest.run(args.events)
+    table = render(rows)
+    print(table)
+    write_results(table, Path(__file__).parent / "results" / "latest.md")
+
+
+if __name__ == "__main__":
+    main()
