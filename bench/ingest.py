@@ -5,6 +5,7 @@ the embedded default (SQLite), against the raw insert ceiling of the same rows, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import multiprocessing
 import os
@@ -114,10 +115,8 @@ def _serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
 def _tree_rss(process: psutil.Process) -> int:
     total = 0
     for member in [process, *process.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
@@ -195,12 +194,23 @@ def run(events_count: int = 400_000) -> list[Row]:
     ratio = http["events_per_second"] / ceiling
     growth = http["rss_peak_mb"] - http["rss_quarter_mb"]
     return [
-        Row(SUITE, f"/import over HTTP, {events_count:,} events, {CLIENTS} clients",
-            http["events_per_second"], "events/s", ">= 30,000",
-            http["events_per_second"] >= 30_000 and http["failures"] == 0),
+        Row(
+            SUITE,
+            f"/import over HTTP, {events_count:,} events, {CLIENTS} clients",
+            http["events_per_second"],
+            "events/s",
+            ">= 30,000",
+            http["events_per_second"] >= 30_000 and http["failures"] == 0,
+        ),
         Row(SUITE, "raw insert ceiling, same rows, same database", ceiling, "rows/s"),
         Row(SUITE, "end to end / raw ceiling", ratio * 100, "%", ">= 50 %", ratio >= 0.5),
         Row(SUITE, "server peak RSS", http["rss_peak_mb"], "MB"),
-        Row(SUITE, "RSS growth from first quarter to end", growth, "MB", "flat (< 50 MB)",
-            growth < 50),
+        Row(
+            SUITE,
+            "RSS growth from first quarter to end",
+            growth,
+            "MB",
+            "flat (< 50 MB)",
+            growth < 50,
+        ),
     ]

@@ -178,13 +178,16 @@ def fresh_engine(
 
     def make() -> Engine:
         if database_url.startswith("sqlite"):
+            for previous in engines:
+                previous.dispose()
             target = tmp_path / f"example-{len(engines)}.db"
             shutil.copy(sqlite_template, target)
-            engine = create_engine(f"sqlite:///{target}")
-        else:
-            engine = create_engine(database_url)
+            engines.append(create_engine(f"sqlite:///{target}"))
+        elif not engines:
+            engines.append(create_engine(database_url))
+        engine = engines[-1]
+        if not database_url.startswith("sqlite"):
             _truncate_postgres(engine)
-        engines.append(engine)
         return engine
 
     yield make

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
+    ingest_processes: int | None = Field(
+        default=None,
+        description="Helper processes validating /import batches (default: cores - 1; 0: none).",
+    )
     track_max_age_days: int = Field(
         default=5, description="/track refuses events older than this (use /import for history)."
     )

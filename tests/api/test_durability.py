@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -107,8 +108,11 @@ def test_sigkill_loses_no_acknowledged_event_and_duplicates_none(
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.3, 1.2))
+            helpers = psutil.Process(server.pid).children(recursive=True)
             server.send_signal(signal.SIGKILL)
             server.wait()
+            _, alive = psutil.wait_procs(helpers, timeout=5)
+            assert not alive, "helper processes must exit with the killed server"
             server = _start(database_url, port, log)
             _wait_ready(url, time.monotonic() + 30)
         time.sleep(0.5)

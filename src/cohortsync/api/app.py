@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -12,6 +15,7 @@ from cohortsync.api.deps import StateDep
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.api.state import AppState
 from cohortsync.clock import Clock, SystemClock
+from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
@@ -24,16 +28,27 @@ def create_app(
     settings = settings or load_settings()
     engine = engine or create_engine(settings.database_url)
     clock = clock or SystemClock()
+    processes = settings.ingest_processes
+    ingestion_service = IngestionService(
+        engine,
+        clock,
+        settings.track_max_age_days,
+        default_processes() if processes is None else processes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ingestion_service.close()
+
     app = FastAPI(
         title="cohortsync",
         version=__version__,
         description="Mixpanel-compatible ingestion, cohorts and cohort sync.",
+        lifespan=lifespan,
     )
     app.state.cohortsync = AppState(
-        settings=settings,
-        engine=engine,
-        clock=clock,
-        ingestion=IngestionService(engine, clock, settings.track_max_age_days),
+        settings=settings, engine=engine, clock=clock, ingestion=ingestion_service
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)

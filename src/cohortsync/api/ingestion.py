@@ -12,13 +12,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 import anyio.to_thread
 from anyio import CapacityLimiter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from cohortsync.api.deps import get_state
 from cohortsync.api.errors import status_for
+from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, CohortsyncError, PayloadTooLarge
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
@@ -137,6 +138,13 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
+def _import_project(request: Request) -> Project:
+    username, password = _basic_credentials(request)
+    return get_state(request).ingestion.authenticate_import(
+        username, password, request.query_params.get("project_id")
+    )
+
+
 def _strict_reply(status: int, result: IngestResult | None, error: str | None) -> JSONResponse:
     labels = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large"}
     body: dict[str, Any] = {"code": status, "status": labels.get(status, "Error")}
@@ -157,23 +165,19 @@ async def import_events(request: Request) -> Response:
     if strict is None:
 
         def handle(body: DecodedBody) -> IngestResult:
-            username, password = _basic_credentials(request)
-            project = state.ingestion.authenticate_import(
-                username, password, request.query_params.get("project_id")
-            )
-            return state.ingestion.import_events(project, body.records)
+            return state.ingestion.import_events(_import_project(request), body.records)
 
         return await _legacy(request, handle)
 
-    def work(raw: bytes) -> IngestResult:
-        username, password = _basic_credentials(request)
-        project = state.ingestion.authenticate_import(
-            username, password, request.query_params.get("project_id")
-        )
-        return state.ingestion.import_events(project, _decode(request, raw).records)
-
     try:
-        result = await in_ingest_thread(work, await read_body(request))
+        project = await in_ingest_thread(_import_project, request)
+        batch, now = await state.ingestion.prepare_import(
+            project,
+            await read_body(request),
+            request.headers.get("content-type", ""),
+            request.headers.get("content-encoding", ""),
+        )
+        result = await in_ingest_thread(state.ingestion.store_import, project, batch, now)
     except CohortsyncError as exc:
         return _strict_reply(status_for(exc), None, exc.message)
     if result.failed and strict != "0":

@@ -77,8 +77,9 @@ def dedup_hash(name: str, distinct_id: str, insert_id: str) -> int:
 def normalise_time(value: Any) -> int:
     """Seconds or milliseconds since the epoch (int, float or numeric string) to milliseconds."""
     kind = type(value)
-    if kind is int or (kind is float and not math.isnan(value)):
-        return round(value * 1000) if value < SECONDS_THRESHOLD else round(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        number: float = value
+        return round(number * 1000) if number < SECONDS_THRESHOLD else round(number)
     if isinstance(value, bool):
         raise RecordError("properties.time", "'properties.time' must be a number, not a boolean")
     if isinstance(value, str):
@@ -88,7 +89,7 @@ def normalise_time(value: Any) -> int:
             raise RecordError(
                 "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
             ) from None
-    if not isinstance(value, int | float) or math.isnan(value):
+    if not isinstance(value, int | float) or not math.isfinite(value):
         raise RecordError(
             "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
         )

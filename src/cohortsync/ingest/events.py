@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -18,7 +19,7 @@ from cohortsync.domain.identity import (
     original_link,
     simplified_link,
 )
-from cohortsync.ingest.results import IngestResult, failure
+from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.storage.database import write_transaction
 from cohortsync.warehouse import identities, profiles
 from cohortsync.warehouse.events import insert_events
@@ -26,6 +27,60 @@ from cohortsync.warehouse.sql import lock_project
 
 # Devices already linked to a user never change (simplified ID merge): skip re-checking them.
 _LINKED_CACHE_LIMIT = 1_000_000
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A validated batch, not yet stored: what :func:`prepare_events` hands to the store.
+
+    Pure data, so it can be prepared in another process.
+    """
+
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    failed: list[FailedRecord] = field(default_factory=list)
+    device_links: list[IdentityLink] = field(default_factory=list)
+    cluster_links: list[tuple[int, str, IdentityLink]] = field(default_factory=list)
+
+
+def prepare_events(
+    records: Sequence[tuple[int, Any]], mode: IdentityMode, *, now_ms: int, oldest_ms: int
+) -> PreparedBatch:
+    """Validate ``(index, record)`` pairs and derive their identity links (no I/O)."""
+    batch = PreparedBatch()
+    simplified = mode is IdentityMode.SIMPLIFIED
+    devices_seen: set[str] = set()
+    for index, record in records:
+        try:
+            if type(record) is not dict:
+                raise RecordError("event", "each record must be a JSON object")
+            props = record.get("properties")
+            if type(props) is not dict:
+                props = {}
+            given = props.get("distinct_id")
+            event = parse_event(
+                record,
+                now_ms=now_ms,
+                oldest_ms=oldest_ms,
+                distinct_id=given
+                if given is not None
+                else event_distinct_id(record.get("event"), props, mode),
+            )
+            if simplified:
+                device = props.get("$device_id")
+                if device is not None and str(device) not in devices_seen:
+                    change = simplified_link(props)
+                    if change is not None:
+                        devices_seen.add(change.ids[1])
+                        batch.device_links.append(change)
+            elif event.name in IDENTITY_EVENTS:
+                change = original_link(event.name, props)
+                if change is not None:
+                    batch.cluster_links.append((index, event.insert_id, change))
+        except RecordError as error:
+            batch.failed.append(failure(index, record, error))
+            continue
+        batch.events.append((index, event))
+    return batch
 
 
 class EventIngestor:
@@ -48,57 +103,34 @@ class EventIngestor:
 
         ``within`` runs in the same transaction (file imports save their checkpoint there).
         """
-        result = IngestResult()
-        valid: list[tuple[int, Any, Event]] = []
-        device_links: list[IdentityLink] = []
-        cluster_links: list[tuple[int, Any, IdentityLink]] = []
-        mode = project.identity_mode
-        simplified = mode is IdentityMode.SIMPLIFIED
-        known_devices = self._linked_devices.setdefault(project.id, set())
-        for index, record in records:
-            try:
-                if type(record) is not dict:
-                    raise RecordError("event", "each record must be a JSON object")
-                props = record.get("properties")
-                if type(props) is not dict:
-                    props = {}
-                given = props.get("distinct_id")
-                event = parse_event(
-                    record,
-                    now_ms=now_ms,
-                    oldest_ms=oldest_ms,
-                    distinct_id=given
-                    if given is not None
-                    else event_distinct_id(record.get("event"), props, mode),
-                )
-                if simplified:
-                    device = props.get("$device_id")
-                    if device is not None and str(device) not in known_devices:
-                        change = simplified_link(props)
-                        if change is not None:
-                            device_links.append(change)
-                elif event.name in IDENTITY_EVENTS:
-                    change = original_link(event.name, props)
-                    if change is not None:
-                        cluster_links.append((index, record, change))
-            except RecordError as error:
-                result.failed.append(failure(index, record, error))
-                continue
-            valid.append((index, record, event))
+        batch = prepare_events(records, project.identity_mode, now_ms=now_ms, oldest_ms=oldest_ms)
+        return self.store(project, batch, now_ms=now_ms, within=within)
 
+    def store(
+        self,
+        project: Project,
+        batch: PreparedBatch,
+        *,
+        now_ms: int,
+        within: Callable[[Connection], None] | None = None,
+    ) -> IngestResult:
+        """Store a prepared batch in one transaction: identity links first, then the events."""
+        result = IngestResult(failed=list(batch.failed))
+        known = self._linked_devices.setdefault(project.id, set())
+        device_links = [c for c in batch.device_links if c.ids[1] not in known]
         with write_transaction(self._engine) as connection:
-            if device_links or cluster_links:
+            if device_links or batch.cluster_links:
                 lock_project(connection, project.id, profiles.IDENTITY_LOCK)
             merges = identities.link_many(connection, project.id, device_links)
             rejected: set[int] = set()
-            for index, record, change in cluster_links:
+            for index, insert_id, change in batch.cluster_links:
                 try:
                     merges.extend(identities.link(connection, project.id, change))
                 except RecordError as error:
                     rejected.add(index)
-                    result.failed.append(failure(index, record, error))
+                    result.failed.append(FailedRecord(index, insert_id, error.field, error.message))
             profiles.fold(connection, project.id, merges, now_ms)
-            stored = [e for i, _, e in valid if i not in rejected]
+            stored = [e for i, e in batch.events if i not in rejected]
             insert_events(connection, project.id, stored)
             if within is not None:
                 within(connection)

@@ -14,7 +14,8 @@ from cohortsync.credentials import hash_secret
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS
-from cohortsync.ingest.events import EventIngestor
+from cohortsync.ingest.events import EventIngestor, PreparedBatch
+from cohortsync.ingest.parse_pool import ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.services import accounts
@@ -54,9 +55,16 @@ class TtlCache(Generic[K, V]):
 class IngestionService:
     """Authenticates ingestion requests and hands their records to the ingestors."""
 
-    def __init__(self, engine: Engine, clock: Clock, track_max_age_days: int = 5) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        track_max_age_days: int = 5,
+        parse_processes: int = 0,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._parse_pool = ParsePool(parse_processes)
         self._track_max_age = timedelta(days=track_max_age_days)
         self._events = EventIngestor(engine)
         # Short-lived caches: a rotated secret or a new identity mode applies within a minute.
@@ -141,6 +149,25 @@ class IngestionService:
             oldest_ms=MIN_EVENT_TIME_MS,
             within=within,
         )
+
+    async def prepare_import(
+        self, project: Project, raw: bytes, content_type: str, content_encoding: str
+    ) -> tuple[PreparedBatch, int]:
+        """Decode and validate an /import body (in a helper process when the service has them);
+        returns the batch and the time it was validated against, for :meth:`store_import`."""
+        now = now_ms(self._clock)
+        batch = await self._parse_pool.prepare_async(
+            raw, content_type, content_encoding, project.identity_mode, now, MIN_EVENT_TIME_MS
+        )
+        return batch, now
+
+    def store_import(self, project: Project, batch: PreparedBatch, now: int) -> IngestResult:
+        """Store a batch made by :meth:`prepare_import`."""
+        return self._events.store(project, batch, now_ms=now)
+
+    def close(self) -> None:
+        """Release helper processes."""
+        self._parse_pool.close()
 
     def engage(self, records: Sequence[Any]) -> IngestResult:
         """/engage: profile updates, each carrying ``$token``."""
