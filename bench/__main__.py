@@ -13,9 +13,10 @@ def main() -> None:
     """Parse options, run the chosen suites, print and save the table."""
     parser = argparse.ArgumentParser(description="cohortsync benchmarks")
     parser.add_argument("--events", type=int, default=400_000, help="events for the ingest suite")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
     args = parser.parse_args()
     rows: list[Row] = []
-    rows += ingest.run(args.events)
+    rows += ingest.run(args.events, args.repeats)
     table = render(rows)
     print(table)
     write_results(table, Path(__file__).parent / "results" / "latest.md")

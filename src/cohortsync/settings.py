@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,20 +31,10 @@ class Settings(BaseSettings):
         default="sqlite:///cohortsync.db",
         description="SQLAlchemy URL of the state database (SQLite file or PostgreSQL).",
     )
-    data_dir: Path = Field(
-        default=Path("."), description="Where generated files (the encryption key) are kept."
-    )
-    secret_key: SecretStr | None = Field(
-        default=None,
-        description="Encryption key for credentials at rest; generated into data_dir if absent.",
-    )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, description="Port the HTTP server listens on.")
     workers: int = Field(
         default=1, description="HTTP worker processes (PostgreSQL: any; SQLite: 1-2)."
-    )
-    allow_custom_endpoints: bool = Field(
-        default=False, description="Let integrations override the partner's base URL."
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")

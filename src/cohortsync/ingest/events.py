@@ -10,8 +10,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import RecordError
-from cohortsync.domain.events import Event, parse_event
+from cohortsync.domain.events import parse_event
 from cohortsync.domain.identity import (
+    DEVICE_PREFIX,
     IDENTITY_EVENTS,
     IdentityLink,
     IdentityMode,
@@ -22,11 +23,11 @@ from cohortsync.domain.identity import (
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.storage.database import write_transaction
 from cohortsync.warehouse import identities, profiles
-from cohortsync.warehouse.events import insert_events
+from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.sql import lock_project
 
 # Devices already linked to a user never change (simplified ID merge): skip re-checking them.
-_LINKED_CACHE_LIMIT = 1_000_000
+_LINKED_CACHE_LIMIT = 200_000
 
 
 @dataclass(slots=True)
@@ -36,17 +37,26 @@ class PreparedBatch:
     Pure data, so it can be prepared in another process.
     """
 
-    events: list[tuple[int, Event]] = field(default_factory=list)
+    project_id: int
+    # Plain tuples, cheap to send between processes: event rows ready for the store, the
+    # request index of each row, and (user, device) pairs of simplified ID merge.
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
-    device_links: list[IdentityLink] = field(default_factory=list)
+    device_links: list[tuple[str, str]] = field(default_factory=list)
     cluster_links: list[tuple[int, str, IdentityLink]] = field(default_factory=list)
 
 
 def prepare_events(
-    records: Sequence[tuple[int, Any]], mode: IdentityMode, *, now_ms: int, oldest_ms: int
+    records: Sequence[tuple[int, Any]],
+    project_id: int,
+    mode: IdentityMode,
+    *,
+    now_ms: int,
+    oldest_ms: int,
 ) -> PreparedBatch:
     """Validate ``(index, record)`` pairs and derive their identity links (no I/O)."""
-    batch = PreparedBatch()
+    batch = PreparedBatch(project_id)
     simplified = mode is IdentityMode.SIMPLIFIED
     devices_seen: set[str] = set()
     for index, record in records:
@@ -71,7 +81,7 @@ def prepare_events(
                     change = simplified_link(props)
                     if change is not None:
                         devices_seen.add(change.ids[1])
-                        batch.device_links.append(change)
+                        batch.device_links.append((change.into, change.ids[1]))
             elif event.name in IDENTITY_EVENTS:
                 change = original_link(event.name, props)
                 if change is not None:
@@ -79,7 +89,8 @@ def prepare_events(
         except RecordError as error:
             batch.failed.append(failure(index, record, error))
             continue
-        batch.events.append((index, event))
+        batch.rows.append(event_row(project_id, event))
+        batch.indexes.append(index)
     return batch
 
 
@@ -103,7 +114,9 @@ class EventIngestor:
 
         ``within`` runs in the same transaction (file imports save their checkpoint there).
         """
-        batch = prepare_events(records, project.identity_mode, now_ms=now_ms, oldest_ms=oldest_ms)
+        batch = prepare_events(
+            records, project.id, project.identity_mode, now_ms=now_ms, oldest_ms=oldest_ms
+        )
         return self.store(project, batch, now_ms=now_ms, within=within)
 
     def store(
@@ -117,7 +130,11 @@ class EventIngestor:
         """Store a prepared batch in one transaction: identity links first, then the events."""
         result = IngestResult(failed=list(batch.failed))
         known = self._linked_devices.setdefault(project.id, set())
-        device_links = [c for c in batch.device_links if c.ids[1] not in known]
+        device_links = [
+            IdentityLink(into=user, ids=(f"{DEVICE_PREFIX}{device}", device), exclusive=True)
+            for user, device in batch.device_links
+            if device not in known
+        ]
         with write_transaction(self._engine) as connection:
             if device_links or batch.cluster_links:
                 lock_project(connection, project.id, profiles.IDENTITY_LOCK)
@@ -130,8 +147,12 @@ class EventIngestor:
                     rejected.add(index)
                     result.failed.append(FailedRecord(index, insert_id, error.field, error.message))
             profiles.fold(connection, project.id, merges, now_ms)
-            stored = [e for i, e in batch.events if i not in rejected]
-            insert_events(connection, project.id, stored)
+            stored = batch.rows
+            if rejected:
+                stored = [
+                    r for i, r in zip(batch.indexes, batch.rows, strict=True) if i not in rejected
+                ]
+            insert_rows(connection, stored)
             if within is not None:
                 within(connection)
         result.imported = len(stored)

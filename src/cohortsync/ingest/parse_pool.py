@@ -29,13 +29,16 @@ def prepare_body(
     raw: bytes,
     content_type: str,
     content_encoding: str,
+    project_id: int,
     mode: IdentityMode,
     now_ms: int,
     oldest_ms: int,
 ) -> PreparedBatch:
     """Decode a request body and validate its events (runs in a helper process)."""
     records = decode_body(raw, content_type, content_encoding).records
-    return prepare_events(list(enumerate(records)), mode, now_ms=now_ms, oldest_ms=oldest_ms)
+    return prepare_events(
+        list(enumerate(records)), project_id, mode, now_ms=now_ms, oldest_ms=oldest_ms
+    )
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -80,12 +83,13 @@ class ParsePool:
         raw: bytes,
         content_type: str,
         content_encoding: str,
+        project_id: int,
         mode: IdentityMode,
         now_ms: int,
         oldest_ms: int,
     ) -> PreparedBatch:
         """Prepare one body in a helper process (or here, when there is no pool)."""
-        args = (raw, content_type, content_encoding, mode, now_ms, oldest_ms)
+        args = (raw, content_type, content_encoding, project_id, mode, now_ms, oldest_ms)
         pool = self._pool()
         if pool is None:
             return prepare_body(*args)
@@ -102,27 +106,23 @@ class ParsePool:
         raw: bytes,
         content_type: str,
         content_encoding: str,
+        project_id: int,
         mode: IdentityMode,
         now_ms: int,
         oldest_ms: int,
     ) -> PreparedBatch:
         """Like :meth:`prepare`, awaited from the event loop without occupying a thread, so
         helpers prepare the next bodies while the writer stores the previous ones."""
+        args = (raw, content_type, content_encoding, project_id, mode, now_ms, oldest_ms)
         pool = self._pool()
         if pool is not None:
             try:
-                return await asyncio.wrap_future(
-                    pool.submit(
-                        prepare_body, raw, content_type, content_encoding, mode, now_ms, oldest_ms
-                    )
-                )
+                return await asyncio.wrap_future(pool.submit(prepare_body, *args))
             except BrokenProcessPool:
                 log.warning("ingestion helper process died; preparing this batch in a thread")
                 with self._lock:
                     self._executor = None
-        return await anyio.to_thread.run_sync(
-            prepare_body, raw, content_type, content_encoding, mode, now_ms, oldest_ms
-        )
+        return await anyio.to_thread.run_sync(prepare_body, *args)
 
     def close(self) -> None:
         """Stop the helper processes."""

@@ -157,7 +157,13 @@ class IngestionService:
         returns the batch and the time it was validated against, for :meth:`store_import`."""
         now = now_ms(self._clock)
         batch = await self._parse_pool.prepare_async(
-            raw, content_type, content_encoding, project.identity_mode, now, MIN_EVENT_TIME_MS
+            raw,
+            content_type,
+            content_encoding,
+            project.id,
+            project.identity_mode,
+            now,
+            MIN_EVENT_TIME_MS,
         )
         return batch, now
 

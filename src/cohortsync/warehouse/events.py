@@ -24,22 +24,27 @@ EVENT_COLUMNS = (
 )
 
 
+def event_row(project_id: int, event: Event) -> tuple[Any, ...]:
+    """The DB-API parameter tuple of one event, in EVENT_COLUMNS order."""
+    return (
+        project_id,
+        event.time_ms,
+        event.name,
+        event.distinct_id,
+        event.insert_id,
+        event.dedup_hash,
+        event.properties,
+    )
+
+
 def event_rows(project_id: int, batch: Sequence[Event]) -> list[tuple[Any, ...]]:
     """The DB-API parameter tuples for ``batch``."""
-    return [
-        (project_id, e.time_ms, e.name, e.distinct_id, e.insert_id, e.dedup_hash, e.properties)
-        for e in batch
-    ]
+    return [event_row(project_id, e) for e in batch]
 
 
 def insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert prepared rows, skipping any whose dedup key is already stored."""
     bulk_insert_ignoring(connection, "events", EVENT_COLUMNS, rows)
-
-
-def insert_events(connection: Connection, project_id: int, batch: Sequence[Event]) -> None:
-    """Store ``batch``; an event already stored under the same dedup key is stored once."""
-    insert_rows(connection, event_rows(project_id, batch))
 
 
 def export_events(
