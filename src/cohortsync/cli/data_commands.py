@@ -15,10 +15,12 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy.engine import Engine
 
 from cohortsync.cli.context import console, fail, friendly_errors, migrated_engine, out
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.demo.dataset import DemoConfig, generate
+from cohortsync.domain.accounts import Project
 from cohortsync.services import accounts
 from cohortsync.services.file_import import ImportKind, import_file
 from cohortsync.services.ingestion import IngestionService
@@ -32,18 +34,23 @@ ProjectOption = Annotated[
 ]
 
 
+def _ingestion(engine: Engine, project: int | None) -> tuple[Project, IngestionService]:
+    """The target project (the first one by default) and a service that writes into it."""
+    if project is None:
+        target, _ = accounts.ensure_default_project(engine)
+    else:
+        with read_transaction(engine) as connection:
+            target = accounts.get_project(connection, project)
+    return target, IngestionService(engine, SystemClock())
+
+
 def _run_import(path: Path, kind: ImportKind, project: int | None) -> None:
     if not path.is_file():
         raise fail(f"{path} is not a file")
     if path.suffix.lower() not in (".ndjson", ".jsonl", ".json", ".csv"):
         raise fail(f"{path.name}: expected a .ndjson, .jsonl or .csv file")
     with migrated_engine() as engine:
-        if project is None:
-            target, _ = accounts.ensure_default_project(engine)
-        else:
-            with read_transaction(engine) as connection:
-                target = accounts.get_project(connection, project)
-        service = IngestionService(engine, SystemClock())
+        target, service = _ingestion(engine, project)
         total = path.stat().st_size
         with Progress(
             TextColumn(f"importing {kind.value} from {path.name}"),
@@ -117,12 +124,7 @@ def demo_seed(
         raise fail("--users must be at least 1")
     config = DemoConfig(users=users, events_per_user=events_per_user, seed=seed)
     with migrated_engine() as engine:
-        if project is None:
-            target, _ = accounts.ensure_default_project(engine)
-        else:
-            with read_transaction(engine) as connection:
-                target = accounts.get_project(connection, project)
-        service = IngestionService(engine, SystemClock())
+        target, service = _ingestion(engine, project)
         stored = {"events": 0, "profiles": 0}
         with Progress(
             TextColumn("seeding demo data"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -44,6 +45,12 @@ def default_project_id(project: int | None) -> int:
     return found.id
 
 
+def _this_command() -> str:
+    """How the operator invoked us (``.venv/bin/cohortsync`` under ``make run``)."""
+    invoked = sys.argv[0]
+    return invoked if invoked.endswith("cohortsync") else "cohortsync"
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema, and the default project on an empty database."""
@@ -79,7 +86,7 @@ def serve(
     if people == 0:
         out.print(
             "no users yet; create the first admin with:\n"
-            "  cohortsync users create --email you@example.com --password '…' --role admin"
+            f"  {_this_command()} users create --email you@example.com --password '…' --role admin"
         )
     uvicorn.run(
         "cohortsync.api.app:app_from_environment",

@@ -2,7 +2,7 @@
 
 Validation is CPU-bound Python, so threads cannot run it in parallel; a small process pool can.
 The API process keeps what must be serial: authentication, identity links and the SQLite writer.
-With ``processes=0`` (or a broken pool) batches are prepared in the calling thread instead.
+With ``processes=0`` (or a broken pool) batches are prepared in a thread instead.
 """
 
 from __future__ import annotations
@@ -78,29 +78,6 @@ class ParsePool:
                 )
             return self._executor
 
-    def prepare(
-        self,
-        raw: bytes,
-        content_type: str,
-        content_encoding: str,
-        project_id: int,
-        mode: IdentityMode,
-        now_ms: int,
-        oldest_ms: int,
-    ) -> PreparedBatch:
-        """Prepare one body in a helper process (or here, when there is no pool)."""
-        args = (raw, content_type, content_encoding, project_id, mode, now_ms, oldest_ms)
-        pool = self._pool()
-        if pool is None:
-            return prepare_body(*args)
-        try:
-            return pool.submit(prepare_body, *args).result()
-        except BrokenProcessPool:
-            log.warning("ingestion helper process died; preparing this batch in-process")
-            with self._lock:
-                self._executor = None
-            return prepare_body(*args)
-
     async def prepare_async(
         self,
         raw: bytes,
@@ -111,8 +88,9 @@ class ParsePool:
         now_ms: int,
         oldest_ms: int,
     ) -> PreparedBatch:
-        """Like :meth:`prepare`, awaited from the event loop without occupying a thread, so
-        helpers prepare the next bodies while the writer stores the previous ones."""
+        """Prepare one body in a helper process (in a thread when there is no pool), awaited
+        without occupying a thread, so helpers prepare the next bodies while the writer stores
+        the previous ones."""
         args = (raw, content_type, content_encoding, project_id, mode, now_ms, oldest_ms)
         pool = self._pool()
         if pool is not None:
