@@ -123,3 +123,25 @@ import_checkpoints = sa.Table(
     sa.Column("records", sa.BigInteger, nullable=False),
     sa.Column("finished", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+
+cohorts = sa.Table(
+    "cohorts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("kind", sa.String(20), nullable=False),  # dynamic | static
+    sa.Column("definition", JSONDocument, nullable=True),  # dynamic cohorts only
+    sa.Column("created_by", sa.Integer, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_cohorts_project", "project_id"),
+)
+
+cohort_members = sa.Table(
+    "cohort_members",
+    metadata,
+    sa.Column("cohort_id", sa.ForeignKey("cohorts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("distinct_id", sa.String(255), primary_key=True),  # canonical, at upload time
+)

@@ -1,0 +1,309 @@
+"""Cohort definitions (R-COH-2): a typed tree parsed from JSON, with errors that name the JSON path.
+
+    {"all": [cond, ...]} | {"any": [cond, ...]} | {"not": cond}
+    {"property": NAME, "op": OP, "value": V}               a profile property of the user
+    {"event": NAME, "count": {"op": ">=", "value": 1},     how often the user did an event,
+     "within": {"last": N, "unit": "day"} | {"between": ["YYYY-MM-DD", "YYYY-MM-DD"]},
+     "where": [property conditions on the event]}
+    {"in_cohort": ID}                                      membership of another cohort
+
+Semantics, shared by every SQL dialect and the reference evaluator:
+- Comparisons are typed: a number equals a number (1 == 1.0), a string a string, a boolean a
+  boolean; a value of another type never matches. ``gt``/``gte``/``lt``/``lte``/``between``
+  compare numbers with numbers and strings with strings (ISO dates order as text).
+- ``contains`` is a case-sensitive substring test on strings and a membership test on lists.
+- A missing or null property matches only ``is_not_set`` and the negative operators
+  (``not_equals``, ``not_contains``, ``not_in``).
+- Windows: ``last`` N minutes/hours/days/weeks/months (a month is 30 days) up to the evaluation
+  time, both ends included; ``between`` covers whole UTC days, both days included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from cohortsync.domain.errors import BatchError
+
+PROPERTY_OPERATORS = (
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "between",
+    "is_set",
+    "is_not_set",
+    "in",
+    "not_in",
+)
+NEGATIVE_OPERATORS = frozenset({"not_equals", "not_contains", "not_in", "is_not_set"})
+COUNT_OPERATORS = (">=", ">", "=", "!=", "<", "<=")
+UNIT_SECONDS = {
+    "minute": 60,
+    "hour": 3600,
+    "day": 86_400,
+    "week": 7 * 86_400,
+    "month": 30 * 86_400,
+}
+Scalar = str | int | float | bool
+
+
+class DefinitionError(BatchError):
+    """A cohort definition is invalid; ``path`` is the JSON path of the offending part."""
+
+    code = "invalid_definition"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+@dataclass(frozen=True)
+class PropertyCondition:
+    """A condition on a property (of the user's profile, or of an event in ``where``)."""
+
+    property: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class CountComparison:
+    """How many matching events qualify: ``count <op> value``."""
+
+    op: str = ">="
+    value: int = 1
+
+    def holds(self, count: int) -> bool:
+        """Whether ``count`` satisfies the comparison."""
+        return {
+            ">=": count >= self.value,
+            ">": count > self.value,
+            "=": count == self.value,
+            "!=": count != self.value,
+            "<": count < self.value,
+            "<=": count <= self.value,
+        }[self.op]
+
+
+@dataclass(frozen=True)
+class LastWindow:
+    """The last ``amount`` units, up to the evaluation time."""
+
+    amount: int
+    unit: str
+
+    @property
+    def milliseconds(self) -> int:
+        """Length of the window."""
+        return self.amount * UNIT_SECONDS[self.unit] * 1000
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """Whole UTC days from ``start`` to ``end``, both included."""
+
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
+class EventCondition:
+    """The user did ``event`` a number of times, in a window, with event property filters."""
+
+    event: str
+    count: CountComparison = CountComparison()
+    within: LastWindow | DateWindow | None = None
+    where: tuple[PropertyCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class CohortReference:
+    """Membership of another cohort."""
+
+    cohort_id: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """All or any of ``items``."""
+
+    kind: Literal["all", "any"]
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The negation of ``item``."""
+
+    item: Condition
+
+
+Condition = PropertyCondition | EventCondition | CohortReference | Group | Not
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _object(raw: Any, path: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise DefinitionError(path, "expected an object")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise DefinitionError(
+            f"{path}.{unknown[0]}", f"unknown key; expected one of {sorted(allowed)}"
+        )
+    return raw
+
+
+def parse_property_condition(raw: Any, path: str) -> PropertyCondition:
+    """``{"property", "op", "value"}`` with the value checked against the operator."""
+    node = _object(raw, path, {"property", "op", "value"})
+    name = node.get("property")
+    if not isinstance(name, str) or not name:
+        raise DefinitionError(f"{path}.property", "expected a property name")
+    op = node.get("op")
+    if op not in PROPERTY_OPERATORS:
+        raise DefinitionError(
+            f"{path}.op", f"unknown operator {op!r}; expected one of {list(PROPERTY_OPERATORS)}"
+        )
+    value = node.get("value")
+    where = f"{path}.value"
+    if op in ("is_set", "is_not_set"):
+        if value is not None:
+            raise DefinitionError(where, f"'{op}' takes no value")
+    elif op in ("equals", "not_equals", "contains", "not_contains"):
+        if not _scalar(value):
+            raise DefinitionError(where, f"'{op}' needs a string, number or boolean")
+    elif op in ("gt", "gte", "lt", "lte"):
+        if not (_number(value) or isinstance(value, str)):
+            raise DefinitionError(where, f"'{op}' needs a number or a date/time string")
+    elif op == "between":
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not (all(_number(v) for v in value) or all(isinstance(v, str) for v in value))
+        ):
+            raise DefinitionError(where, "'between' needs two numbers or two date/time strings")
+        value = tuple(value)
+    elif op in ("in", "not_in"):
+        if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
+            raise DefinitionError(where, f"'{op}' needs a non-empty list of values")
+        value = tuple(value)
+    return PropertyCondition(name, op, value)
+
+
+def _parse_count(raw: Any, path: str) -> CountComparison:
+    node = _object(raw, path, {"op", "value"})
+    op = node.get("op", ">=")
+    if op not in COUNT_OPERATORS:
+        raise DefinitionError(
+            f"{path}.op", f"unknown count operator {op!r}; expected one of {list(COUNT_OPERATORS)}"
+        )
+    value = node.get("value", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DefinitionError(f"{path}.value", "expected a whole number of events (0 or more)")
+    return CountComparison(op, value)
+
+
+def _parse_date(raw: Any, path: str) -> date:
+    if not isinstance(raw, str):
+        raise DefinitionError(path, "expected a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise DefinitionError(path, f"expected a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def _parse_window(raw: Any, path: str) -> LastWindow | DateWindow:
+    node = _object(raw, path, {"last", "unit", "between"})
+    if "between" in node:
+        pair = node["between"]
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise DefinitionError(f"{path}.between", "expected two dates [start, end]")
+        start = _parse_date(pair[0], f"{path}.between[0]")
+        end = _parse_date(pair[1], f"{path}.between[1]")
+        if end < start:
+            raise DefinitionError(f"{path}.between", "the end date is before the start date")
+        return DateWindow(start, end)
+    amount = node.get("last")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise DefinitionError(f"{path}.last", "expected a positive whole number")
+    unit = node.get("unit")
+    if unit not in UNIT_SECONDS:
+        raise DefinitionError(
+            f"{path}.unit", f"unknown unit {unit!r}; expected one of {list(UNIT_SECONDS)}"
+        )
+    return LastWindow(amount, unit)
+
+
+def _parse_event(node: dict[str, Any], path: str) -> EventCondition:
+    _object(node, path, {"event", "count", "within", "where"})
+    name = node["event"]
+    if not isinstance(name, str) or not name:
+        raise DefinitionError(f"{path}.event", "expected an event name")
+    count = _parse_count(node["count"], f"{path}.count") if "count" in node else CountComparison()
+    within = _parse_window(node["within"], f"{path}.within") if "within" in node else None
+    filters = node.get("where", [])
+    if not isinstance(filters, list):
+        raise DefinitionError(f"{path}.where", "expected a list of property conditions")
+    where = tuple(parse_property_condition(f, f"{path}.where[{i}]") for i, f in enumerate(filters))
+    return EventCondition(name, count, within, where)
+
+
+def parse_condition(raw: Any, path: str = "$") -> Condition:
+    """Parse one node of a definition."""
+    if not isinstance(raw, dict):
+        raise DefinitionError(path, "expected an object (a condition or a group)")
+    for kind in ("all", "any"):
+        if kind in raw:
+            _object(raw, path, {kind})
+            items = raw[kind]
+            if not isinstance(items, list) or not items:
+                raise DefinitionError(f"{path}.{kind}", "expected a non-empty list of conditions")
+            parsed = tuple(
+                parse_condition(item, f"{path}.{kind}[{i}]") for i, item in enumerate(items)
+            )
+            return Group(kind, parsed)
+    if "not" in raw:
+        _object(raw, path, {"not"})
+        return Not(parse_condition(raw["not"], f"{path}.not"))
+    if "in_cohort" in raw:
+        _object(raw, path, {"in_cohort"})
+        cohort_id = raw["in_cohort"]
+        if not isinstance(cohort_id, int) or isinstance(cohort_id, bool) or cohort_id <= 0:
+            raise DefinitionError(f"{path}.in_cohort", "expected a cohort id")
+        return CohortReference(cohort_id)
+    if "event" in raw:
+        return _parse_event(raw, path)
+    if "property" in raw:
+        return parse_property_condition(raw, path)
+    raise DefinitionError(
+        path, "expected one of 'all', 'any', 'not', 'property', 'event', 'in_cohort'"
+    )
+
+
+def parse_definition(raw: Any) -> Condition:
+    """Parse a whole definition (the JSON document)."""
+    return parse_condition(raw, "$")
+
+
+def references(condition: Condition) -> set[int]:
+    """The cohort ids a definition refers to (directly)."""
+    if isinstance(condition, CohortReference):
+        return {condition.cohort_id}
+    if isinstance(condition, Group):
+        return set().union(*(references(item) for item in condition.items))
+    if isinstance(condition, Not):
+        return references(condition.item)
+    return set()

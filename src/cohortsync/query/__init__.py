@@ -1,0 +1,1 @@
+"""Cohort definitions compiled to SQL, one path for every dialect."""

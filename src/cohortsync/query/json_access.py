@@ -1,0 +1,149 @@
+"""Typed access to JSON document properties, per SQL dialect.
+
+Every expression here is *two-valued* where it is a predicate (never SQL NULL), so NOT and
+negative operators behave as the reference evaluator does for missing properties.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+Document = ColumnElement[Any]
+Predicate = ColumnElement[bool]
+
+
+class JsonAccess(Protocol):
+    """How one dialect reads a typed property out of a JSON document column."""
+
+    def kind(self, document: Document, name: str) -> ColumnElement[str]:
+        """'number', 'string', 'boolean', 'null', 'array', 'object', or NULL when missing."""
+        ...
+
+    def number(self, document: Document, name: str) -> ColumnElement[Any]:
+        """The property as a number (only meaningful where kind is 'number')."""
+        ...
+
+    def text(self, document: Document, name: str) -> ColumnElement[str]:
+        """The property as text, compared by code point (where kind is 'string')."""
+        ...
+
+    def boolean(self, document: Document, name: str) -> ColumnElement[Any]:
+        """The property as a boolean (where kind is 'boolean')."""
+        ...
+
+    def substring(self, haystack: ColumnElement[str], needle: str) -> Predicate:
+        """Case-sensitive substring test."""
+        ...
+
+    def list_contains(self, document: Document, name: str, value: Any) -> Predicate:
+        """The property is a list with an element equal (typed) to ``value``."""
+        ...
+
+
+def _path(name: str) -> str:
+    return '$."' + name + '"'
+
+
+class SqliteJson:
+    """JSON1 functions on a TEXT column."""
+
+    def kind(self, document: Document, name: str) -> ColumnElement[str]:
+        """Map json_type's names onto the common ones."""
+        raw = sa.func.json_type(document, _path(name))
+        return sa.case(
+            (raw.in_(("integer", "real")), "number"),
+            (raw == "text", "string"),
+            (raw.in_(("true", "false")), "boolean"),
+            else_=raw,
+        )
+
+    def number(self, document: Document, name: str) -> ColumnElement[Any]:
+        """json_extract yields INTEGER/REAL for numbers."""
+        return sa.func.json_extract(document, _path(name))
+
+    def text(self, document: Document, name: str) -> ColumnElement[str]:
+        """json_extract yields TEXT for strings (compared bytewise: code point order)."""
+        return sa.func.json_extract(document, _path(name))
+
+    def boolean(self, document: Document, name: str) -> ColumnElement[Any]:
+        """json_type distinguishes true from false."""
+        return sa.func.json_type(document, _path(name)) == "true"
+
+    def substring(self, haystack: ColumnElement[str], needle: str) -> Predicate:
+        """instr() is case-sensitive."""
+        return sa.func.instr(haystack, needle) > 0
+
+    def list_contains(self, document: Document, name: str, value: Any) -> Predicate:
+        """An EXISTS over json_each of the list."""
+        elements = sa.func.json_each(document, _path(name)).table_valued("type", "atom")
+        if isinstance(value, bool):
+            match = elements.c.type == ("true" if value else "false")
+        elif isinstance(value, int | float):
+            match = sa.and_(elements.c.type.in_(("integer", "real")), elements.c.atom == value)
+        else:
+            match = sa.and_(elements.c.type == "text", elements.c.atom == value)
+        return sa.exists(sa.select(sa.literal(1)).select_from(elements).where(match))
+
+
+class PostgresJson:
+    """jsonb operators."""
+
+    def _element(self, document: Document, name: str) -> ColumnElement[Any]:
+        return document.op("->", return_type=JSONB)(sa.literal(name, sa.Text))
+
+    def kind(self, document: Document, name: str) -> ColumnElement[str]:
+        """jsonb_typeof already uses the common names."""
+        return sa.func.jsonb_typeof(self._element(document, name))
+
+    def _as_text(self, document: Document, name: str) -> ColumnElement[str]:
+        return document.op("->>", return_type=sa.Text)(sa.literal(name, sa.Text))
+
+    def number(self, document: Document, name: str) -> ColumnElement[Any]:
+        """Cast only where the value is a number, so no row can fail the cast."""
+        return sa.case(
+            (
+                self.kind(document, name) == "number",
+                sa.cast(self._as_text(document, name), sa.Numeric),
+            ),
+            else_=sa.null(),
+        )
+
+    def text(self, document: Document, name: str) -> ColumnElement[str]:
+        """Text in the "C" collation: code point order, like SQLite and Python."""
+        return self._as_text(document, name).collate("C")
+
+    def boolean(self, document: Document, name: str) -> ColumnElement[Any]:
+        """Compare with the JSON literal true."""
+        return self._element(document, name) == sa.cast(sa.literal("true"), JSONB)
+
+    def substring(self, haystack: ColumnElement[str], needle: str) -> Predicate:
+        """strpos() is case-sensitive."""
+        return sa.func.strpos(haystack, needle) > 0
+
+    def list_contains(self, document: Document, name: str, value: Any) -> Predicate:
+        """An element of the list equals ``value`` as jsonb (typed; numbers by value). Not
+        ``@>``, which also looks inside nested lists."""
+        element = self._element(document, name)
+        array = sa.case(
+            (sa.func.jsonb_typeof(element) == "array", element),
+            else_=sa.cast(sa.literal("[]"), JSONB),
+        )
+        elements = sa.func.jsonb_array_elements(array).table_valued("value")
+        probe = sa.cast(sa.literal(orjson.dumps(value).decode()), JSONB)
+        return sa.exists(
+            sa.select(sa.literal(1)).select_from(elements).where(elements.c.value == probe)
+        )
+
+
+def json_access(dialect_name: str) -> JsonAccess:
+    """The JsonAccess for an engine's dialect."""
+    if dialect_name == "sqlite":
+        return SqliteJson()
+    if dialect_name == "postgresql":
+        return PostgresJson()
+    raise ValueError(f"cohort queries do not support the {dialect_name!r} dialect yet")
