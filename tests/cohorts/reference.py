@@ -74,19 +74,21 @@ def kind(value: Any) -> str | None:
 
 def same(a: Any, b: Any) -> bool:
     """Typed equality: numbers with numbers, strings with strings, booleans with booleans."""
-    return kind(a) == kind(b) and a == b
+    return kind(a) == kind(b) and bool(a == b)
 
 
 def ordered(actual: Any, op: str, value: Any) -> bool:
     wanted = "string" if isinstance(value, str) else "number"
     if kind(actual) != wanted:
         return False
-    return {
-        "gt": actual > value,
-        "gte": actual >= value,
-        "lt": actual < value,
-        "lte": actual <= value,
-    }[op]
+    return bool(
+        {
+            "gt": actual > value,
+            "gte": actual >= value,
+            "lt": actual < value,
+            "lte": actual <= value,
+        }[op]
+    )
 
 
 def property_holds(document: dict[str, Any], condition: PropertyCondition) -> bool:
