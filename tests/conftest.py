@@ -142,6 +142,7 @@ class LiveServer:
 
     url: str
     engine: Engine
+    clock: FrozenClock
 
     def client(self, **kwargs: object) -> httpx.Client:
         """An HTTP client for this server."""
@@ -150,10 +151,11 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
-    """uvicorn in a thread, on a free loopback port, with the real clock."""
+    """uvicorn in a thread, on a free loopback port, with a clock frozen at the real time."""
     port = free_port()
     settings = Settings(database_url=database_url)
-    app = create_app(settings, engine=engine, clock=SystemClock())
+    clock = FrozenClock(SystemClock().now())
+    app = create_app(settings, engine=engine, clock=clock)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -164,7 +166,7 @@ def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
         if time.monotonic() > deadline:
             raise RuntimeError("server did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", engine)
+    yield LiveServer(f"http://127.0.0.1:{port}", engine, clock)
     server.should_exit = True
     thread.join(timeout=10)
 

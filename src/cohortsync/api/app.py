@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from cohortsync import __version__
-from cohortsync.api import accounts, data, ingestion
+from cohortsync.api import accounts, cohorts, data, ingestion
 from cohortsync.api.deps import StateDep
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.api.state import AppState
@@ -54,6 +54,7 @@ def create_app(
     app.include_router(ingestion.router)
     app.include_router(accounts.router)
     app.include_router(data.router)
+    app.include_router(cohorts.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

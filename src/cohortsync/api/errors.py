@@ -41,12 +41,13 @@ def status_for(error: CohortsyncError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """The uniform error body."""
+def error_response(status: int, code: str, message: str, path: str | None = None) -> JSONResponse:
+    """The uniform error body (with the JSON path of the problem, where there is one)."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    error: dict[str, str] = {"code": code, "message": message}
+    if path is not None:
+        error["path"] = path
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -54,7 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CohortsyncError)
     async def _domain(_request: Request, exc: CohortsyncError) -> JSONResponse:
-        return error_response(status_for(exc), exc.code, exc.message)
+        return error_response(status_for(exc), exc.code, exc.message, getattr(exc, "path", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,181 @@
+"""Cohorts API (SPEC §11): create, list, get, update, delete, static uploads, members."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from cohortsync.api.deps import CurrentUser, StateDep, project_role
+from cohortsync.clock import now_ms
+from cohortsync.domain.errors import BatchError
+from cohortsync.services import cohorts
+from cohortsync.storage.database import read_transaction, write_transaction
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/cohorts", tags=["cohorts"])
+
+
+class CohortIn(BaseModel):
+    """A dynamic cohort to create."""
+
+    name: str = Field(min_length=1, max_length=255)
+    description: str = ""
+    definition: dict[str, Any]
+
+
+class CohortChange(BaseModel):
+    """Fields to change; absent ones stay."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+    definition: dict[str, Any] | None = None
+
+
+class StaticCohortIn(BaseModel):
+    """A static cohort from lists of ids or emails."""
+
+    name: str = Field(min_length=1, max_length=255)
+    description: str = ""
+    distinct_ids: list[str] = Field(default_factory=list, max_length=1_000_000)
+    emails: list[str] = Field(default_factory=list, max_length=1_000_000)
+
+
+@router.post("", status_code=201)
+def create(project_id: int, body: CohortIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Create a dynamic cohort; a bad definition is a 400 naming the JSON path."""
+    project_role(user, project_id)
+    with write_transaction(state.engine) as connection:
+        cohort = cohorts.create_cohort(
+            connection, project_id, body.name, body.definition, body.description, user.id
+        )
+    return cohort.as_json()
+
+
+def _csv_members(text: str) -> tuple[str, list[str], list[str]]:
+    """(name-less) distinct_ids and emails from a CSV with a distinct_id or email column."""
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    id_column = columns.get("distinct_id") or columns.get("$distinct_id")
+    email_column = columns.get("email") or columns.get("$email")
+    if id_column is None and email_column is None:
+        raise BatchError("the CSV needs a 'distinct_id' or an 'email' column")
+    ids, emails = [], []
+    for row in reader:
+        if id_column and row.get(id_column):
+            ids.append(row[id_column].strip())
+        elif email_column and row.get(email_column):
+            emails.append(row[email_column].strip())
+    return text, ids, emails
+
+
+@router.post("/static", status_code=201)
+async def create_static(
+    project_id: int,
+    request: Request,
+    user: CurrentUser,
+    state: StateDep,
+    name: Annotated[str | None, Query(description="cohort name, for a CSV upload")] = None,
+) -> dict[str, Any]:
+    """Create a static cohort from JSON ``{name, distinct_ids?, emails?}`` or a CSV body
+    (``Content-Type: text/csv`` with a distinct_id or email column, name in ``?name=``)."""
+    project_role(user, project_id)
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("text/csv"):
+        if not name:
+            raise BatchError("a CSV upload needs the cohort name in ?name=")
+        _, ids, emails = _csv_members(raw.decode("utf-8-sig", "replace"))
+        body = StaticCohortIn(name=name, distinct_ids=ids, emails=emails)
+    else:
+        try:
+            body = StaticCohortIn.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise BatchError(problems) from None
+    with write_transaction(state.engine) as connection:
+        cohort = cohorts.create_static_cohort(
+            connection,
+            project_id,
+            body.name,
+            body.distinct_ids,
+            body.emails,
+            body.description,
+            user.id,
+            now_ms(state.clock),
+        )
+    return cohort.as_json()
+
+
+@router.get("")
+def list_all(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
+    """The project's cohorts."""
+    project_role(user, project_id)
+    with read_transaction(state.engine) as connection:
+        return [c.as_json() for c in cohorts.list_cohorts(connection, project_id)]
+
+
+@router.get("/{cohort_id}")
+def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """One cohort, with its member count now."""
+    project_role(user, project_id)
+    with read_transaction(state.engine) as connection:
+        cohort = cohorts.get_cohort(connection, project_id, cohort_id)
+        count = cohorts.count_members(connection, project_id, cohort_id, now_ms(state.clock))
+    return {**cohort.as_json(), "count": count}
+
+
+@router.put("/{cohort_id}")
+def update(
+    project_id: int, cohort_id: int, body: CohortChange, user: CurrentUser, state: StateDep
+) -> dict[str, Any]:
+    """Rename, describe or redefine a cohort."""
+    project_role(user, project_id)
+    with write_transaction(state.engine) as connection:
+        cohort = cohorts.update_cohort(
+            connection,
+            project_id,
+            cohort_id,
+            name=body.name,
+            description=body.description,
+            definition=body.definition,
+        )
+    return cohort.as_json()
+
+
+@router.delete("/{cohort_id}", status_code=204)
+def delete(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> Response:
+    """Delete a cohort (refused while another cohort refers to it)."""
+    project_role(user, project_id)
+    with write_transaction(state.engine) as connection:
+        cohorts.delete_cohort(connection, project_id, cohort_id)
+    return Response(status_code=204)
+
+
+@router.get("/{cohort_id}/members")
+def members(
+    project_id: int,
+    cohort_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=cohorts.MAX_PAGE)] = 100,
+    cursor: str | None = None,
+    properties: Annotated[str | None, Query(description="comma-separated names")] = None,
+) -> dict[str, Any]:
+    """The members now: count, one page (by distinct_id), and the cursor of the next page."""
+    project_role(user, project_id)
+    chosen = [p.strip() for p in properties.split(",") if p.strip()] if properties else []
+    with read_transaction(state.engine) as connection:
+        page = cohorts.member_page(
+            connection,
+            project_id,
+            cohort_id,
+            now_ms(state.clock),
+            limit=limit,
+            cursor=cursor,
+            properties=chosen,
+        )
+    return {"count": page.count, "members": page.members, "next_cursor": page.next_cursor}
