@@ -183,3 +183,28 @@ def test_demo_seed_makes_a_realistic_dataset(db: str) -> None:
     assert sum("$email" in p for p in people) > 0.8 * len(people)
     assert {"Sign Up", "Purchase", "App Open"} <= names
     assert merged and anonymous_events
+
+
+def test_cohort_commands(db: str, tmp_path: Path) -> None:
+    run(db, "demo", "seed", "--users", "200", "--events-per-user", "6")
+    definition = tmp_path / "buyers.json"
+    definition.write_text(
+        '{"all": [{"property": "plan", "op": "in", "value": ["pro", "enterprise"]},'
+        ' {"event": "Purchase", "within": {"last": 90, "unit": "day"}}]}'
+    )
+    created = run(db, "cohorts", "create", "--name", "Paying buyers", "--file", str(definition))
+    assert "created cohort 1 'Paying buyers'" in created.stdout
+    count = int(run(db, "cohorts", "count", "1").stdout)
+    assert count > 0
+    listed = run(db, "cohorts", "list", "--counts").stdout
+    assert "Paying buyers" in listed and f"{count:,}" in listed
+    page = run(db, "cohorts", "members", "1", "--limit", "5", "--properties", "plan")
+    lines = [orjson.loads(line) for line in page.stdout.splitlines()]
+    assert len(lines) == min(5, count)
+    assert all(m["properties"]["plan"] in ("pro", "enterprise") for m in lines)
+    assert f"{count} members" in page.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"event": "Purchase", "within": {"last": 2, "unit": "year"}}')
+    refused = run(db, "cohorts", "create", "--name", "x", "--file", str(bad), check=False)
+    assert refused.returncode == 1
+    assert "$.within.unit: unknown unit 'year'" in refused.stderr

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cohortsync.cli import data_commands
+from cohortsync.cli import cohort_commands, data_commands
 from cohortsync.cli.context import friendly_errors, migrated_engine, out, settings
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.identity import IdentityMode
@@ -30,6 +30,7 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(service_accounts_app, name="service-accounts")
 app.add_typer(data_commands.import_app, name="import")
 app.add_typer(data_commands.demo_app, name="demo")
+app.add_typer(cohort_commands.cohorts_app, name="cohorts")
 
 ProjectOption = Annotated[
     int | None, typer.Option("--project", help="Project id (default: the first project).")
