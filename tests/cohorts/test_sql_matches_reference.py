@@ -64,6 +64,22 @@ CORPUS: list[tuple[str, dict[str, Any]]] = [
     ("not exactly one", {"event": "Purchase", "count": {"op": "!=", "value": 1}}),
     ("last 7 days includes the edge", {"event": "App Open", "within": {"last": 7, "unit": "day"}}),
     ("last 1 week", {"event": "App Open", "within": {"last": 1, "unit": "week"}}),
+    (
+        "the edge event is counted",
+        {
+            "event": "App Open",
+            "count": {"op": ">=", "value": 2},
+            "within": {"last": 7, "unit": "day"},
+        },
+    ),
+    (
+        "just outside the edge",
+        {
+            "event": "App Open",
+            "within": {"last": 7, "unit": "day"},
+            "count": {"op": "=", "value": 0},
+        },
+    ),
     ("last 2 hours", {"event": "App Open", "within": {"last": 2, "unit": "hour"}}),
     ("last 45 minutes", {"event": "App Open", "within": {"last": 45, "unit": "minute"}}),
     ("last month", {"event": "Purchase", "within": {"last": 1, "unit": "month"}}),
