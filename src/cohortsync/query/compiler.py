@@ -1,9 +1,11 @@
 """Compile a cohort definition to one SQL query over canonical users (R-COH-5).
 
-The query selects ``distinct_id`` (canonical) from the project's users — everyone seen in events
-or profiles — joined to their profile; each condition becomes a two-valued predicate on that
-row. ``in_cohort`` inlines the referenced definition (cycles are refused before compiling);
-a static cohort is a membership list.
+Each condition becomes a two-valued predicate on a candidate user row. Candidates come from the
+narrowest source that holds every member: the profiles matching a positive property condition,
+the users who did a required event, a static list, a union of those for ``any`` — and only when
+nothing narrower exists (a top-level ``not``), every user seen in events or profiles. The
+condition that produced the candidates is not tested twice. ``in_cohort`` inlines the referenced
+definition (cycles are refused before compiling); a static cohort is a membership list.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.domain.cohorts import (
+    NEGATIVE_OPERATORS,
     CohortReference,
     Condition,
     DateWindow,
@@ -47,8 +50,9 @@ class CohortCompiler:
         self._project_id = project_id
         self._now_ms = now_ms
         self._resolve = resolve
+        self._resolved: dict[int, Condition | None] = {}
         self._aliases = 0
-        self.users = self._users().cte("users")
+        self._needs_profile = False
         self.profile = profiles.alias("profile")
 
     def _events_with_identity(self) -> tuple[Any, ColumnElement[str], Any]:
@@ -61,7 +65,7 @@ class CohortCompiler:
         )
         return e, sa.func.coalesce(i.c.canonical_id, e.c.distinct_id), joined
 
-    def _users(self) -> Any:
+    def _everyone(self) -> Select[Any]:
         e, canonical, joined = self._events_with_identity()
         from_events = (
             sa.select(canonical.label("distinct_id"))
@@ -71,64 +75,97 @@ class CohortCompiler:
         from_profiles = sa.select(profiles.c.distinct_id).where(
             profiles.c.project_id == self._project_id
         )
-        return sa.union(from_events, from_profiles)
+        return sa.select(sa.union(from_events, from_profiles).subquery().c.distinct_id)
 
-    def members(self, condition: Condition) -> Select[Any]:
-        """SELECT distinct_id, profile properties of the users matching ``condition``."""
-        user = self.users.c.distinct_id
-        return (
-            sa.select(user.label("distinct_id"), self.profile.c.properties)
-            .select_from(
-                self.users.outerjoin(
-                    self.profile,
-                    sa.and_(
-                        self.profile.c.project_id == self._project_id,
-                        self.profile.c.distinct_id == user,
-                    ),
-                )
-            )
-            .where(self.predicate(condition))
+    def _reference(self, cohort_id: int) -> Condition | None:
+        if cohort_id not in self._resolved:
+            self._resolved[cohort_id] = self._resolve(cohort_id)
+        return self._resolved[cohort_id]
+
+    def _static_members(self, cohort_id: int) -> Select[Any]:
+        return sa.select(cohort_members.c.distinct_id).where(
+            cohort_members.c.cohort_id == cohort_id
         )
 
-    def members_of_list(self, reference: CohortReference) -> Select[Any]:
-        """SELECT distinct_id, properties of a static cohort's members (known users or not)."""
-        listed = cohort_members.c.distinct_id
-        return (
-            sa.select(listed.label("distinct_id"), self.profile.c.properties)
-            .select_from(
-                cohort_members.outerjoin(
-                    self.profile,
-                    sa.and_(
-                        self.profile.c.project_id == self._project_id,
-                        self.profile.c.distinct_id == listed,
-                    ),
-                )
+    def _candidates(self, condition: Condition) -> tuple[Select[Any], Condition | None] | None:
+        """A query of user ids containing every member, and the conjunct it already enforces."""
+        if isinstance(condition, PropertyCondition):
+            if condition.op in NEGATIVE_OPERATORS:
+                return None
+            matching = sa.select(profiles.c.distinct_id).where(
+                profiles.c.project_id == self._project_id,
+                self.property_predicate(profiles.c.properties, condition),
             )
-            .where(cohort_members.c.cohort_id == reference.cohort_id)
-        )
-
-    def predicate(self, condition: Condition) -> Predicate:
-        """The two-valued SQL predicate of ``condition`` on the current user row."""
+            return matching, condition
+        if isinstance(condition, EventCondition):
+            if condition.count.holds(0):
+                return None
+            return self._event_users(condition, negate=False), condition
+        if isinstance(condition, CohortReference):
+            inlined = self._reference(condition.cohort_id)
+            if inlined is None:
+                return self._static_members(condition.cohort_id), condition
+            return self._candidates(inlined)
+        if isinstance(condition, Group) and condition.kind == "all":
+            for item in condition.items:
+                found = self._candidates(item)
+                if found is not None:
+                    return found
+            return None
         if isinstance(condition, Group):
-            parts = [self.predicate(item) for item in condition.items]
+            parts = [self._candidates(item) for item in condition.items]
+            if any(part is None for part in parts):
+                return None
+            queries = [part[0] for part in parts if part is not None]
+            union = sa.union(*queries).subquery()
+            return sa.select(union.c.distinct_id), None
+        return None
+
+    def members(self, condition: Condition, with_properties: bool = True) -> Select[Any]:
+        """SELECT distinct_id (and the profile's properties) of the users matching ``condition``."""
+        found = self._candidates(condition)
+        source, covered = found if found is not None else (self._everyone(), None)
+        candidates = source.subquery("candidates")
+        user: ColumnElement[str] = candidates.c.distinct_id
+        self._needs_profile = False
+        where = self._predicate(condition, user, covered)
+        columns: list[ColumnElement[Any]] = [user.label("distinct_id")]
+        origin: Any = candidates
+        if with_properties or self._needs_profile:
+            origin = candidates.outerjoin(
+                self.profile,
+                sa.and_(
+                    self.profile.c.project_id == self._project_id,
+                    self.profile.c.distinct_id == user,
+                ),
+            )
+        if with_properties:
+            columns.append(self.profile.c.properties)
+        return sa.select(*columns).select_from(origin).where(where)
+
+    def _predicate(
+        self, condition: Condition, user: ColumnElement[str], covered: Condition | None
+    ) -> Predicate:
+        """The two-valued predicate of ``condition`` on the candidate row ``user``."""
+        if condition is covered:
+            return sa.true()
+        if isinstance(condition, Group):
+            parts = [self._predicate(item, user, covered) for item in condition.items]
             return sa.and_(*parts) if condition.kind == "all" else sa.or_(*parts)
         if isinstance(condition, Not):
-            return sa.not_(self.predicate(condition.item))
+            return sa.not_(self._predicate(condition.item, user, covered))
         if isinstance(condition, PropertyCondition):
+            self._needs_profile = True
             return self.property_predicate(self.profile.c.properties, condition)
         if isinstance(condition, EventCondition):
-            return self._event_predicate(condition)
-        return self._reference_predicate(condition)
-
-    def _reference_predicate(self, reference: CohortReference) -> Predicate:
-        inlined = self._resolve(reference.cohort_id)
+            if condition.count.holds(0):
+                # Users without any matching event qualify too: exclude those whose count fails.
+                return user.not_in(self._event_users(condition, negate=True))
+            return user.in_(self._event_users(condition, negate=False))
+        inlined = self._reference(condition.cohort_id)
         if inlined is not None:
-            return self.predicate(inlined)
-        members = sa.select(cohort_members.c.distinct_id).where(
-            cohort_members.c.cohort_id == reference.cohort_id
-        )
-        user: ColumnElement[str] = self.users.c.distinct_id
-        return user.in_(members)
+            return self._predicate(inlined, user, covered)
+        return user.in_(self._static_members(condition.cohort_id))
 
     def _typed_equals(self, document: Document, name: str, value: Any) -> Predicate:
         kind = self._json.kind(document, name)
@@ -196,7 +233,9 @@ class CohortCompiler:
             return [time >= _day_ms(within.start), time < end]
         return []
 
-    def _event_predicate(self, condition: EventCondition) -> Predicate:
+    def _event_users(self, condition: EventCondition, *, negate: bool) -> Select[Any]:
+        """Users with at least one matching event whose count satisfies the comparison (or,
+        with ``negate``, fails it)."""
         e, canonical, joined = self._events_with_identity()
         filters = [
             e.c.project_id == self._project_id,
@@ -214,9 +253,10 @@ class CohortCompiler:
             "<": count < value,
             "<=": count <= value,
         }[op]
-        per_user = sa.select(canonical).select_from(joined).where(*filters).group_by(canonical)
-        user: ColumnElement[str] = self.users.c.distinct_id
-        if condition.count.holds(0):
-            # Users without any matching event qualify too: exclude those whose count fails.
-            return user.not_in(per_user.having(sa.not_(holds)))
-        return user.in_(per_user.having(holds))
+        return (
+            sa.select(canonical.label("distinct_id"))
+            .select_from(joined)
+            .where(*filters)
+            .group_by(canonical)
+            .having(sa.not_(holds) if negate else holds)
+        )

@@ -259,9 +259,13 @@ def delete_cohort(connection: Connection, project_id: int, cohort_id: int) -> No
 
 
 def members_query(
-    connection: Connection, project_id: int, cohort_id: int, now_ms: int
+    connection: Connection,
+    project_id: int,
+    cohort_id: int,
+    now_ms: int,
+    with_properties: bool = True,
 ) -> Select[Any]:
-    """SELECT distinct_id, properties of the cohort's members as of ``now_ms``."""
+    """SELECT distinct_id (and profile properties) of the cohort's members as of ``now_ms``."""
     cohort = get_cohort(connection, project_id, cohort_id)
 
     def resolve(reference: int) -> Condition | None:
@@ -269,14 +273,15 @@ def members_query(
         return parse_definition(target.definition) if target.kind == DYNAMIC else None
 
     compiler = CohortCompiler(connection.dialect.name, project_id, now_ms, resolve)
-    if cohort.kind == STATIC:
-        return compiler.members_of_list(CohortReference(cohort.id))
-    return compiler.members(parse_definition(cohort.definition))
+    condition = (
+        CohortReference(cohort.id) if cohort.kind == STATIC else parse_definition(cohort.definition)
+    )
+    return compiler.members(condition, with_properties)
 
 
 def count_members(connection: Connection, project_id: int, cohort_id: int, now_ms: int) -> int:
     """How many users qualify now."""
-    query = members_query(connection, project_id, cohort_id, now_ms).subquery()
+    query = members_query(connection, project_id, cohort_id, now_ms, False).subquery()
     return int(connection.execute(sa.select(sa.func.count()).select_from(query)).scalar_one())
 
 
@@ -293,8 +298,8 @@ def member_page(
     """A page of members after ``cursor`` (a distinct_id), with the chosen profile properties."""
     if not 1 <= limit <= MAX_PAGE:
         raise BatchError(f"'limit' must be between 1 and {MAX_PAGE}")
+    total = count_members(connection, project_id, cohort_id, now_ms)
     query = members_query(connection, project_id, cohort_id, now_ms).subquery()
-    total = int(connection.execute(sa.select(sa.func.count()).select_from(query)).scalar_one())
     page = sa.select(query).order_by(query.c.distinct_id).limit(limit + 1)
     if cursor:
         page = page.where(query.c.distinct_id > cursor)
