@@ -168,15 +168,16 @@ class CohortCompiler:
         return user.in_(self._static_members(condition.cohort_id))
 
     def _typed_equals(self, document: Document, name: str, value: Any) -> Predicate:
-        kind = self._json.kind(document, name)
         if isinstance(value, bool):
-            return sa.and_(kind == "boolean", self._json.boolean(document, name) == value)
-        if isinstance(value, int | float):
-            return sa.and_(kind == "number", self._json.number(document, name) == value)
-        return sa.and_(kind == "string", self._json.text(document, name) == value)
+            kind = "boolean"
+            same: Predicate = self._json.boolean(document, name) == value
+        elif isinstance(value, int | float):
+            kind, same = "number", self._json.number(document, name) == value
+        else:
+            kind, same = "string", self._json.text(document, name) == value
+        return sa.and_(self._json.has_kind(document, name, kind), same)
 
     def _ordered(self, document: Document, name: str, op: str, value: Any) -> Predicate:
-        kind = self._json.kind(document, name)
         if isinstance(value, str):
             left: ColumnElement[Any] = self._json.text(document, name)
             wanted = "string"
@@ -188,13 +189,12 @@ class CohortCompiler:
             "lt": left < value,
             "lte": left <= value,
         }[op]
-        return sa.and_(kind == wanted, comparison)
+        return sa.and_(self._json.has_kind(document, name, wanted), comparison)
 
     def _positive(self, document: Document, condition: PropertyCondition) -> Predicate:
         name, op, value = condition.property, condition.op, condition.value
         if op in ("is_set", "is_not_set"):
-            kind = self._json.kind(document, name)
-            return sa.and_(kind.is_not(None), kind != "null")
+            return self._json.is_present(document, name)
         if op in ("equals", "not_equals"):
             return self._typed_equals(document, name, value)
         if op in ("in", "not_in"):
@@ -204,7 +204,7 @@ class CohortCompiler:
             if not isinstance(value, str):
                 return in_list
             in_text = sa.and_(
-                self._json.kind(document, name) == "string",
+                self._json.has_kind(document, name, "string"),
                 self._json.substring(self._json.text(document, name), value),
             )
             return sa.or_(in_text, in_list)

@@ -20,8 +20,13 @@ Predicate = ColumnElement[bool]
 class JsonAccess(Protocol):
     """How one dialect reads a typed property out of a JSON document column."""
 
-    def kind(self, document: Document, name: str) -> ColumnElement[str]:
-        """'number', 'string', 'boolean', 'null', 'array', 'object', or NULL when missing."""
+    def has_kind(self, document: Document, name: str, kind: str) -> Predicate:
+        """The property is present with JSON type ``kind``: 'number', 'string', 'boolean',
+        'null', 'array' or 'object'."""
+        ...
+
+    def is_present(self, document: Document, name: str) -> Predicate:
+        """The property is present and not null."""
         ...
 
     def number(self, document: Document, name: str) -> ColumnElement[Any]:
@@ -52,15 +57,24 @@ def _path(name: str) -> str:
 class SqliteJson:
     """JSON1 functions on a TEXT column."""
 
-    def kind(self, document: Document, name: str) -> ColumnElement[str]:
-        """Map json_type's names onto the common ones."""
+    _KINDS = {
+        "number": ("integer", "real"),
+        "string": ("text",),
+        "boolean": ("true", "false"),
+        "null": ("null",),
+        "array": ("array",),
+        "object": ("object",),
+    }
+
+    def has_kind(self, document: Document, name: str, kind: str) -> Predicate:
+        """json_type names numbers 'integer'/'real', strings 'text', booleans 'true'/'false'."""
+        names = self._KINDS[kind]
         raw = sa.func.json_type(document, _path(name))
-        return sa.case(
-            (raw.in_(("integer", "real")), "number"),
-            (raw == "text", "string"),
-            (raw.in_(("true", "false")), "boolean"),
-            else_=raw,
-        )
+        return raw == names[0] if len(names) == 1 else raw.in_(names)
+
+    def is_present(self, document: Document, name: str) -> Predicate:
+        """json_type is NULL when missing and 'null' for a JSON null."""
+        return sa.func.json_type(document, _path(name)) != "null"
 
     def number(self, document: Document, name: str) -> ColumnElement[Any]:
         """json_extract yields INTEGER/REAL for numbers."""
@@ -96,9 +110,16 @@ class PostgresJson:
     def _element(self, document: Document, name: str) -> ColumnElement[Any]:
         return document.op("->", return_type=JSONB)(sa.literal(name, sa.Text))
 
-    def kind(self, document: Document, name: str) -> ColumnElement[str]:
-        """jsonb_typeof already uses the common names."""
+    def _kind(self, document: Document, name: str) -> ColumnElement[str]:
         return sa.func.jsonb_typeof(self._element(document, name))
+
+    def has_kind(self, document: Document, name: str, kind: str) -> Predicate:
+        """jsonb_typeof already uses the common names."""
+        return self._kind(document, name) == kind
+
+    def is_present(self, document: Document, name: str) -> Predicate:
+        """jsonb_typeof is NULL when missing and 'null' for a JSON null."""
+        return self._kind(document, name) != "null"
 
     def _as_text(self, document: Document, name: str) -> ColumnElement[str]:
         return document.op("->>", return_type=sa.Text)(sa.literal(name, sa.Text))
@@ -107,7 +128,7 @@ class PostgresJson:
         """Cast only where the value is a number, so no row can fail the cast."""
         return sa.case(
             (
-                self.kind(document, name) == "number",
+                self.has_kind(document, name, "number"),
                 sa.cast(self._as_text(document, name), sa.Numeric),
             ),
             else_=sa.null(),
