@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import ingest
+from bench import cohorts, ingest
 from bench.harness import Row, render, write_results
 
 
@@ -14,9 +14,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="cohortsync benchmarks")
     parser.add_argument("--events", type=int, default=400_000, help="events for the ingest suite")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
+    parser.add_argument("--users", type=int, default=1_000_000, help="users for the cohort suite")
+    parser.add_argument(
+        "--only", choices=["ingest", "cohorts"], default=None, help="run one suite only"
+    )
     args = parser.parse_args()
     rows: list[Row] = []
-    rows += ingest.run(args.events, args.repeats)
+    if args.only in (None, "ingest"):
+        rows += ingest.run(args.events, args.repeats)
+    if args.only in (None, "cohorts"):
+        rows += cohorts.run(args.users, args.repeats)
     table = render(rows)
     print(table)
     write_results(table, Path(__file__).parent / "results" / "latest.md")

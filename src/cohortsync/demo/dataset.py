@@ -37,6 +37,7 @@ class DemoConfig:
     merged_share: float = 0.3
     seed: int = 7
     batch_size: int = 2000
+    first_user: int = 0  # generate users first_user .. first_user + users - 1 (for shards)
 
 
 def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
@@ -115,9 +116,9 @@ def _user_events(
 
 def generate(config: DemoConfig, now_ms: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Batches of ("events", records) and ("profiles", records), at most batch_size each."""
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed * 1_000_003 + config.first_user)
     pending: dict[str, list[dict[str, Any]]] = {"events": [], "profiles": []}
-    for index in range(config.users):
+    for index in range(config.first_user, config.first_user + config.users):
         for kind, record in _user_events(rng, config, index, now_ms):
             batch = pending[kind]
             batch.append(record)

@@ -118,8 +118,7 @@ def apply_updates(
             if alias is not None:
                 aliases.append(alias)
     _save(connection, project_id, changed, now_ms)
-    for alias in aliases:
-        fold(connection, project_id, identities.link(connection, project_id, alias), now_ms)
+    fold(connection, project_id, identities.link_many(connection, project_id, aliases), now_ms)
 
 
 def get_profile(connection: Connection, project_id: int, any_id: str) -> StoredProfile | None:
