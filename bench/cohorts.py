@@ -6,16 +6,17 @@ The dataset is built once into bench/.cache (kept between runs) because building
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bench.harness import Row
 from cohortsync.clock import SystemClock, now_ms
@@ -165,6 +166,10 @@ def cohort_cases(now: int) -> list[tuple[str, dict[str, Any], str]]:
     ]
 
 
+def _count(connection: Connection, sql: str) -> int:
+    return int(connection.exec_driver_sql(sql).scalar_one())
+
+
 def _median_seconds(run: Callable[[], int], repeats: int) -> tuple[float, int]:
     times, result = [], 0
     for _ in range(repeats):
@@ -191,10 +196,10 @@ def run(
     for cohort_id, (name, _, hand) in zip(ids, cohort_cases(now), strict=True):
         with read_transaction(engine) as connection:
             compiled, got = _median_seconds(
-                lambda: cohorts.count_members(connection, 1, cohort_id, now), repeats
+                functools.partial(cohorts.count_members, connection, 1, cohort_id, now), repeats
             )
             written, expected = _median_seconds(
-                lambda: int(connection.exec_driver_sql(hand).scalar_one()), repeats
+                functools.partial(_count, connection, hand), repeats
             )
         ratio = compiled / written if written else float("inf")
         rows.append(
@@ -219,8 +224,3 @@ def run(
         )
     engine.dispose()
     return rows
-
-
-def iter_rows(rows: list[Row]) -> Iterator[Row]:
-    """Rows in table order."""
-    yield from rows

@@ -36,6 +36,11 @@ from cohortsync.storage.tables import cohort_members, events, identities, profil
 ReferenceResolver = Callable[[int], Condition | None]
 
 
+def _two_valued(predicate: Predicate) -> Predicate:
+    """NULL (unknown, from a missing property) as false, so that NOT of it is true."""
+    return sa.func.coalesce(predicate, sa.false())
+
+
 def _day_ms(day: Any) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
@@ -141,7 +146,8 @@ class CohortCompiler:
             )
         if with_properties:
             columns.append(self.profile.c.properties)
-        return sa.select(*columns).select_from(origin).where(where)
+        query = sa.select(*columns).select_from(origin)
+        return query if condition is covered else query.where(where)
 
     def _predicate(
         self, condition: Condition, user: ColumnElement[str], covered: Condition | None
@@ -153,7 +159,7 @@ class CohortCompiler:
             parts = [self._predicate(item, user, covered) for item in condition.items]
             return sa.and_(*parts) if condition.kind == "all" else sa.or_(*parts)
         if isinstance(condition, Not):
-            return sa.not_(self._predicate(condition.item, user, covered))
+            return sa.not_(_two_valued(self._predicate(condition.item, user, covered)))
         if isinstance(condition, PropertyCondition):
             self._needs_profile = True
             return self.property_predicate(self.profile.c.properties, condition)
@@ -175,7 +181,7 @@ class CohortCompiler:
             kind, same = "number", self._json.number(document, name) == value
         else:
             kind, same = "string", self._json.text(document, name) == value
-        return sa.and_(self._json.has_kind(document, name, kind), same)
+        return sa.and_(same, self._json.has_kind(document, name, kind))  # cheap, selective first
 
     def _ordered(self, document: Document, name: str, op: str, value: Any) -> Predicate:
         if isinstance(value, str):
@@ -217,10 +223,14 @@ class CohortCompiler:
         return self._ordered(document, name, op, value)
 
     def property_predicate(self, document: Document, condition: PropertyCondition) -> Predicate:
-        """A property condition on a JSON document (profile or event properties)."""
-        positive = sa.func.coalesce(self._positive(document, condition), sa.false())
-        if condition.op in ("not_equals", "not_contains", "not_in", "is_not_set"):
-            return sa.not_(positive)
+        """A property condition on a JSON document (profile or event properties).
+
+        A positive test may be NULL where the property is missing, which WHERE and AND/OR treat
+        as false; it is made two-valued (COALESCE) only where it is negated.
+        """
+        positive = self._positive(document, condition)
+        if condition.op in NEGATIVE_OPERATORS:
+            return sa.not_(_two_valued(positive))
         return positive
 
     def _window(
@@ -253,10 +263,12 @@ class CohortCompiler:
             "<": count < value,
             "<=": count <= value,
         }[op]
-        return (
+        query = (
             sa.select(canonical.label("distinct_id"))
             .select_from(joined)
             .where(*filters)
             .group_by(canonical)
-            .having(sa.not_(holds) if negate else holds)
         )
+        if condition.count.holds(1) and op in (">=", ">") and not negate:
+            return query  # every user with a matching event has count >= 1: nothing to test
+        return query.having(sa.not_(holds) if negate else holds)
