@@ -11,7 +11,8 @@ import multiprocessing
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,17 @@ def _shard(args: tuple[int, int, int]) -> Work:
     return prepared, profiles
 
 
+def _bounded(pool: Any, shards: list[tuple[int, int, int]], in_flight: int) -> Iterator[Work]:
+    """Results in order, with at most ``in_flight`` shards prepared ahead (bounded memory)."""
+    pending: deque[Any] = deque()
+    for shard in shards:
+        pending.append(pool.apply_async(_shard, (shard,)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def build_dataset(path: Path, users: int, progress: Callable[[str], None]) -> int:
     """Seed a fresh SQLite file with the demo dataset; returns the evaluation time it used."""
     engine = create_engine(f"sqlite:///{path}")
@@ -63,7 +75,7 @@ def build_dataset(path: Path, users: int, progress: Callable[[str], None]) -> in
     shards = [(first, min(SHARD, users - first), anchor) for first in range(0, users, SHARD)]
     done = 0
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        for prepared, profiles in pool.imap(_shard, shards):
+        for prepared, profiles in _bounded(pool, shards, in_flight=3):
             for events in prepared:
                 service.store_import(project, events, anchor)
             for updates in profiles:
