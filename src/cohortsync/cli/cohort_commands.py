@@ -9,24 +9,19 @@ import orjson
 import typer
 from rich.table import Table
 
-from cohortsync.cli.context import fail, friendly_errors, migrated_engine, out
+from cohortsync.cli.context import (
+    ProjectOption,
+    default_project_id,
+    fail,
+    friendly_errors,
+    migrated_engine,
+    out,
+)
 from cohortsync.clock import SystemClock, now_ms
-from cohortsync.services import accounts, cohorts
+from cohortsync.services import cohorts
 from cohortsync.storage.database import read_transaction, write_transaction
 
 cohorts_app = typer.Typer(help="Cohorts: definitions and their members.", no_args_is_help=True)
-
-ProjectOption = Annotated[
-    int | None, typer.Option("--project", help="Project id (default: the first project).")
-]
-
-
-def _project_id(project: int | None) -> int:
-    if project is not None:
-        return project
-    with migrated_engine() as engine:
-        found, _ = accounts.ensure_default_project(engine)
-    return found.id
 
 
 @cohorts_app.command("list")
@@ -36,7 +31,7 @@ def list_cohorts(
     counts: Annotated[bool, typer.Option(help="Also count members (evaluates each).")] = False,
 ) -> None:
     """List the project's cohorts."""
-    project_id = _project_id(project)
+    project_id = default_project_id(project)
     table = Table("id", "name", "kind", *(["members"] if counts else []), "description")
     with migrated_engine() as engine, read_transaction(engine) as connection:
         for cohort in cohorts.list_cohorts(connection, project_id):
@@ -54,7 +49,7 @@ def list_cohorts(
 @friendly_errors
 def show(cohort_id: int, project: ProjectOption = None) -> None:
     """Print a cohort as JSON, with its member count now."""
-    project_id = _project_id(project)
+    project_id = default_project_id(project)
     with migrated_engine() as engine, read_transaction(engine) as connection:
         cohort = cohorts.get_cohort(connection, project_id, cohort_id)
         size = cohorts.count_members(connection, project_id, cohort_id, now_ms(SystemClock()))
@@ -65,7 +60,7 @@ def show(cohort_id: int, project: ProjectOption = None) -> None:
 @friendly_errors
 def count(cohort_id: int, project: ProjectOption = None) -> None:
     """Print how many users qualify now."""
-    project_id = _project_id(project)
+    project_id = default_project_id(project)
     with migrated_engine() as engine, read_transaction(engine) as connection:
         print(cohorts.count_members(connection, project_id, cohort_id, now_ms(SystemClock())))
 
@@ -80,7 +75,7 @@ def members(
     properties: Annotated[str | None, typer.Option(help="Comma-separated properties.")] = None,
 ) -> None:
     """Print one page of members as NDJSON (the next cursor goes to stderr)."""
-    project_id = _project_id(project)
+    project_id = default_project_id(project)
     chosen = [p.strip() for p in properties.split(",")] if properties else []
     with migrated_engine() as engine, read_transaction(engine) as connection:
         page = cohorts.member_page(
@@ -112,7 +107,7 @@ def create(
         raise fail(f"{file} does not exist") from None
     except orjson.JSONDecodeError as exc:
         raise fail(f"{file} is not valid JSON: {exc}") from None
-    project_id = _project_id(project)
+    project_id = default_project_id(project)
     with migrated_engine() as engine, write_transaction(engine) as connection:
         cohort = cohorts.create_cohort(connection, project_id, name, definition, description)
     out.print(f"created cohort {cohort.id} {cohort.name!r}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
 from cohortsync.domain.errors import CohortsyncError
+from cohortsync.services import accounts
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import current_revision
@@ -40,6 +41,20 @@ def friendly_errors(function: Callable[P, R]) -> Callable[P, R]:
             raise fail(exc.message) from None
 
     return wrapper
+
+
+ProjectOption = Annotated[
+    int | None, typer.Option("--project", help="Project id (default: the first project).")
+]
+
+
+def default_project_id(project: int | None) -> int:
+    """The given project id, or the first project's."""
+    if project is not None:
+        return project
+    with migrated_engine() as engine:
+        found, _ = accounts.ensure_default_project(engine)
+    return found.id
 
 
 def settings() -> Settings:

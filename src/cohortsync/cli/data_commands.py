@@ -17,7 +17,14 @@ from rich.progress import (
 )
 from sqlalchemy.engine import Engine
 
-from cohortsync.cli.context import console, fail, friendly_errors, migrated_engine, out
+from cohortsync.cli.context import (
+    ProjectOption,
+    console,
+    fail,
+    friendly_errors,
+    migrated_engine,
+    out,
+)
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.demo.dataset import DemoConfig, generate
 from cohortsync.domain.accounts import Project
@@ -28,10 +35,6 @@ from cohortsync.storage.database import read_transaction
 
 import_app = typer.Typer(help="Import NDJSON or CSV files (resumable).", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
-
-ProjectOption = Annotated[
-    int | None, typer.Option("--project", help="Project id (default: the first project).")
-]
 
 
 def _ingestion(engine: Engine, project: int | None) -> tuple[Project, IngestionService]:

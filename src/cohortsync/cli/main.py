@@ -9,7 +9,14 @@ import typer
 import uvicorn
 
 from cohortsync.cli import cohort_commands, data_commands
-from cohortsync.cli.context import friendly_errors, migrated_engine, out, settings
+from cohortsync.cli.context import (
+    ProjectOption,
+    default_project_id,
+    friendly_errors,
+    migrated_engine,
+    out,
+    settings,
+)
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.identity import IdentityMode
 from cohortsync.logs import configure_logging
@@ -31,19 +38,6 @@ app.add_typer(service_accounts_app, name="service-accounts")
 app.add_typer(data_commands.import_app, name="import")
 app.add_typer(data_commands.demo_app, name="demo")
 app.add_typer(cohort_commands.cohorts_app, name="cohorts")
-
-ProjectOption = Annotated[
-    int | None, typer.Option("--project", help="Project id (default: the first project).")
-]
-
-
-def default_project_id(project: int | None) -> int:
-    """The given project id, or the first project's."""
-    if project is not None:
-        return project
-    with migrated_engine() as engine:
-        found, _ = accounts.ensure_default_project(engine)
-    return found.id
 
 
 def _this_command() -> str:

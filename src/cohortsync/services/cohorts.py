@@ -148,6 +148,33 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _insert(
+    connection: Connection,
+    project_id: int,
+    name: str,
+    description: str,
+    kind: str,
+    definition: Any,
+    created_by: int | None,
+) -> int:
+    now = _now()
+    cohort_id = connection.execute(
+        cohorts.insert()
+        .values(
+            project_id=project_id,
+            name=_check_name(name),
+            description=description,
+            kind=kind,
+            definition=definition,
+            created_by=created_by,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(cohorts.c.id)
+    ).scalar_one()
+    return int(cohort_id)
+
+
 def create_cohort(
     connection: Connection,
     project_id: int,
@@ -159,22 +186,8 @@ def create_cohort(
     """A dynamic cohort; the definition is validated, references checked."""
     parse_definition(definition)
     _check_references(connection, project_id, definition, None)
-    now = _now()
-    cohort_id = connection.execute(
-        cohorts.insert()
-        .values(
-            project_id=project_id,
-            name=_check_name(name),
-            description=description,
-            kind=DYNAMIC,
-            definition=definition,
-            created_by=created_by,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(cohorts.c.id)
-    ).scalar_one()
-    return get_cohort(connection, project_id, int(cohort_id))
+    cohort_id = _insert(connection, project_id, name, description, DYNAMIC, definition, created_by)
+    return get_cohort(connection, project_id, cohort_id)
 
 
 def create_static_cohort(
@@ -197,27 +210,13 @@ def create_static_cohort(
         compiler = CohortCompiler(connection.dialect.name, project_id, now_ms, lambda _: None)
         by_email = compiler.members(PropertyCondition("$email", "in", tuple(emails)))
         members.update(r.distinct_id for r in connection.execute(by_email))
-    now = _now()
-    cohort_id = connection.execute(
-        cohorts.insert()
-        .values(
-            project_id=project_id,
-            name=_check_name(name),
-            description=description,
-            kind=STATIC,
-            definition=None,
-            created_by=created_by,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(cohorts.c.id)
-    ).scalar_one()
+    cohort_id = _insert(connection, project_id, name, description, STATIC, None, created_by)
     if members:
         connection.execute(
             cohort_members.insert(),
             [{"cohort_id": cohort_id, "distinct_id": m} for m in sorted(members)],
         )
-    return get_cohort(connection, project_id, int(cohort_id))
+    return get_cohort(connection, project_id, cohort_id)
 
 
 def update_cohort(
