@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from bench import cohorts, ingest
@@ -23,7 +24,8 @@ def main() -> None:
     if args.only in (None, "ingest"):
         rows += ingest.run(args.events, args.repeats)
     if args.only in (None, "cohorts"):
-        rows += cohorts.run(args.users, args.repeats)
+        postgres = os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL")
+        rows += cohorts.run(args.users, args.repeats, postgres_url=postgres)
     table = render(rows)
     print(table)
     write_results(table, Path(__file__).parent / "results" / "latest.md")
