@@ -98,7 +98,9 @@ def _dataset(users: int, progress: Callable[[str], None]) -> tuple[Engine, int]:
         for stale in CACHE.glob(f"cohorts-{users}.*"):
             stale.unlink()
         build_dataset(path, users, progress)
-    return create_engine(f"sqlite:///{path}"), int(anchor_file.read_text())
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)  # a dataset cached by an older version gets the newer schema
+    return engine, int(anchor_file.read_text())
 
 
 CANONICAL = "COALESCE(i.canonical_id, e.distinct_id)"

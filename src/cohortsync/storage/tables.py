@@ -81,7 +81,8 @@ events = sa.Table(
     sa.Column("properties", JSONDocument, nullable=False),
     # (project, time, hash of event+distinct_id+$insert_id) is the dedup key (R-ING-3).
     sa.Index("ux_events_dedup", "project_id", "time", "dedup_hash", unique=True),
-    sa.Index("ix_events_name_time", "project_id", "event", "time"),
+    # Cohort conditions find who did an event in a window from this index alone.
+    sa.Index("ix_events_name_time_user", "project_id", "event", "time", "distinct_id"),
 )
 
 identities = sa.Table(
