@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 import anyio.to_thread
 
@@ -25,19 +26,27 @@ from cohortsync.ingest.events import PreparedBatch, prepare_events
 log = logging.getLogger(__name__)
 
 
-def prepare_body(
-    raw: bytes,
-    content_type: str,
-    content_encoding: str,
-    project_id: int,
-    mode: IdentityMode,
-    now_ms: int,
-    oldest_ms: int,
-) -> PreparedBatch:
+class ImportBody(NamedTuple):
+    """An /import request body and what validating it needs (sent to a helper process)."""
+
+    raw: bytes
+    content_type: str
+    content_encoding: str
+    project_id: int
+    mode: IdentityMode
+    now_ms: int
+    oldest_ms: int
+
+
+def prepare_body(body: ImportBody) -> PreparedBatch:
     """Decode a request body and validate its events (runs in a helper process)."""
-    records = decode_body(raw, content_type, content_encoding).records
+    records = decode_body(body.raw, body.content_type, body.content_encoding).records
     return prepare_events(
-        list(enumerate(records)), project_id, mode, now_ms=now_ms, oldest_ms=oldest_ms
+        list(enumerate(records)),
+        body.project_id,
+        body.mode,
+        now_ms=body.now_ms,
+        oldest_ms=body.oldest_ms,
     )
 
 
@@ -78,29 +87,19 @@ class ParsePool:
                 )
             return self._executor
 
-    async def prepare_async(
-        self,
-        raw: bytes,
-        content_type: str,
-        content_encoding: str,
-        project_id: int,
-        mode: IdentityMode,
-        now_ms: int,
-        oldest_ms: int,
-    ) -> PreparedBatch:
+    async def prepare_async(self, body: ImportBody) -> PreparedBatch:
         """Prepare one body in a helper process (in a thread when there is no pool), awaited
         without occupying a thread, so helpers prepare the next bodies while the writer stores
         the previous ones."""
-        args = (raw, content_type, content_encoding, project_id, mode, now_ms, oldest_ms)
         pool = self._pool()
         if pool is not None:
             try:
-                return await asyncio.wrap_future(pool.submit(prepare_body, *args))
+                return await asyncio.wrap_future(pool.submit(prepare_body, body))
             except BrokenProcessPool:
                 log.warning("ingestion helper process died; preparing this batch in a thread")
                 with self._lock:
                     self._executor = None
-        return await anyio.to_thread.run_sync(prepare_body, *args)
+        return await anyio.to_thread.run_sync(prepare_body, body)
 
     def close(self) -> None:
         """Stop the helper processes."""

@@ -15,7 +15,7 @@ from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS
 from cohortsync.ingest.events import EventIngestor, PreparedBatch
-from cohortsync.ingest.parse_pool import ParsePool
+from cohortsync.ingest.parse_pool import ImportBody, ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.services import accounts
@@ -157,13 +157,15 @@ class IngestionService:
         returns the batch and the time it was validated against, for :meth:`store_import`."""
         now = now_ms(self._clock)
         batch = await self._parse_pool.prepare_async(
-            raw,
-            content_type,
-            content_encoding,
-            project.id,
-            project.identity_mode,
-            now,
-            MIN_EVENT_TIME_MS,
+            ImportBody(
+                raw,
+                content_type,
+                content_encoding,
+                project.id,
+                project.identity_mode,
+                now,
+                MIN_EVENT_TIME_MS,
+            )
         )
         return batch, now
 
