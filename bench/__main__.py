@@ -28,7 +28,8 @@ def main() -> None:
         rows += cohorts.run(args.users, args.repeats, postgres_url=postgres)
     table = render(rows)
     print(table)
-    write_results(table, Path(__file__).parent / "results" / "latest.md")
+    name = "latest.md" if args.only is None else f"latest-{args.only}.md"
+    write_results(table, Path(__file__).parent / "results" / name)
 
 
 if __name__ == "__main__":
