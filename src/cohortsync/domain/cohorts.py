@@ -20,6 +20,8 @@ Semantics, shared by every SQL dialect and the reference evaluator:
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -42,7 +44,16 @@ PROPERTY_OPERATORS = (
     "not_in",
 )
 NEGATIVE_OPERATORS = frozenset({"not_equals", "not_contains", "not_in", "is_not_set"})
-COUNT_OPERATORS = (">=", ">", "=", "!=", "<", "<=")
+# The count comparisons, as functions that work on ints and on SQL expressions alike.
+COUNT_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+COUNT_OPERATORS = tuple(COUNT_COMPARISONS)
 UNIT_SECONDS = {
     "minute": 60,
     "hour": 3600,
@@ -81,14 +92,7 @@ class CountComparison:
 
     def holds(self, count: int) -> bool:
         """Whether ``count`` satisfies the comparison."""
-        return {
-            ">=": count >= self.value,
-            ">": count > self.value,
-            "=": count == self.value,
-            "!=": count != self.value,
-            "<": count < self.value,
-            "<=": count <= self.value,
-        }[self.op]
+        return bool(COUNT_COMPARISONS[self.op](count, self.value))
 
 
 @dataclass(frozen=True)
@@ -296,14 +300,3 @@ def parse_condition(raw: Any, path: str = "$") -> Condition:
 def parse_definition(raw: Any) -> Condition:
     """Parse a whole definition (the JSON document)."""
     return parse_condition(raw, "$")
-
-
-def references(condition: Condition) -> set[int]:
-    """The cohort ids a definition refers to (directly)."""
-    if isinstance(condition, CohortReference):
-        return {condition.cohort_id}
-    if isinstance(condition, Group):
-        return set().union(*(references(item) for item in condition.items))
-    if isinstance(condition, Not):
-        return references(condition.item)
-    return set()

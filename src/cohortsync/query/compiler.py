@@ -19,6 +19,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.domain.cohorts import (
+    COUNT_COMPARISONS,
     NEGATIVE_OPERATORS,
     CohortReference,
     Condition,
@@ -253,16 +254,8 @@ class CohortCompiler:
             *self._window(e.c.time, condition.within),
             *(self.property_predicate(e.c.properties, f) for f in condition.where),
         ]
-        count = sa.func.count()
         op, value = condition.count.op, condition.count.value
-        holds = {
-            ">=": count >= value,
-            ">": count > value,
-            "=": count == value,
-            "!=": count != value,
-            "<": count < value,
-            "<=": count <= value,
-        }[op]
+        holds = COUNT_COMPARISONS[op](sa.func.count(), value)
         query = (
             sa.select(canonical.label("distinct_id"))
             .select_from(joined)
