@@ -200,3 +200,51 @@ def test_reference_agrees_with_hand_counts(engine: Engine, seeded: Project) -> N
         "hal",
     }
     assert members({"event": "Purchase", "count": {"op": "=", "value": 0}}) == {"fay", "gus", "ivy"}
+
+
+REFERRED = {"all": [prop("plan", "in", ["pro", "free"]), {"event": "Purchase"}]}
+REFERRING: list[tuple[str, dict[str, Any]]] = [
+    ("in_cohort", {"in_cohort": "R"}),
+    ("not in_cohort", {"not": {"in_cohort": "R"}}),
+    # The referred cohort's first condition produces the candidates; the same condition then
+    # appears again under a negation, where it must count as false, not true.
+    ("in_cohort and not in_cohort", {"all": [{"in_cohort": "R"}, {"not": {"in_cohort": "R"}}]}),
+    (
+        "in_cohort, then a negated group around it",
+        {
+            "all": [
+                {"in_cohort": "R"},
+                {"not": {"all": [{"in_cohort": "R"}, prop("age", "lt", 30)]}},
+            ]
+        },
+    ),
+    ("in_cohort or a property", {"any": [{"in_cohort": "R"}, prop("vip", "equals", True)]}),
+]
+
+
+def _refer(node: Any, cohort_id: int) -> Any:
+    if isinstance(node, dict):
+        return {k: cohort_id if v == "R" else _refer(v, cohort_id) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_refer(item, cohort_id) for item in node]
+    return node
+
+
+@pytest.mark.parametrize("definition", [d for _, d in REFERRING], ids=[n for n, _ in REFERRING])
+def test_in_cohort_equals_reference(
+    engine: Engine, seeded: Project, definition: dict[str, Any]
+) -> None:
+    with write_transaction(engine) as connection:
+        referred = cohorts.create_cohort(connection, seeded.id, "referred", REFERRED)
+        concrete = _refer(definition, referred.id)
+        cohort = cohorts.create_cohort(connection, seeded.id, "referring", concrete)
+    with read_transaction(engine) as connection:
+        rows = connection.execute(cohorts.members_query(connection, seeded.id, cohort.id, NOW_MS))
+        got = {r.distinct_id for r in rows}
+        expected = evaluate(
+            load_world(connection, seeded.id),
+            parse_definition(concrete),
+            NOW_MS,
+            lambda _: parse_definition(REFERRED),
+        )
+    assert got == expected

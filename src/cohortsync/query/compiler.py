@@ -53,6 +53,7 @@ class CohortCompiler:
         self, dialect_name: str, project_id: int, now_ms: int, resolve: ReferenceResolver
     ) -> None:
         self._json: JsonAccess = json_access(dialect_name)
+        self._dialect = dialect_name
         self._project_id = project_id
         self._now_ms = now_ms
         self._resolve = resolve
@@ -151,28 +152,54 @@ class CohortCompiler:
         return query if condition is covered else query.where(where)
 
     def _predicate(
-        self, condition: Condition, user: ColumnElement[str], covered: Condition | None
+        self,
+        condition: Condition,
+        user: ColumnElement[str],
+        covered: Condition | None,
+        negated: bool = False,
     ) -> Predicate:
-        """The two-valued predicate of ``condition`` on the candidate row ``user``."""
+        """The two-valued predicate of ``condition`` (of its negation, with ``negated``) on the
+        candidate row ``user``.
+
+        Negation is pushed down to the leaves (De Morgan), so a negated event condition becomes
+        an anti-join (``NOT EXISTS`` on PostgreSQL) instead of ``NOT (user IN …)``, which
+        PostgreSQL can only run as a per-row subplan once the set outgrows ``work_mem``.
+        """
         if condition is covered:
-            return sa.true()
+            # Every candidate satisfies the condition that produced the candidates.
+            return sa.false() if negated else sa.true()
         if isinstance(condition, Group):
-            parts = [self._predicate(item, user, covered) for item in condition.items]
-            return sa.and_(*parts) if condition.kind == "all" else sa.or_(*parts)
+            parts = [self._predicate(item, user, covered, negated) for item in condition.items]
+            conjunction = (condition.kind == "all") != negated
+            return sa.and_(*parts) if conjunction else sa.or_(*parts)
         if isinstance(condition, Not):
-            return sa.not_(_two_valued(self._predicate(condition.item, user, covered)))
+            return self._predicate(condition.item, user, covered, not negated)
         if isinstance(condition, PropertyCondition):
             self._needs_profile = True
-            return self.property_predicate(self.profile.c.properties, condition)
+            test = self.property_predicate(self.profile.c.properties, condition)
+            return sa.not_(_two_valued(test)) if negated else test
         if isinstance(condition, EventCondition):
             if condition.count.holds(0):
                 # Users without any matching event qualify too: exclude those whose count fails.
-                return user.not_in(self._event_users(condition, negate=True))
-            return user.in_(self._event_users(condition, negate=False))
+                failing = self._event_users(condition, negate=True)
+                return self._membership(user, failing, excluded=not negated)
+            return self._membership(user, self._event_users(condition, negate=False), negated)
         inlined = self._reference(condition.cohort_id)
         if inlined is not None:
-            return self._predicate(inlined, user, covered)
-        return user.in_(self._static_members(condition.cohort_id))
+            return self._predicate(inlined, user, covered, negated)
+        return self._membership(user, self._static_members(condition.cohort_id), negated)
+
+    def _membership(
+        self, user: ColumnElement[str], users: Select[Any], excluded: bool
+    ) -> Predicate:
+        """``user`` is in (or, with ``excluded``, not in) the ``users`` query; ids are never
+        NULL, so NOT IN and NOT EXISTS agree and each dialect gets the form it plans best."""
+        if not excluded:
+            return user.in_(users)
+        if self._dialect != "postgresql":
+            return user.not_in(users)
+        found = users.subquery()
+        return ~sa.exists(sa.select(sa.literal(1)).where(found.c.distinct_id == user))
 
     def _typed_equals(self, document: Document, name: str, value: Any) -> Predicate:
         if isinstance(value, bool):
@@ -246,8 +273,13 @@ class CohortCompiler:
 
     def _event_users(self, condition: EventCondition, *, negate: bool) -> Select[Any]:
         """Users with at least one matching event whose count satisfies the comparison (or,
-        with ``negate``, fails it)."""
-        e, canonical, joined = self._events_with_identity()
+        with ``negate``, fails it).
+
+        Events are counted per id as sent first and only then resolved to canonical users, so
+        the identity lookup runs once per id rather than once per event.
+        """
+        self._aliases += 1
+        e = events.alias(f"ev{self._aliases}")
         filters = [
             e.c.project_id == self._project_id,
             e.c.event == condition.event,
@@ -255,13 +287,27 @@ class CohortCompiler:
             *(self.property_predicate(e.c.properties, f) for f in condition.where),
         ]
         op, value = condition.count.op, condition.count.value
-        holds = COUNT_COMPARISONS[op](sa.func.count(), value)
+        simple = condition.count.holds(1) and op in (">=", ">") and not negate
+        per_id = sa.select(e.c.distinct_id).where(*filters).group_by(e.c.distinct_id)
+        if not simple:
+            per_id = per_id.add_columns(sa.func.count().label("events"))
+        counted = per_id.subquery(f"per_id{self._aliases}")
+        i = identities.alias(f"id{self._aliases}")
+        canonical = sa.func.coalesce(i.c.canonical_id, counted.c.distinct_id)
         query = (
             sa.select(canonical.label("distinct_id"))
-            .select_from(joined)
-            .where(*filters)
+            .select_from(
+                counted.outerjoin(
+                    i,
+                    sa.and_(
+                        i.c.project_id == self._project_id,
+                        i.c.distinct_id == counted.c.distinct_id,
+                    ),
+                )
+            )
             .group_by(canonical)
         )
-        if condition.count.holds(1) and op in (">=", ">") and not negate:
+        if simple:
             return query  # every user with a matching event has count >= 1: nothing to test
+        holds = COUNT_COMPARISONS[op](sa.func.sum(counted.c.events), value)
         return query.having(sa.not_(holds) if negate else holds)
