@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     )
     track_max_age_days: int = Field(
         default=5, description="/track refuses events older than this (use /import for history)."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys encrypting partner credentials, comma-separated, newest first "
+        "(default: read from the key file, generated on first start).",
+    )
+    secret_key_file: str = Field(
+        default="",
+        description="File holding the encryption keys when COHORTSYNC_SECRET_KEY is unset "
+        "(default: cohortsync.key beside the SQLite database, else in the working directory).",
+    )
+    allow_custom_endpoints: bool = Field(
+        default=False,
+        description="Let integrations override the partner's base URL (proxies, sandboxes).",
     )
 
 

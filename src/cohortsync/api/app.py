@@ -10,19 +10,25 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from cohortsync import __version__
-from cohortsync.api import accounts, cohorts, data, ingestion
+from cohortsync.api import accounts, cohorts, data, ingestion, integrations
 from cohortsync.api.deps import StateDep
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.api.state import AppState
 from cohortsync.clock import Clock, SystemClock
 from cohortsync.ingest.parse_pool import default_processes
+from cohortsync.keyring import Keyring
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.integrations import IntegrationService
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, clock: Clock | None = None
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    integration_service: IntegrationService | None = None,
 ) -> FastAPI:
     """Build the app around one engine and clock (tests inject theirs)."""
     settings = settings or load_settings()
@@ -34,6 +40,12 @@ def create_app(
         clock,
         settings.track_max_age_days,
         default_processes() if processes is None else processes,
+    )
+    integration_service = integration_service or IntegrationService(
+        engine,
+        Keyring.from_settings(settings),
+        clock,
+        allow_custom_endpoints=settings.allow_custom_endpoints,
     )
 
     @asynccontextmanager
@@ -48,13 +60,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.cohortsync = AppState(
-        settings=settings, engine=engine, clock=clock, ingestion=ingestion_service
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        ingestion=ingestion_service,
+        integrations=integration_service,
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)
     app.include_router(accounts.router)
     app.include_router(data.router)
     app.include_router(cohorts.router)
+    app.include_router(integrations.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

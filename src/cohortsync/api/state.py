@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.integrations import IntegrationService
 from cohortsync.settings import Settings
 
 
@@ -19,3 +20,4 @@ class AppState:
     engine: Engine
     clock: Clock
     ingestion: IngestionService
+    integrations: IntegrationService

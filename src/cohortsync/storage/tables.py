@@ -146,3 +146,20 @@ cohort_members = sa.Table(
     sa.Column("cohort_id", sa.ForeignKey("cohorts.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("distinct_id", sa.String(255), primary_key=True),  # canonical, at upload time
 )
+
+integrations = sa.Table(
+    "integrations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("credentials", sa.Text, nullable=False),  # sealed with the keyring, never plain
+    sa.Column("settings", JSONDocument, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # connected | error | disconnected
+    sa.Column("error", sa.Text, nullable=True),  # the partner's message, secrets redacted
+    sa.Column("created_by", sa.Integer, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_integrations_project", "project_id"),
+)

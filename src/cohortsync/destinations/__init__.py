@@ -1,0 +1,1 @@
+"""Partner destinations: the only code that knows a partner's wire format."""

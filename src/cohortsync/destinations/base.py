@@ -1,0 +1,132 @@
+"""The destination protocol every partner connector implements, and its declared capabilities.
+
+A connector writes what is specific to its partner (paths, headers, bodies, quirks); batching,
+retry budgets, checkpoints and diffs belong to the sync engine. Calls are synchronous and
+thread-safe; ``add_members``/``remove_members`` take at most ``capabilities.max_batch`` members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a partner allows: the sync engine plans batches and budgets from these."""
+
+    max_batch: int
+    max_concurrency: int
+    requests_per_second: float | None
+    max_body_bytes: int | None
+    interval: timedelta  # the default period of a dynamic sync
+    reads_members: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CohortInfo:
+    """The cohort a destination list stands for."""
+
+    id: int
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerList:
+    """A list (segment, user list, webhook cohort) on the partner's side."""
+
+    id: str
+    name: str
+    cohort: CohortInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerMember:
+    """One cohort member as the partner will see it.
+
+    ``key`` is the partner-side identity (email, userId, CleverTap identity, distinct_id): the
+    unit of acknowledgement. ``fields`` are the export columns (R-INT-6).
+    """
+
+    key: str
+    distinct_id: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A member the partner refused, with the partner's reason."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why a cohort member cannot be sent to a partner (anonymous, missing email, …)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Told to a destination before a run sends its first batch."""
+
+    session_id: str
+    adds: int
+    removes: int
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """The partner's answer to one add or remove call: what it took and what it refused."""
+
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """A connected partner account that holds member lists."""
+
+    capabilities: Capabilities
+
+    def check(self) -> None:
+        """A harmless call proving the credentials work; raises PartnerConfigError if not."""
+        ...
+
+    def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
+        """The partner's view of a cohort member from their profile, or why they are skipped."""
+        ...
+
+    def begin_run(self, run: RunInfo) -> None:
+        """Announce a run (its session id and size) before its first batch."""
+        ...
+
+    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
+        """Find the list named ``name``, creating it if missing (calling twice makes one)."""
+        ...
+
+    def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """Put members on the list."""
+        ...
+
+    def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """Take members off the list."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@runtime_checkable
+class ReadableDestination(Destination, Protocol):
+    """A destination that can list the members it holds (read-back reconciliation, R-X-2)."""
+
+    def read_members(self, target: PartnerList) -> Iterator[str]:
+        """The keys of every member on the list."""
+        ...

@@ -1,0 +1,78 @@
+"""What a connector is declared with (:class:`PartnerSpec`) and built from
+(:class:`ConnectorConfig`): credentials, settings, where to send, and how to retry."""
+
+from __future__ import annotations
+
+import builtins
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from cohortsync.destinations.base import Capabilities, Destination
+from cohortsync.destinations.http import Action, PartnerClient, RetryPolicy, account_budget
+
+DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """Everything a connector needs: the account, its settings, and the client's knobs."""
+
+    credentials: Mapping[str, str]
+    settings: Mapping[str, Any]
+    base_url: str
+    project_id: int = 0
+    simplified_id_merge: bool = False  # the project's identity mode (partners match on $user_id)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    transport: httpx.BaseTransport | None = None
+    timeout: float = 30.0
+
+    def client(
+        self,
+        partner: str,
+        capabilities: Capabilities,
+        account: str,
+        headers: Mapping[str, str],
+        describe: Callable[[httpx.Response], str],
+        overrides: Mapping[int, Action] | None = None,
+        base_url: str | None = None,
+    ) -> PartnerClient:
+        """The shared HTTP client for this account (its budget shared with every other sync of
+        the same account)."""
+        return PartnerClient(
+            partner=partner,
+            base_url=base_url or self.base_url,
+            headers=headers,
+            secrets=list(self.credentials.values()),
+            budget=account_budget(partner, account, capabilities),
+            overrides=overrides or {},
+            describe=describe,
+            retry=self.retry,
+            timeout=self.timeout,
+            sleep=self.sleep,
+            rng=self.rng,
+            transport=self.transport,
+        )
+
+
+@dataclass(frozen=True)
+class PartnerSpec:
+    """What connecting one partner takes, and the factory of its connector."""
+
+    type: str
+    title: str
+    credentials: Sequence[str]  # required credential fields
+    optional_credentials: Sequence[str]
+    regions: Mapping[str, str]  # region -> base URL ({} where the URL is a setting)
+    default_region: str | None
+    capabilities: Capabilities
+    build: Callable[[ConnectorConfig], Destination]
+    list_template: str = DEFAULT_LIST_TEMPLATE
+    extra_settings: Mapping[str, builtins.type] = field(default_factory=dict)
+    required_settings: Sequence[str] = ()

@@ -1,0 +1,187 @@
+"""Webhook: Mixpanel's documented cohort-webhook protocol.
+
+Source (checked 2026-11): docs.mixpanel.com/docs/cohort-sync/webhooks.
+
+- ``POST <url>`` (optional HTTP Basic) with ``{"action": "members"|"add_members"|"remove_members",
+  "parameters": {"mixpanel_project_id", "mixpanel_cohort_id", "mixpanel_cohort_name",
+  "mixpanel_cohort_description", "mixpanel_session_id", "page_info": {"total_pages",
+  "page_count"}, "members": [{"email", "mixpanel_distinct_id", "first_name", "last_name", …}]}}``;
+  ``page_count`` starts at 1 and counts the messages of one session.
+- The server replies ``{"action", "status": "success"|"failure", "error": {"message", "code"}}``.
+- At most 1,000 members a call; every 30 minutes; 400/401/403/404 pause the sync, 429 and 5xx
+  are retried. A ``failure`` reply is judged by its ``error.code`` the same way.
+- The protocol has no read or ping call: the connection check sends an ``add_members`` with no
+  members for the cohort id ``0`` (the docs' own example sends empty diffs when nothing changed).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from cohortsync.destinations.base import (
+    BatchOutcome,
+    Capabilities,
+    CohortInfo,
+    PartnerList,
+    PartnerMember,
+    RunInfo,
+    Skip,
+)
+from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
+from cohortsync.destinations.http import Action, action_for
+from cohortsync.destinations.members import text
+
+CAPABILITIES = Capabilities(
+    max_batch=1000,
+    max_concurrency=1,  # pages of one session are numbered in order
+    requests_per_second=None,
+    max_body_bytes=None,
+    interval=timedelta(minutes=30),
+)
+MEMBER_COLUMNS = {
+    "email": "$email",
+    "first_name": "$first_name",
+    "last_name": "$last_name",
+    "phone_number": "$phone",
+}
+CHECK_COHORT = CohortInfo(0, "cohortsync connection check")
+
+
+def describe_error(response: httpx.Response) -> str:
+    """``error.message`` of a protocol reply (or the raw text)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(body)[:300]
+
+
+class WebhookDestination:
+    """A customer server speaking the cohort-webhook protocol."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        headers = {"Content-Type": "application/json"}
+        username = config.credentials.get("username")
+        password = config.credentials.get("password")
+        if username or password:
+            pair = f"{username or ''}:{password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self._project_id = config.project_id
+        self._extra = list(config.settings.get("export_properties") or [])
+        self._http = config.client(
+            "webhook",
+            CAPABILITIES,
+            account=str(config.settings.get("url", "")),
+            headers=headers,
+            describe=describe_error,
+        )
+        self._session = RunInfo(str(uuid.uuid4()), 0, 0)
+        self._pages = 0
+        self._sent = 0
+
+    def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
+        """``mixpanel_distinct_id``, email, names and phone when present, and chosen columns."""
+        fields: dict[str, Any] = {"mixpanel_distinct_id": distinct_id}
+        for wire, name in MEMBER_COLUMNS.items():
+            value = text(profile, name)
+            if value is not None:
+                fields[wire] = value
+        for name in self._extra:
+            if name in profile:
+                fields[name] = profile[name]
+        return PartnerMember(key=distinct_id, distinct_id=distinct_id, fields=fields)
+
+    def begin_run(self, run: RunInfo) -> None:
+        """A new session: its pages are numbered 1 … total."""
+        self._session = run
+        batch = CAPABILITIES.max_batch
+        self._pages = max(math.ceil(run.adds / batch) + math.ceil(run.removes / batch), 1)
+        self._sent = 0
+
+    def _post(self, action: str, cohort: CohortInfo, members: Sequence[PartnerMember]) -> None:
+        self._sent += 1
+        body = {
+            "action": action,
+            "parameters": {
+                "mixpanel_project_id": str(self._project_id),
+                "mixpanel_cohort_id": str(cohort.id),
+                "mixpanel_cohort_name": cohort.name,
+                "mixpanel_cohort_description": cohort.description,
+                "mixpanel_session_id": self._session.session_id,
+                "page_info": {
+                    "total_pages": max(self._pages, self._sent),
+                    "page_count": self._sent,
+                },
+                "members": [dict(m.fields) for m in members],
+            },
+        }
+        reply = self._http.request("POST", "", json=body)
+        try:
+            answer = reply.json()
+        except ValueError:
+            raise PartnerConfigError(
+                f"the webhook answered {action} with something other than JSON"
+            ) from None
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            error = (answer.get("error") if isinstance(answer, dict) else None) or {}
+            message = self._http.message(str(error.get("message") or f"{action} failed"))
+            code = error.get("code")
+            status = code if isinstance(code, int) else 400
+            verdict = action_for(status)
+            if verdict is Action.RATE_LIMITED:
+                raise RateLimited(message, status)
+            if verdict is Action.RETRY:
+                raise TransientError(message, status)
+            raise PartnerConfigError(message, status)
+
+    def check(self) -> None:
+        """An empty ``add_members`` for cohort 0: proves the URL and credentials."""
+        self._session = RunInfo(str(uuid.uuid4()), 0, 0)
+        self._pages, self._sent = 1, 0
+        self._post("add_members", CHECK_COHORT, [])
+
+    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
+        """The webhook's cohort is addressed by id; nothing to create."""
+        return PartnerList(str(cohort.id), name, cohort)
+
+    def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """``add_members``; the protocol acknowledges a batch as a whole."""
+        self._post("add_members", target.cohort, members)
+        return BatchOutcome(accepted=[m.key for m in members])
+
+    def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """``remove_members``."""
+        self._post("remove_members", target.cohort, members)
+        return BatchOutcome(accepted=[m.key for m in members])
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()
+
+
+SPEC = PartnerSpec(
+    type="webhook",
+    title="Webhook",
+    credentials=(),
+    optional_credentials=("username", "password"),
+    regions={},
+    default_region=None,
+    capabilities=CAPABILITIES,
+    build=WebhookDestination,
+    list_template="{cohort_name}",
+    extra_settings={"url": str, "export_properties": list},
+    required_settings=("url",),
+)

@@ -1,0 +1,159 @@
+"""Xtremepush: the wire format of user-list sync (Xtremepush External API).
+
+Sources (checked 2026-11): "External API overview" (docs.xtremepush.com/docs/external-api-overview),
+"External API Responses, Status & Error Codes" (support.xtremepush.com), "List import"
+(docs.xtremepush.com/reference/list-import), "Set scopes" (docs.xtremepush.com/docs/set-scopes).
+
+Documented: every call is ``POST {host}/api/external/{method}/{model}`` with a JSON body carrying
+``apptoken``; hosts EU ``https://external-api.xtremepush.com``, US ``https://api.us.xtremepush.com``;
+replies ``{"code", "success", "message", "errors", "data", "model"}`` with the HTTP status
+mirrored in ``code``; ``import/list`` takes ``{"apptoken", "id", "items": [...]}``, at most 10,000
+items a request; 400 for a request without a token, 401 when authentication fails, 429 when rate
+limited.
+
+Inferred (the public pages stop short; correct here when checked against the real service):
+the user-list model is ``list`` (``list/list`` with ``condition`` to find one by ``title``,
+``create/list`` with ``title`` returning ``model.id``) and removal is ``delete/list-item`` with
+the same body as ``import/list``; ids unknown to Xtremepush come back in ``errors`` as
+``{"item", "message"}`` and are never created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from cohortsync.destinations.base import (
+    BatchOutcome,
+    Capabilities,
+    CohortInfo,
+    PartnerList,
+    PartnerMember,
+    Rejection,
+    RunInfo,
+    Skip,
+)
+from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.errors import PartnerConfigError
+
+HOSTS = {"eu": "https://external-api.xtremepush.com", "us": "https://api.us.xtremepush.com"}
+CAPABILITIES = Capabilities(
+    max_batch=10_000,
+    max_concurrency=2,
+    requests_per_second=None,
+    max_body_bytes=None,
+    interval=timedelta(hours=2),
+)
+
+
+def describe_error(response: httpx.Response) -> str:
+    """``message`` and ``errors`` of an error reply (or the raw text)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    message = str(body.get("message") or f"HTTP {response.status_code}")
+    errors = body.get("errors")
+    return f"{message} ({errors})" if errors else message
+
+
+def rejected_items(body: Mapping[str, Any]) -> dict[str, str]:
+    """Items the reply lists under ``errors`` as ``{"item", "message"}``."""
+    found: dict[str, str] = {}
+    for entry in body.get("errors") or []:
+        if isinstance(entry, dict) and "item" in entry:
+            found[str(entry["item"])] = str(entry.get("message") or "refused")
+    return found
+
+
+class XtremepushDestination:
+    """Xtremepush user lists, one per cohort, holding user ids only."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        self._token = config.credentials["app_token"]
+        self._http = config.client(
+            "xtremepush",
+            CAPABILITIES,
+            account=self._token,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            describe=describe_error,
+        )
+
+    def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
+        """The user id is the distinct_id (the ``$user_id`` on simplified-merge projects)."""
+        return PartnerMember(key=distinct_id, distinct_id=distinct_id)
+
+    def begin_run(self, run: RunInfo) -> None:
+        """Nothing to announce: each call stands alone."""
+
+    def _call(self, method: str, model: str, **fields: Any) -> dict[str, Any]:
+        body = {"apptoken": self._token, **fields}
+        reply = self._http.request("POST", f"/api/external/{method}/{model}", json=body).json()
+        if not isinstance(reply, dict):
+            raise PartnerConfigError(f"Xtremepush answered {method}/{model} with {reply!r}")
+        if reply.get("success") is False:
+            raise PartnerConfigError(str(reply.get("message") or reply))
+        return reply
+
+    def check(self) -> None:
+        """``list/list`` with a limit of one: reads, changes nothing."""
+        self._call("list", "list", limit=1)
+
+    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
+        """Find the user list by title, else create it."""
+        found = self._call("list", "list", condition=[["title", "=", name]], select=["id", "title"])
+        for entry in found.get("data") or []:
+            if entry.get("title") == name:
+                return PartnerList(str(entry["id"]), name, cohort)
+        created = self._call("create", "list", title=name)
+        model = created.get("model") or {}
+        if "id" not in model:
+            raise PartnerConfigError(f"Xtremepush did not return the new list's id: {created}")
+        return PartnerList(str(model["id"]), name, cohort)
+
+    def _items(
+        self, method: str, target: PartnerList, members: Sequence[PartnerMember]
+    ) -> BatchOutcome:
+        keys = [m.key for m in members]
+        model = "list" if method == "import" else "list-item"
+        reply = self._call(method, model, id=target.id, items=keys)
+        refused = rejected_items(reply)
+        outcome = BatchOutcome()
+        for key in keys:
+            if key in refused:
+                outcome.rejected.append(Rejection(key, refused[key]))
+            else:
+                outcome.accepted.append(key)
+        return outcome
+
+    def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """``import/list``: ids onto the list (unknown ids are refused, never created)."""
+        return self._items("import", target, members)
+
+    def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
+        """``delete/list-item``: ids off the list."""
+        return self._items("delete", target, members)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()
+
+
+SPEC = PartnerSpec(
+    type="xtremepush",
+    title="Xtremepush",
+    credentials=("app_token",),
+    optional_credentials=(),
+    regions=HOSTS,
+    default_region="eu",
+    capabilities=CAPABILITIES,
+    build=XtremepushDestination,
+    list_template="{cohort_name}",
+)

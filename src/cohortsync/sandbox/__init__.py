@@ -1,0 +1,1 @@
+"""Local emulators of the partners' documented contracts, for tests, demos and development."""

@@ -1,0 +1,292 @@
+"""Connected partner accounts (R-INT-1 … R-INT-6): connect with a check, list, edit, disconnect.
+
+Credentials are sealed with the keyring before they reach the database and are never part of
+an :class:`Integration`'s JSON. A partner call never runs inside a database transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock
+from cohortsync.destinations import registry
+from cohortsync.destinations.base import Destination
+from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.errors import DestinationError, TransientError
+from cohortsync.destinations.http import RetryPolicy
+from cohortsync.domain.errors import BatchError, Conflict, NotFound
+from cohortsync.keyring import Keyring
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import integrations
+
+CONNECTED = "connected"
+ERROR = "error"
+DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class Integration:
+    """A partner account as everyone may see it: never its credentials."""
+
+    id: int
+    project_id: int
+    type: str
+    name: str
+    settings: dict[str, Any]
+    status: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        """The API shape (SPEC §11)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "project_id": self.project_id,
+            "type": self.type,
+            "name": self.name,
+            "status": self.status,
+            "settings": self.settings,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+def _row(row: Any) -> Integration:
+    return Integration(
+        id=row.id,
+        project_id=row.project_id,
+        type=row.type,
+        name=row.name,
+        settings=dict(row.settings),
+        status=row.status,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class IntegrationService:
+    """Use cases of integrations, over one database and one keyring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        allow_custom_endpoints: bool = False,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._clock = clock
+        self._allow_custom = allow_custom_endpoints
+        # Connecting is interactive: a short retry budget, so the admin hears back quickly.
+        self._retry = retry or RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=10)
+        self._sleep = sleep
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys that seal credentials."""
+        return self._keyring
+
+    def _config(
+        self, spec: PartnerSpec, credentials: Mapping[str, str], settings: Mapping[str, Any]
+    ) -> ConnectorConfig:
+        return ConnectorConfig(
+            credentials=credentials,
+            settings=settings,
+            base_url=registry.base_url(spec, settings),
+            retry=self._retry,
+            sleep=self._sleep,
+        )
+
+    def _check(
+        self, spec: PartnerSpec, credentials: Mapping[str, str], settings: Mapping[str, Any]
+    ) -> tuple[str, str | None]:
+        destination = spec.build(self._config(spec, credentials, settings))
+        try:
+            destination.check()
+        except TransientError as error:
+            return ERROR, f"{spec.title} could not be reached ({error.message}); try again later"
+        except DestinationError as error:
+            return ERROR, f"{spec.title} refused the credentials: {error.message}"
+        finally:
+            destination.close()
+        return CONNECTED, None
+
+    def connect(
+        self,
+        project_id: int,
+        kind: str,
+        credentials: Mapping[str, Any],
+        settings: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        created_by: int | None = None,
+    ) -> Integration:
+        """Check the credentials against the partner, then store the integration as
+        **connected** or with the partner's error."""
+        spec = registry.partner(kind)
+        checked_credentials = registry.check_credentials(spec, credentials)
+        checked_settings = registry.check_settings(spec, settings or {}, self._allow_custom)
+        title = (name or spec.title).strip()
+        if not title or len(title) > 255:
+            raise BatchError("name must be 1-255 characters")
+        status, error = self._check(spec, checked_credentials, checked_settings)
+        now = self._clock.now()
+        with write_transaction(self._engine) as connection:
+            new_id = connection.execute(
+                integrations.insert()
+                .values(
+                    project_id=project_id,
+                    type=spec.type,
+                    name=title,
+                    credentials=self._keyring.seal(checked_credentials),
+                    settings=checked_settings,
+                    status=status,
+                    error=error,
+                    created_by=created_by,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(integrations.c.id)
+            ).scalar_one()
+        return self.get(project_id, int(new_id))
+
+    def update(
+        self,
+        project_id: int,
+        integration_id: int,
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Integration:
+        """Change credentials, settings or name; the partner is checked again."""
+        current = self.get(project_id, integration_id)
+        if current.status == DISCONNECTED:
+            raise Conflict("the integration is disconnected; connect a new one")
+        spec = registry.partner(current.type)
+        stored = self._credentials(project_id, integration_id)
+        new_credentials = (
+            registry.check_credentials(spec, credentials) if credentials is not None else stored
+        )
+        merged = {**current.settings, **(settings or {})}
+        new_settings = registry.check_settings(spec, merged, self._allow_custom)
+        status, error = self._check(spec, new_credentials, new_settings)
+        values: dict[str, Any] = {
+            "credentials": self._keyring.seal(new_credentials),
+            "settings": new_settings,
+            "status": status,
+            "error": error,
+            "updated_at": self._clock.now(),
+        }
+        if name is not None:
+            values["name"] = name.strip() or current.name
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                integrations.update().where(integrations.c.id == integration_id).values(**values)
+            )
+        return self.get(project_id, integration_id)
+
+    def list(self, project_id: int) -> list[Integration]:
+        """The project's integrations, oldest first (disconnected ones included)."""
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(
+                sa.select(integrations)
+                .where(integrations.c.project_id == project_id)
+                .order_by(integrations.c.id)
+            )
+            return [_row(r) for r in rows]
+
+    def get(self, project_id: int, integration_id: int) -> Integration:
+        """One integration of the project, or NotFound."""
+        with read_transaction(self._engine) as connection:
+            row = connection.execute(
+                sa.select(integrations).where(
+                    integrations.c.id == integration_id,
+                    integrations.c.project_id == project_id,
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"integration {integration_id} does not exist in project {project_id}")
+        return _row(row)
+
+    def disconnect(self, project_id: int, integration_id: int) -> Integration:
+        """Mark the integration disconnected and forget its credentials; its syncs stop
+        (the sync engine runs nothing for an integration that is not connected)."""
+        self.get(project_id, integration_id)
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                integrations.update()
+                .where(integrations.c.id == integration_id)
+                .values(
+                    status=DISCONNECTED,
+                    error=None,
+                    credentials=self._keyring.seal({}),
+                    updated_at=self._clock.now(),
+                )
+            )
+        return self.get(project_id, integration_id)
+
+    def mark_error(self, project_id: int, integration_id: int, message: str) -> None:
+        """Flag an integration as needing attention (a partner refused a sync's call)."""
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                integrations.update()
+                .where(
+                    integrations.c.id == integration_id,
+                    integrations.c.project_id == project_id,
+                    integrations.c.status != DISCONNECTED,
+                )
+                .values(status=ERROR, error=message, updated_at=self._clock.now())
+            )
+
+    def _credentials(self, project_id: int, integration_id: int) -> dict[str, str]:
+        with read_transaction(self._engine) as connection:
+            sealed = connection.execute(
+                sa.select(integrations.c.credentials).where(
+                    integrations.c.id == integration_id,
+                    integrations.c.project_id == project_id,
+                )
+            ).scalar_one()
+        return self._keyring.open(sealed)
+
+    def destination(
+        self, project_id: int, integration_id: int, config: Mapping[str, Any] | None = None
+    ) -> Destination:
+        """A connector for a connected integration (the sync engine's way in)."""
+        current = self.get(project_id, integration_id)
+        if current.status == DISCONNECTED:
+            raise Conflict(f"integration {integration_id} is disconnected")
+        spec = registry.partner(current.type)
+        credentials = self._credentials(project_id, integration_id)
+        base = self._config(spec, credentials, current.settings)
+        if config:
+            base = ConnectorConfig(**{**base.__dict__, **config})
+        return spec.build(base)
+
+
+def reseal_all(engine: Engine, keyring: Keyring) -> int:
+    """Re-encrypt every integration's credentials with the keyring's newest key."""
+    with write_transaction(engine) as connection:
+        rows = connection.execute(sa.select(integrations.c.id, integrations.c.credentials)).all()
+        for row in rows:
+            connection.execute(
+                integrations.update()
+                .where(integrations.c.id == row.id)
+                .values(credentials=keyring.reseal(row.credentials))
+            )
+    return len(rows)
