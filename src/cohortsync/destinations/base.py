@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from cohortsync.destinations.http import CallStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,11 @@ class Destination(Protocol):
     """A connected partner account that holds member lists."""
 
     capabilities: Capabilities
+
+    @property
+    def stats(self) -> CallStats:
+        """Requests, retries, 429s, 5xx and timeouts so far."""
+        ...
 
     def check(self) -> None:
         """A harmless call proving the credentials work; raises PartnerConfigError if not."""

@@ -41,10 +41,9 @@ from cohortsync.destinations.base import (
     PartnerList,
     PartnerMember,
     Rejection,
-    RunInfo,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.members import export_columns, text
 
 REGIONS = {
@@ -116,7 +115,7 @@ def unprocessed(identities: Sequence[str], body: Mapping[str, Any]) -> dict[str,
     return failed
 
 
-class CleverTapDestination:
+class CleverTapDestination(HttpConnector):
     """A CleverTap segment per cohort; members' export columns upserted as profiles."""
 
     capabilities = CAPABILITIES
@@ -142,9 +141,6 @@ class CleverTapDestination:
         columns = export_columns(profile, distinct_id, (USER_ID_PROPERTY, *self._columns))
         data = {PROFILE_KEYS.get(name, name): value for name, value in columns.items()}
         return PartnerMember(key=identity, distinct_id=distinct_id, fields={"profileData": data})
-
-    def begin_run(self, run: RunInfo) -> None:
-        """Nothing to announce: each call stands alone."""
 
     def check(self) -> None:
         """``GET /v1/connect?partner=…``: CleverTap's credential check for partners."""
@@ -188,10 +184,6 @@ class CleverTapDestination:
         """Take identities out of the segment (profiles stay)."""
         keys = [m.key for m in members]
         return _outcome(keys, self._segment(target, keys, "remove"))
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._http.close()
 
 
 def _outcome(keys: Sequence[str], failed: Mapping[str, str]) -> BatchOutcome:

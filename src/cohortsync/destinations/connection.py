@@ -12,8 +12,14 @@ from typing import Any
 
 import httpx
 
-from cohortsync.destinations.base import Capabilities, Destination
-from cohortsync.destinations.http import Action, PartnerClient, RetryPolicy, account_budget
+from cohortsync.destinations.base import Capabilities, Destination, RunInfo
+from cohortsync.destinations.http import (
+    Action,
+    CallStats,
+    PartnerClient,
+    RetryPolicy,
+    account_budget,
+)
 
 DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
 
@@ -76,3 +82,21 @@ class PartnerSpec:
     list_template: str = DEFAULT_LIST_TEMPLATE
     extra_settings: Mapping[str, builtins.type] = field(default_factory=dict)
     required_settings: Sequence[str] = ()
+
+
+class HttpConnector:
+    """What every HTTP connector shares: its client, call counters, run hook and close."""
+
+    _http: PartnerClient
+
+    @property
+    def stats(self) -> CallStats:
+        """Requests, retries, 429s, 5xx and timeouts seen by this connector."""
+        return self._http.stats
+
+    def begin_run(self, run: RunInfo) -> None:
+        """Most partners need no announcement: each call stands alone."""
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()

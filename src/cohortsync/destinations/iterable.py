@@ -32,10 +32,9 @@ from cohortsync.destinations.base import (
     PartnerList,
     PartnerMember,
     Rejection,
-    RunInfo,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.errors import PartnerConfigError
 from cohortsync.destinations.members import export_columns, text
 
@@ -109,7 +108,7 @@ def outcome(members: Sequence[PartnerMember], body: Mapping[str, Any]) -> BatchO
     return result
 
 
-class IterableDestination:
+class IterableDestination(HttpConnector):
     """Iterable lists, one per cohort, named by the integration's template."""
 
     capabilities = CAPABILITIES
@@ -138,9 +137,6 @@ class IterableDestination:
         if user_id:
             fields["userId"] = user_id
         return PartnerMember(key=user_id or email, distinct_id=distinct_id, fields=fields)
-
-    def begin_run(self, run: RunInfo) -> None:
-        """Nothing to announce: each call stands alone."""
 
     def check(self) -> None:
         """``GET /api/lists``: read-only and cheap."""
@@ -193,10 +189,6 @@ class IterableDestination:
         for line in response.text.splitlines():
             if line.strip():
                 yield line.strip()
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._http.close()
 
 
 SPEC = PartnerSpec(

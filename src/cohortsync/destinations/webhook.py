@@ -34,7 +34,7 @@ from cohortsync.destinations.base import (
     RunInfo,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
 from cohortsync.destinations.http import Action, action_for
 from cohortsync.destinations.members import text
@@ -67,7 +67,7 @@ def describe_error(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
-class WebhookDestination:
+class WebhookDestination(HttpConnector):
     """A customer server speaking the cohort-webhook protocol."""
 
     capabilities = CAPABILITIES
@@ -80,6 +80,7 @@ class WebhookDestination:
             pair = f"{username or ''}:{password or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self._project_id = config.project_id
+        self._url = config.base_url  # the webhook's full URL (its path included)
         self._extra = list(config.settings.get("export_properties") or [])
         self._http = config.client(
             "webhook",
@@ -128,7 +129,7 @@ class WebhookDestination:
                 "members": [dict(m.fields) for m in members],
             },
         }
-        reply = self._http.request("POST", "", json=body)
+        reply = self._http.request("POST", self._url, json=body)
         try:
             answer = reply.json()
         except ValueError:
@@ -166,10 +167,6 @@ class WebhookDestination:
         """``remove_members``."""
         self._post("remove_members", target.cohort, members)
         return BatchOutcome(accepted=[m.key for m in members])
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._http.close()
 
 
 SPEC = PartnerSpec(

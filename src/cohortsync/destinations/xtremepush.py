@@ -33,10 +33,9 @@ from cohortsync.destinations.base import (
     PartnerList,
     PartnerMember,
     Rejection,
-    RunInfo,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.errors import PartnerConfigError
 
 HOSTS = {"eu": "https://external-api.xtremepush.com", "us": "https://api.us.xtremepush.com"}
@@ -71,7 +70,7 @@ def rejected_items(body: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-class XtremepushDestination:
+class XtremepushDestination(HttpConnector):
     """Xtremepush user lists, one per cohort, holding user ids only."""
 
     capabilities = CAPABILITIES
@@ -89,9 +88,6 @@ class XtremepushDestination:
     def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
         """The user id is the distinct_id (the ``$user_id`` on simplified-merge projects)."""
         return PartnerMember(key=distinct_id, distinct_id=distinct_id)
-
-    def begin_run(self, run: RunInfo) -> None:
-        """Nothing to announce: each call stands alone."""
 
     def _call(self, method: str, model: str, **fields: Any) -> dict[str, Any]:
         body = {"apptoken": self._token, **fields}
@@ -140,10 +136,6 @@ class XtremepushDestination:
     def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """``delete/list-item``: ids off the list."""
         return self._items("delete", target, members)
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._http.close()
 
 
 SPEC = PartnerSpec(
