@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cohortsync.cli import cohort_commands, data_commands
+from cohortsync.cli import cohort_commands, data_commands, integration_commands
 from cohortsync.cli.context import (
     ProjectOption,
     default_project_id,
@@ -38,6 +38,9 @@ app.add_typer(service_accounts_app, name="service-accounts")
 app.add_typer(data_commands.import_app, name="import")
 app.add_typer(data_commands.demo_app, name="demo")
 app.add_typer(cohort_commands.cohorts_app, name="cohorts")
+app.add_typer(integration_commands.integrations_app, name="integrations")
+app.add_typer(integration_commands.keys_app, name="keys")
+app.command("sandbox")(integration_commands.sandbox)
 
 
 def _this_command() -> str:
