@@ -17,11 +17,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.accounts import Project
+from cohortsync.keyring import generate_key
+from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox, start_sandbox
 from cohortsync.services import accounts
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.settings import Settings
@@ -32,6 +35,7 @@ from cohortsync.storage.tables import metadata
 POSTGRES_ENV = "COHORTSYNC_TEST_POSTGRES_URL"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
+TEST_KEY = generate_key()
 
 
 def postgres_url() -> str | None:
@@ -153,7 +157,11 @@ class LiveServer:
 def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
     """uvicorn in a thread, on a free loopback port, with a clock frozen at the real time."""
     port = free_port()
-    settings = Settings(database_url=database_url)
+    settings = Settings(
+        database_url=database_url,
+        secret_key=SecretStr(TEST_KEY),
+        allow_custom_endpoints=True,
+    )
     clock = FrozenClock(SystemClock().now())
     app = create_app(settings, engine=engine, clock=clock)
     server = uvicorn.Server(
@@ -195,3 +203,12 @@ def fresh_engine(
     yield make
     for engine in engines:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sandboxes() -> Iterator[dict[str, RunningSandbox]]:
+    """Every partner emulator on a loopback port, for the whole session."""
+    running = {partner: start_sandbox(partner) for partner in sorted(EMULATORS)}
+    yield running
+    for sandbox in running.values():
+        sandbox.server.stop()

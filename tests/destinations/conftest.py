@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -12,7 +11,7 @@ from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, Destination
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import RetryPolicy
-from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox, start_sandbox
+from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 
 PARTNERS = sorted(EMULATORS)
 
@@ -47,14 +46,6 @@ class Harness:
             rng=random.Random(1),
         )
         return spec.build(config)
-
-
-@pytest.fixture(scope="session")
-def sandboxes() -> Iterator[dict[str, RunningSandbox]]:
-    running = {partner: start_sandbox(partner) for partner in PARTNERS}
-    yield running
-    for sandbox in running.values():
-        sandbox.server.stop()
 
 
 def fresh(sandboxes: dict[str, RunningSandbox], partner: str) -> Harness:

@@ -10,7 +10,7 @@ from typing import Any
 
 from cohortsync.destinations import clevertap, iterable, webhook, xtremepush
 from cohortsync.destinations.connection import DEFAULT_LIST_TEMPLATE, PartnerSpec
-from cohortsync.domain.errors import BatchError, NotFound
+from cohortsync.domain.errors import BatchError
 
 PARTNERS: dict[str, PartnerSpec] = {
     spec.type: spec for spec in (iterable.SPEC, clevertap.SPEC, xtremepush.SPEC, webhook.SPEC)
@@ -22,7 +22,7 @@ def partner(kind: str) -> PartnerSpec:
     spec = PARTNERS.get(kind)
     if spec is None:
         known = ", ".join(sorted(PARTNERS))
-        raise NotFound(f"unknown integration type {kind!r}; use one of: {known}")
+        raise BatchError(f"unknown integration type {kind!r}; use one of: {known}")
     return spec
 
 
