@@ -120,13 +120,31 @@ class CohortCompiler:
                     return found
             return None
         if isinstance(condition, Group):
-            parts = [self._candidates(item) for item in condition.items]
-            if any(part is None for part in parts):
-                return None
-            queries = [part[0] for part in parts if part is not None]
-            union = sa.union(*queries).subquery()
-            return sa.select(union.c.distinct_id), None
+            return self._any_candidates(condition)
         return None
+
+    def _any_candidates(self, condition: Group) -> tuple[Select[Any], Condition | None] | None:
+        """The union of the items' candidates; when each item's candidates are exactly its
+        members, the union is exactly the group's (and profile conditions share one scan)."""
+        parts = [self._candidates(item) for item in condition.items]
+        found = [part for part in parts if part is not None]
+        if len(found) < len(parts):
+            return None
+        exact = all(part[1] is item for part, item in zip(found, condition.items, strict=True))
+        if exact and all(isinstance(item, PropertyCondition) for item in condition.items):
+            one_scan = sa.select(profiles.c.distinct_id).where(
+                profiles.c.project_id == self._project_id,
+                sa.or_(
+                    *(
+                        self.property_predicate(profiles.c.properties, item)
+                        for item in condition.items
+                        if isinstance(item, PropertyCondition)
+                    )
+                ),
+            )
+            return one_scan, condition
+        union = sa.union(*(part[0] for part in found)).subquery()
+        return sa.select(union.c.distinct_id), condition if exact else None
 
     def members(self, condition: Condition, with_properties: bool = True) -> Select[Any]:
         """SELECT distinct_id (and the profile's properties) of the users matching ``condition``."""
