@@ -1,0 +1,287 @@
+"""Each connector's requests and its reading of replies, against bodies from the vendors' docs
+(fixtures under ``fixtures/``, each naming the page it came from). The partner is a plain
+function behind httpx's transport seam; the emulators are tested by the conformance suite."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cohortsync.destinations import registry
+from cohortsync.destinations.base import CohortInfo, Destination, PartnerList, PartnerMember
+from cohortsync.destinations.connection import ConnectorConfig
+from cohortsync.destinations.errors import PartnerConfigError, TransientError
+from cohortsync.destinations.http import RetryPolicy
+
+FIXTURES = Path(__file__).parent / "fixtures"
+COHORT = CohortInfo(12, "Cart abandoners", "left a cart")
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+def fixture(partner: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / f"{partner}.json").read_text())
+    assert loaded["sources"], "every fixture file names the docs it came from"
+    return loaded
+
+
+class Recorder:
+    """The partner: answers with documented bodies and keeps the requests it got."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.requests: list[httpx.Request] = []
+        self._respond = respond
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self._respond(request)
+
+    def body(self, index: int = -1) -> Any:
+        return json.loads(self.requests[index].content)
+
+
+def connector(
+    partner: str, recorder: Recorder, credentials: dict[str, str], **settings: Any
+) -> Destination:
+    spec = registry.partner(partner)
+    checked = registry.check_settings(spec, settings, allow_custom_endpoints=False)
+    config = ConnectorConfig(
+        credentials=credentials,
+        settings=checked,
+        base_url=registry.base_url(spec, checked),
+        project_id=3,
+        retry=RetryPolicy(attempts=2, base_seconds=0),
+        sleep=lambda _: None,
+        transport=httpx.MockTransport(recorder),
+    )
+    return spec.build(config)
+
+
+def member(destination: Destination, distinct_id: str, **profile: Any) -> PartnerMember:
+    made = destination.member(distinct_id, profile)
+    assert isinstance(made, PartnerMember)
+    return made
+
+
+# Iterable ---------------------------------------------------------------------------------
+
+
+def test_iterable_finds_a_list_by_name_or_creates_it_on_the_regional_host() -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(
+        lambda r: (
+            httpx.Response(200, json=docs["get_lists_response"])
+            if r.method == "GET"
+            else httpx.Response(200, json=docs["create_list_response"])
+        )
+    )
+    iterable = connector("iterable", recorder, {"api_key": "k1"}, region="eu")
+    assert iterable.ensure_list("Even Higher Value", COHORT).id == "982908"
+    created = iterable.ensure_list("List One", COHORT)
+    assert created.id == "1064799"
+    first = recorder.requests[0]
+    assert str(first.url) == "https://api.eu.iterable.com/api/lists"
+    assert first.headers["Api-Key"] == "k1"
+    assert recorder.body()["name"] == docs["create_list_request"]["name"]
+
+
+def test_iterable_subscribe_body_and_per_member_failures() -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(lambda r: httpx.Response(200, json=docs["subscribe_response_failed"]))
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    good = member(iterable, "u1", **{"$email": "caio.silveira@mailinator.com", "$first_name": "C"})
+    bad = member(iterable, "u2", **{"$email": "invalid@email"})
+    by_id = member(iterable, "u3", **{"$email": "x@y.io", "$iterable_user_id": "it-3"})
+    outcome = iterable.add_members(PartnerList("1064799", "l", COHORT), [good, bad, by_id])
+    sent = recorder.body()
+    example = docs["subscribe_request"]
+    assert str(recorder.requests[0].url) == "https://api.iterable.com/api/lists/subscribe"
+    assert sent["listId"] == example["listId"]
+    assert sent["subscribers"][0]["email"] == example["subscribers"][0]["email"]
+    assert sent["subscribers"][0]["dataFields"]["$first_name"] == "C"
+    assert sent["subscribers"][2]["userId"] == "it-3" and "email" not in sent["subscribers"][2]
+    assert all(("email" in s) != ("userId" in s) for s in sent["subscribers"])  # not both
+    assert sent["updateExistingUsersOnly"] is False
+    assert outcome.accepted == [good.key, by_id.key]
+    assert [(r.key, r.reason) for r in outcome.rejected] == [("invalid@email", "invalid email")]
+
+
+def test_iterable_unsubscribe_keeps_the_channel_subscription() -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(lambda r: httpx.Response(200, json=docs["subscribe_response_recorded"]))
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    leaving = member(iterable, "u1", **{"$email": "caio.silveira@mailinator.com"})
+    outcome = iterable.remove_members(PartnerList("1064799", "l", COHORT), [leaving])
+    assert recorder.body() == {
+        "listId": 1064799,
+        "subscribers": [{"email": "caio.silveira@mailinator.com"}],
+        "channelUnsubscribe": False,
+    }
+    assert outcome.accepted == [leaving.key]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (401, "bad_api_key_401", "BadApiKey: Invalid API key"),
+        (400, "invalid_list_400", "error.lists.invalidListId(999999999)"),  # code "Success"
+    ],
+)
+def test_iterable_refusals_are_judged_by_status(status: int, body: str, message: str) -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(lambda r: httpx.Response(status, json=docs[body]))
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    with pytest.raises(PartnerConfigError, match=re.escape(message)):
+        iterable.add_members(
+            PartnerList("999999999", "l", COHORT), [member(iterable, "u", **{"$email": "a@b.c"})]
+        )
+    assert len(recorder.requests) == 1  # not retried
+
+
+def test_iterable_reads_members_from_plain_text() -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(lambda r: httpx.Response(200, text=docs["get_users_text"]))
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    read = iterable.read_members
+    assert list(read(PartnerList("7", "l", COHORT))) == ["user1@example.com", "user2@example.com"]
+    assert recorder.requests[0].url.params["listId"] == "7"
+
+
+def test_iterable_skips_members_without_email() -> None:
+    iterable = connector("iterable", Recorder(lambda r: httpx.Response(200)), {"api_key": "k"})
+    skipped = iterable.member("u1", {"$iterable_user_id": "it-1"})
+    assert not isinstance(skipped, PartnerMember)
+    assert skipped.reason == "missing email"
+
+
+# CleverTap --------------------------------------------------------------------------------
+
+
+def clevertap(recorder: Recorder, **settings: Any) -> Destination:
+    return connector("clevertap", recorder, {"account_id": "ACC-1", "passcode": "p4ss"}, **settings)
+
+
+def test_clevertap_uploads_profiles_with_identity_and_reads_skipped_records() -> None:
+    docs = fixture("clevertap")
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/1/upload":
+            return httpx.Response(200, text=docs["upload_partial"])
+        return httpx.Response(200, text=docs["upload_success"])
+
+    recorder = Recorder(respond)
+    partner = clevertap(recorder, region="in1", export_properties=["plan"])
+    first = member(partner, "mp-1", **{"$email": "a@b.io", "plan": "pro", "secret": "x"})
+    second = member(partner, "mp-2", **{"$CleverTap_user_id": "ct-2"})
+    outcome = partner.add_members(PartnerList("cohortsync-12", "s", COHORT), [first, second])
+    upload = recorder.requests[0]
+    assert str(upload.url) == "https://in1.api.clevertap.com/1/upload"
+    assert upload.headers["X-CleverTap-Account-Id"] == "ACC-1"
+    assert upload.headers["X-CleverTap-Passcode"] == "p4ss"
+    assert upload.headers["Content-Type"].startswith("application/json")
+    records = recorder.body(0)["d"]
+    shape = docs["upload_request"]["d"][0]
+    assert all(set(r) == set(shape) - {"ts"} for r in records)
+    assert [r["identity"] for r in records] == ["mp-1", "ct-2"]  # $CleverTap_user_id first
+    assert records[0]["profileData"] == {"$distinct_id": "mp-1", "Email": "a@b.io", "plan": "pro"}
+    # record number 2 was skipped (code 523): only mp-1 goes on to the segment
+    segment = recorder.body(1)
+    assert segment["bulk_profiles"][0]["user_profiles"] == [{"identity": "mp-1"}]
+    assert outcome.accepted == ["mp-1"]
+    assert outcome.rejected[0].key == "ct-2" and outcome.rejected[0].reason.startswith("523 ")
+
+
+def test_clevertap_bad_credentials_body_is_the_message() -> None:
+    docs = fixture("clevertap")
+    recorder = Recorder(lambda r: httpx.Response(401, text=docs["bad_credentials_401"]))
+    with pytest.raises(PartnerConfigError, match=r"^Account ID is not valid$"):
+        clevertap(recorder).check()
+    assert recorder.requests[0].url.path == "/v1/connect"
+    assert str(recorder.requests[0].url).startswith("https://api.clevertap.com/")  # EU default
+
+
+def test_clevertap_record_errors_without_a_number_fall_back_to_the_record() -> None:
+    docs = fixture("clevertap")
+    body = docs["upload_invalid_email"]
+    recorder = Recorder(lambda r: httpx.Response(200, json=body))
+    partner = clevertap(recorder)
+    outcome = partner.add_members(PartnerList("s", "s", COHORT), [member(partner, "only")])
+    assert [(r.key, r.reason) for r in outcome.rejected] == [
+        ("only", "515 Profile data is incorrect. Email is not valid")
+    ]
+
+
+# Xtremepush -------------------------------------------------------------------------------
+
+
+def test_xtremepush_posts_method_and_model_with_the_token_in_the_body() -> None:
+    docs = fixture("xtremepush")
+    recorder = Recorder(lambda r: httpx.Response(200, json={"code": 200, "success": True}))
+    partner = connector("xtremepush", recorder, {"app_token": "tok"}, region="us")
+    outcome = partner.add_members(
+        PartnerList("ID_of_YOUR_LIST", "l", COHORT),
+        [member(partner, "user-1"), member(partner, "user-2")],
+    )
+    request = recorder.requests[0]
+    assert str(request.url) == "https://api.us.xtremepush.com/api/external/import/list"
+    assert set(recorder.body()) == set(docs["list_import_request"])
+    assert recorder.body()["apptoken"] == "tok"
+    assert recorder.body()["items"] == ["user-1", "user-2"]  # ids only, no profile data
+    assert outcome.accepted == ["user-1", "user-2"]
+
+
+def test_xtremepush_error_envelope_is_the_message() -> None:
+    docs = fixture("xtremepush")
+    body = {"code": 401, "success": False, "message": "Authentication failed", "errors": ["token"]}
+    assert set(body) == set(docs["error_response_fields"])
+    recorder = Recorder(lambda r: httpx.Response(401, json=body))
+    with pytest.raises(PartnerConfigError, match="Authentication failed"):
+        connector("xtremepush", recorder, {"app_token": "bad"}).check()
+    assert (
+        str(recorder.requests[0].url)
+        == "https://external-api.xtremepush.com/api/external/list/list"
+    )
+
+
+# Webhook ----------------------------------------------------------------------------------
+
+
+def webhook(recorder: Recorder) -> Destination:
+    credentials = {"username": "mp", "password": "s3cret"}
+    return connector("webhook", recorder, credentials, url="https://hooks.example.com/cohorts")
+
+
+def test_webhook_request_has_the_documented_shape_and_basic_auth() -> None:
+    docs = fixture("webhook")
+    recorder = Recorder(lambda r: httpx.Response(200, json=docs["reply_success"]))
+    partner = webhook(recorder)
+    ada = member(partner, "ada", **{"$email": "ada@x.io", "$first_name": "Ada", "$last_name": "L"})
+    partner.add_members(partner.ensure_list("Cart abandoners", COHORT), [ada])
+    sent = recorder.body()
+    example = docs["request_example"]
+    assert set(sent) == set(example)
+    assert set(sent["parameters"]) == set(example["parameters"])
+    assert sent["action"] == "add_members"
+    assert sent["parameters"]["mixpanel_cohort_id"] == "12"
+    assert sent["parameters"]["page_info"] == {"total_pages": 1, "page_count": 1}
+    assert sent["parameters"]["members"] == [
+        {"mixpanel_distinct_id": "ada", "email": "ada@x.io", "first_name": "Ada", "last_name": "L"}
+    ]
+    assert recorder.requests[0].headers["Authorization"] == "Basic bXA6czNjcmV0"
+    assert str(recorder.requests[0].url) == "https://hooks.example.com/cohorts"
+
+
+def test_webhook_failure_reply_is_judged_by_its_error_code() -> None:
+    docs = fixture("webhook")
+    recorder = Recorder(lambda r: httpx.Response(200, json=docs["reply_failure"]))
+    with pytest.raises(PartnerConfigError, match="this will be displayed in our UI"):
+        webhook(recorder).check()
+    transient = {**docs["reply_failure"], "error": {"message": "busy", "code": 503}}
+    retried = Recorder(lambda r: httpx.Response(200, json=transient))
+    with pytest.raises(TransientError):
+        webhook(retried).check()
