@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from cohortsync.destinations import registry
-from cohortsync.destinations.base import CohortInfo, Destination, PartnerList, PartnerMember
+from cohortsync.destinations.base import (
+    CohortInfo,
+    Destination,
+    PartnerList,
+    PartnerMember,
+    ReadableDestination,
+)
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import PartnerConfigError, TransientError
 from cohortsync.destinations.http import RetryPolicy
@@ -147,8 +153,8 @@ def test_iterable_reads_members_from_plain_text() -> None:
     docs = fixture("iterable")
     recorder = Recorder(lambda r: httpx.Response(200, text=docs["get_users_text"]))
     iterable = connector("iterable", recorder, {"api_key": "k1"})
-    read = iterable.read_members
-    assert list(read(PartnerList("7", "l", COHORT))) == ["user1@example.com", "user2@example.com"]
+    assert isinstance(iterable, ReadableDestination)
+    assert list(iterable.read_members(PartnerList("7", "l", COHORT))) == ["user1@example.com", "user2@example.com"]
     assert recorder.requests[0].url.params["listId"] == "7"
 
 
