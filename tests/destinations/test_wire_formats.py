@@ -154,7 +154,10 @@ def test_iterable_reads_members_from_plain_text() -> None:
     recorder = Recorder(lambda r: httpx.Response(200, text=docs["get_users_text"]))
     iterable = connector("iterable", recorder, {"api_key": "k1"})
     assert isinstance(iterable, ReadableDestination)
-    assert list(iterable.read_members(PartnerList("7", "l", COHORT))) == ["user1@example.com", "user2@example.com"]
+    assert list(iterable.read_members(PartnerList("7", "l", COHORT))) == [
+        "user1@example.com",
+        "user2@example.com",
+    ]
     assert recorder.requests[0].url.params["listId"] == "7"
 
 
