@@ -38,6 +38,8 @@ CORPUS: list[tuple[str, dict[str, Any]]] = [
     ("contains substring", prop("$email", "contains", "@x.io")),
     ("contains in list", prop("tags", "contains", "beta")),
     ("contains number in list", prop("tags", "contains", 5)),
+    ("contains on a scalar number is not membership", prop("age", "contains", 34)),
+    ("contains on a scalar boolean is not membership", prop("vip", "contains", True)),
     ("contains boolean in list", prop("tags", "contains", True)),
     ("not_contains", prop("tags", "not_contains", "beta")),
     ("gt number", prop("age", "gt", 34)),

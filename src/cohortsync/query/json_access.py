@@ -93,7 +93,8 @@ class SqliteJson:
         return sa.func.instr(haystack, needle) > 0
 
     def list_contains(self, document: Document, name: str, value: Any) -> Predicate:
-        """An EXISTS over json_each of the list."""
+        """An EXISTS over json_each of the list (json_each of a scalar yields the scalar itself,
+        so the property must be an array first)."""
         elements = sa.func.json_each(document, _path(name)).table_valued("type", "atom")
         if isinstance(value, bool):
             match = elements.c.type == ("true" if value else "false")
@@ -101,7 +102,8 @@ class SqliteJson:
             match = sa.and_(elements.c.type.in_(("integer", "real")), elements.c.atom == value)
         else:
             match = sa.and_(elements.c.type == "text", elements.c.atom == value)
-        return sa.exists(sa.select(sa.literal(1)).select_from(elements).where(match))
+        found = sa.exists(sa.select(sa.literal(1)).select_from(elements).where(match))
+        return sa.and_(self.has_kind(document, name, "array"), found)
 
 
 class PostgresJson:
