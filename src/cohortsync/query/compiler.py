@@ -293,8 +293,9 @@ class CohortCompiler:
         """Users with at least one matching event whose count satisfies the comparison (or,
         with ``negate``, fails it).
 
-        Events are counted per id as sent first and only then resolved to canonical users, so
-        the identity lookup runs once per id rather than once per event.
+        On SQLite events are counted per id as sent first and only then resolved to canonical
+        users, so the identity lookup (a B-tree search) runs once per id, not once per event;
+        PostgreSQL resolves each event with a hash join, which is cheaper than grouping twice.
         """
         self._aliases += 1
         e = events.alias(f"ev{self._aliases}")
@@ -306,26 +307,23 @@ class CohortCompiler:
         ]
         op, value = condition.count.op, condition.count.value
         simple = condition.count.holds(1) and op in (">=", ">") and not negate
-        per_id = sa.select(e.c.distinct_id).where(*filters).group_by(e.c.distinct_id)
-        if not simple:
-            per_id = per_id.add_columns(sa.func.count().label("events"))
-        counted = per_id.subquery(f"per_id{self._aliases}")
         i = identities.alias(f"id{self._aliases}")
-        canonical = sa.func.coalesce(i.c.canonical_id, counted.c.distinct_id)
-        query = (
-            sa.select(canonical.label("distinct_id"))
-            .select_from(
-                counted.outerjoin(
-                    i,
-                    sa.and_(
-                        i.c.project_id == self._project_id,
-                        i.c.distinct_id == counted.c.distinct_id,
-                    ),
-                )
-            )
-            .group_by(canonical)
+        if self._dialect == "postgresql":
+            source: Any = sa.select(e).where(*filters).subquery(f"matching{self._aliases}")
+            count: ColumnElement[int] = sa.func.count()
+        else:
+            per_id = sa.select(e.c.distinct_id).where(*filters).group_by(e.c.distinct_id)
+            if not simple:
+                per_id = per_id.add_columns(sa.func.count().label("events"))
+            source = per_id.subquery(f"per_id{self._aliases}")
+            count = sa.func.sum(source.c.events) if not simple else sa.func.count()
+        canonical = sa.func.coalesce(i.c.canonical_id, source.c.distinct_id)
+        joined = source.outerjoin(
+            i,
+            sa.and_(i.c.project_id == self._project_id, i.c.distinct_id == source.c.distinct_id),
         )
+        query = sa.select(canonical.label("distinct_id")).select_from(joined).group_by(canonical)
         if simple:
             return query  # every user with a matching event has count >= 1: nothing to test
-        holds = COUNT_COMPARISONS[op](sa.func.sum(counted.c.events), value)
+        holds = COUNT_COMPARISONS[op](count, value)
         return query.having(sa.not_(holds) if negate else holds)
