@@ -255,15 +255,41 @@ def measure(engine: Engine, now: int, label: str, repeats: int) -> list[Row]:
     return rows
 
 
+def _same_copy(admin: Engine, name: str, source: Engine, target_url: sa.engine.URL) -> bool:
+    """Whether a PostgreSQL copy of this dataset (same rows in every table) already exists."""
+    with admin.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": name}
+        ).first()
+    if found is None:
+        return False
+    target = create_engine(target_url.render_as_string(hide_password=False))
+    try:
+        for table in ("events", "identities", "profiles"):
+            query = f"SELECT count(*) FROM {table}"
+            with source.connect() as a, target.connect() as b:
+                if a.exec_driver_sql(query).scalar() != b.exec_driver_sql(query).scalar():
+                    return False
+        return True
+    except sa.exc.DBAPIError:
+        return False
+    finally:
+        target.dispose()
+
+
 def copy_to_postgres(source: Engine, url: str, progress: Callable[[str], None]) -> Engine:
     """A fresh PostgreSQL database holding the same events, identities and profiles."""
     admin = create_engine(url).execution_options(isolation_level="AUTOCOMMIT")
     name = "cohortsync_bench"
+    target_url = sa.engine.make_url(create_engine(url).url).set(database=name)
+    if _same_copy(admin, name, source, target_url):
+        progress("  reusing the PostgreSQL copy of the dataset")
+        admin.dispose()
+        return create_engine(target_url.render_as_string(hide_password=False))
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
-    target_url = sa.engine.make_url(create_engine(url).url).set(database=name)
     target = create_engine(target_url.render_as_string(hide_password=False))
     upgrade(target)
     accounts.ensure_default_project(target)
