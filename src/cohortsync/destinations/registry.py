@@ -26,15 +26,18 @@ def partner(kind: str) -> PartnerSpec:
     return spec
 
 
+def _refuse_unknown(where: str, given: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise BatchError(
+            f"{where}.{unknown[0]} is not {what} (expected: {', '.join(sorted(allowed))})"
+        )
+
+
 def check_credentials(spec: PartnerSpec, credentials: Mapping[str, Any]) -> dict[str, str]:
     """The partner's credential fields, each a non-empty string; unknown fields refused."""
     allowed = set(spec.credentials) | set(spec.optional_credentials)
-    unknown = sorted(set(credentials) - allowed)
-    if unknown:
-        raise BatchError(
-            f"credentials.{unknown[0]} is not a {spec.title} credential "
-            f"(expected: {', '.join(sorted(allowed))})"
-        )
+    _refuse_unknown("credentials", credentials, allowed, f"a {spec.title} credential")
     checked: dict[str, str] = {}
     for name in allowed:
         value = credentials.get(name)
@@ -53,12 +56,7 @@ def check_settings(
 ) -> dict[str, Any]:
     """Validated settings: region, list name template, base URL override, partner extras."""
     known = {"region", "base_url", "list_name_template", *spec.extra_settings}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise BatchError(
-            f"settings.{unknown[0]} is not a {spec.title} setting "
-            f"(expected: {', '.join(sorted(known))})"
-        )
+    _refuse_unknown("settings", settings, known, f"a {spec.title} setting")
     checked: dict[str, Any] = {}
     if spec.regions:
         region = settings.get("region", spec.default_region)
