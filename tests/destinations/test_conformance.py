@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import httpx
 import pytest
 
 from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember, RunInfo
@@ -139,13 +140,12 @@ def test_credentials_revoked_mid_run_stop_with_the_partners_words(harness: Harne
     target = destination.ensure_list(harness.list_name(COHORT), COHORT)
     destination.add_members(target, members(destination, 5))
     state = harness.sandbox.state
-    original = dict(state.credentials)
-    state.credentials = {k: f"rotated-{v}" for k, v in original.items()}
-    try:
-        with pytest.raises(PartnerConfigError) as refused:
-            destination.add_members(target, members(destination, 5, start=5))
-    finally:
-        state.credentials = original
+    control = httpx.post(
+        f"{harness.sandbox.server.url}/_sandbox/faults", json={"bad_credentials": True}
+    )
+    assert control.status_code == 200
+    with pytest.raises(PartnerConfigError) as refused:
+        destination.add_members(target, members(destination, 5, start=5))
     assert REFUSAL[harness.partner] in refused.value.message
     assert harness.sleeps == []
     assert len(state.members(target.name)) == 5

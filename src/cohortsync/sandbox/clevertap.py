@@ -64,9 +64,9 @@ class CleverTapSandbox(SandboxState):
         """401 for a wrong account id or passcode."""
         account = request.headers.get("x-clevertap-account-id")
         passcode = request.headers.get("x-clevertap-passcode")
-        if account != self.credentials["account_id"]:
+        if not self.accepts("account_id", account):
             return _fail(401, "Account ID is not valid")
-        if passcode != self.credentials["passcode"]:
+        if not self.accepts("passcode", passcode):
             return _fail(401, "Passcode is not valid")
         return None
 

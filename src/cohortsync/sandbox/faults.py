@@ -31,6 +31,7 @@ class Faults:
     reject_keys: set[str] = field(default_factory=set)  # members the partner refuses
     max_concurrency: int | None = None  # over this many requests in flight: 429
     free_plan: bool = False  # CleverTap: the account may not take cohort updates
+    bad_credentials: bool = False  # refuse every credential, as after a revoked key
 
 
 @dataclass
@@ -108,6 +109,10 @@ class SandboxState:
         if faults.latency_seconds:
             await asyncio.sleep(faults.latency_seconds)
         return None
+
+    def accepts(self, name: str, given: object) -> bool:
+        """Whether ``given`` is the account's credential ``name`` (never, with bad_credentials)."""
+        return not self.faults.bad_credentials and given == self.credentials.get(name)
 
     def refuse(self, request: Request) -> Response | None:
         """The partner's answer to wrong or missing credentials (None: they are right)."""

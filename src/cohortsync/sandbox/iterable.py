@@ -38,7 +38,7 @@ class IterableSandbox(SandboxState):
     def refuse(self, request: Request) -> Response | None:
         """401 ``BadApiKey`` unless the ``Api-Key`` (or ``Api_Key``) header is right."""
         key = request.headers.get("api-key") or request.headers.get("api_key")
-        if key != self.credentials["api_key"]:
+        if not self.accepts("api_key", key):
             params = {"ip": "127.0.0.1", "endpoint": request.url.path}
             return _error(401, "BadApiKey", "Invalid API key", params)
         return None

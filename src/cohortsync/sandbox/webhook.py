@@ -45,6 +45,8 @@ class WebhookSandbox(SandboxState):
 
     def refuse(self, request: Request) -> Response | None:
         """401 unless the Basic credentials match (when the receiver has any)."""
+        if self.faults.bad_credentials:
+            return _answer(None, 401, "bad credentials")
         if not self.credentials.get("username") and not self.credentials.get("password"):
             return None
         pair = f"{self.credentials['username']}:{self.credentials['password']}".encode()

@@ -45,7 +45,7 @@ class XtremepushSandbox(SandboxState):
         """400 without a token, 401 with a wrong one."""
         if body is None or not body.get("apptoken"):
             return _reply(400, "Requests without authentication are invalid", errors=["apptoken"])
-        if body["apptoken"] != self.credentials["app_token"]:
+        if not self.accepts("app_token", body["apptoken"]):
             return _reply(401, "Authentication failed", errors=["invalid apptoken"])
         return None
 
