@@ -206,9 +206,17 @@ def fresh_engine(
 
 
 @pytest.fixture(scope="session")
-def sandboxes() -> Iterator[dict[str, RunningSandbox]]:
-    """Every partner emulator on a loopback port, for the whole session."""
+def sandbox_fleet() -> Iterator[dict[str, RunningSandbox]]:
+    """Every partner emulator on a loopback port, started once for the whole session."""
     running = {partner: start_sandbox(partner) for partner in sorted(EMULATORS)}
     yield running
     for sandbox in running.values():
         sandbox.server.stop()
+
+
+@pytest.fixture
+def sandboxes(sandbox_fleet: dict[str, RunningSandbox]) -> dict[str, RunningSandbox]:
+    """The emulators, emptied of lists and faults left by earlier tests."""
+    for sandbox in sandbox_fleet.values():
+        sandbox.state.reset()
+    return sandbox_fleet
