@@ -294,3 +294,4 @@ def test_webhook_failure_reply_is_judged_by_its_error_code() -> None:
     retried = Recorder(lambda r: httpx.Response(200, json=transient))
     with pytest.raises(TransientError):
         webhook(retried).check()
+    assert len(retried.requests) == 2  # retried like any partner's 503, then raised

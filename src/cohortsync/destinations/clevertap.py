@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import orjson
 
 from cohortsync.destinations.base import (
@@ -74,15 +73,11 @@ PROFILE_KEYS = {
 _RECORD_NUMBER = re.compile(r"Skipped record number\s*:\s*(\d+)")
 
 
-def describe_error(response: httpx.Response) -> str:
-    """CleverTap's ``error`` text (or the raw body)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+def describe_error(body: Any) -> str | None:
+    """CleverTap's ``error`` text."""
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])
-    return str(body)[:300]
+    return None
 
 
 def segment_id(cohort: CohortInfo) -> str:

@@ -17,8 +17,10 @@ from cohortsync.destinations.http import (
     Action,
     CallStats,
     PartnerClient,
+    Pick,
     RetryPolicy,
     account_budget,
+    http_status,
 )
 
 DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
@@ -45,20 +47,22 @@ class ConnectorConfig:
         capabilities: Capabilities,
         account: str,
         headers: Mapping[str, str],
-        describe: Callable[[httpx.Response], str],
+        describe: Pick,
         overrides: Mapping[int, Action] | None = None,
-        base_url: str | None = None,
+        status_of: Callable[[httpx.Response], int] | None = None,
     ) -> PartnerClient:
         """The shared HTTP client for this account (its budget shared with every other sync of
-        the same account)."""
+        the same account); ``describe`` finds the partner's message in an error body,
+        ``status_of`` reads the status a reply stands for where the partner puts it in the body."""
         return PartnerClient(
             partner=partner,
-            base_url=base_url or self.base_url,
+            base_url=self.base_url,
             headers=headers,
             secrets=list(self.credentials.values()),
             budget=account_budget(partner, account, capabilities),
             overrides=overrides or {},
             describe=describe,
+            status_of=status_of or http_status,
             retry=self.retry,
             timeout=self.timeout,
             sleep=self.sleep,

@@ -25,12 +25,7 @@ from typing import Any
 import httpx
 
 from cohortsync.destinations.base import Capabilities
-from cohortsync.destinations.errors import (
-    DestinationError,
-    PartnerConfigError,
-    RateLimited,
-    TransientError,
-)
+from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
 from cohortsync.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -113,10 +108,6 @@ class CallStats:
     timeouts: int = 0
     waited_seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        """The counters as a plain dict."""
-        return dict(self.__dict__)
-
 
 class AccountBudget:
     """The concurrency cap and request rate of one partner account, shared by all its syncs."""
@@ -134,8 +125,6 @@ class AccountBudget:
         self._lock = threading.Lock()
         self._monotonic = monotonic
         self._sleep = sleep
-        self.in_flight = 0
-        self.peak_in_flight = 0
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -148,14 +137,7 @@ class AccountBudget:
                     self._next = start + self._interval
                 if start > now:
                     self._sleep(start - now)
-            with self._lock:
-                self.in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
+            yield
 
 
 _budgets: dict[str, AccountBudget] = {}
@@ -173,9 +155,26 @@ def account_budget(partner: str, account: str, capabilities: Capabilities) -> Ac
         return budget
 
 
-def _default_message(response: httpx.Response) -> str:
-    text = response.text.strip()
-    return text[:500] if text else f"HTTP {response.status_code}"
+Pick = Callable[[Any], str | None]
+
+
+def _nothing(_body: Any) -> str | None:
+    return None
+
+
+def http_status(response: httpx.Response) -> int:
+    """The reply's own HTTP status (what most partners mean)."""
+    return response.status_code
+
+
+def partner_message(response: httpx.Response, pick: Pick = _nothing) -> str:
+    """The partner's own words for a failed reply: what ``pick`` finds in its JSON body, else
+    the body itself (shortened), else the status."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+    return pick(body) or str(body)[:300]
 
 
 @dataclass
@@ -188,7 +187,8 @@ class PartnerClient:
     secrets: Sequence[str]
     budget: AccountBudget
     overrides: Mapping[int, Action] = field(default_factory=dict)
-    describe: Callable[[httpx.Response], str] = _default_message
+    describe: Pick = _nothing  # finds the partner's message in an error body
+    status_of: Callable[[httpx.Response], int] = http_status  # the status a reply stands for
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
@@ -266,32 +266,20 @@ class PartnerClient:
             raise TransientError(
                 self.message(f"could not reach {self.partner}: {type(error).__name__}")
             ) from None
-        action = action_for(response.status_code, self.overrides)
-        if action is Action.OK or response.status_code in accept:
+        status = self.status_of(response)
+        action = action_for(status, self.overrides)
+        if action is Action.OK or status in accept:
             return response
-        text = self.message(self.describe(response))
+        text = self.message(partner_message(response, self.describe))
         if action is Action.RATE_LIMITED:
             self.stats.rate_limited += 1
             wait = parse_retry_after(response.headers.get("retry-after"))
-            raise RateLimited(text, response.status_code, wait)
+            raise RateLimited(text, status, wait)
         if action is Action.RETRY:
             self.stats.server_errors += 1
-            raise TransientError(text, response.status_code)
-        raise PartnerConfigError(text, response.status_code)
+            raise TransientError(text, status)
+        raise PartnerConfigError(text, status)
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
-
-
-__all__ = [
-    "AccountBudget",
-    "Action",
-    "CallStats",
-    "DestinationError",
-    "PartnerClient",
-    "RetryPolicy",
-    "account_budget",
-    "action_for",
-    "parse_retry_after",
-]

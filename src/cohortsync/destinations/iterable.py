@@ -23,8 +23,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import httpx
-
 from cohortsync.destinations.base import (
     BatchOutcome,
     Capabilities,
@@ -63,15 +61,11 @@ FAILURE_REASONS = {
 }
 
 
-def describe_error(response: httpx.Response) -> str:
-    """Iterable's ``{"msg", "code"}`` as one sentence (or the raw text)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+def describe_error(body: Any) -> str | None:
+    """Iterable's ``{"msg", "code"}`` as one sentence."""
     if isinstance(body, dict) and ("msg" in body or "code" in body):
         return f"{body.get('code', 'Error')}: {str(body.get('msg', '')).strip()}"
-    return str(body)[:300]
+    return None
 
 
 def subscriber(member: PartnerMember, with_fields: bool) -> dict[str, Any]:

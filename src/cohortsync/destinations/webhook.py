@@ -35,8 +35,6 @@ from cohortsync.destinations.base import (
     Skip,
 )
 from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
-from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
-from cohortsync.destinations.http import Action, action_for
 from cohortsync.destinations.members import text
 
 CAPABILITIES = Capabilities(
@@ -55,16 +53,28 @@ MEMBER_COLUMNS = {
 CHECK_COHORT = CohortInfo(0, "cohortsync connection check")
 
 
-def describe_error(response: httpx.Response) -> str:
-    """``error.message`` of a protocol reply (or the raw text)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+def describe_error(body: Any) -> str | None:
+    """``error.message`` of a protocol reply."""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])
-    return str(body)[:300]
+    return None
+
+
+def reply_status(response: httpx.Response) -> int:
+    """The status a reply stands for: a ``failure`` reply's ``error.code`` (400 when it names
+    none), so failures are retried or stop the run like any other partner's statuses."""
+    if not 200 <= response.status_code < 300:
+        return response.status_code
+    try:
+        answer = response.json()
+    except ValueError:
+        return 400  # not a protocol reply
+    if isinstance(answer, dict) and answer.get("status") == "success":
+        return response.status_code
+    error = answer.get("error") if isinstance(answer, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and code >= 400 else 400
 
 
 class WebhookDestination(HttpConnector):
@@ -88,6 +98,7 @@ class WebhookDestination(HttpConnector):
             account=str(config.settings.get("url", "")),
             headers=headers,
             describe=describe_error,
+            status_of=reply_status,
         )
         self._session = RunInfo(str(uuid.uuid4()), 0, 0)
         self._pages = 0
@@ -129,24 +140,7 @@ class WebhookDestination(HttpConnector):
                 "members": [dict(m.fields) for m in members],
             },
         }
-        reply = self._http.request("POST", self._url, json=body)
-        try:
-            answer = reply.json()
-        except ValueError:
-            raise PartnerConfigError(
-                f"the webhook answered {action} with something other than JSON"
-            ) from None
-        if not isinstance(answer, dict) or answer.get("status") != "success":
-            error = (answer.get("error") if isinstance(answer, dict) else None) or {}
-            message = self._http.message(str(error.get("message") or f"{action} failed"))
-            code = error.get("code")
-            status = code if isinstance(code, int) else 400
-            verdict = action_for(status)
-            if verdict is Action.RATE_LIMITED:
-                raise RateLimited(message, status)
-            if verdict is Action.RETRY:
-                raise TransientError(message, status)
-            raise PartnerConfigError(message, status)
+        self._http.request("POST", self._url, json=body)
 
     def check(self) -> None:
         """An empty ``add_members`` for cohort 0: proves the URL and credentials."""

@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import httpx
-
 from cohortsync.destinations.base import (
     BatchOutcome,
     Capabilities,
@@ -48,17 +46,12 @@ CAPABILITIES = Capabilities(
 )
 
 
-def describe_error(response: httpx.Response) -> str:
-    """``message`` and ``errors`` of an error reply (or the raw text)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
-        return str(body)[:300]
-    message = str(body.get("message") or f"HTTP {response.status_code}")
+def describe_error(body: Any) -> str | None:
+    """``message`` and ``errors`` of an error reply."""
+    if not isinstance(body, dict) or not body.get("message"):
+        return None
     errors = body.get("errors")
-    return f"{message} ({errors})" if errors else message
+    return f"{body['message']} ({errors})" if errors else str(body["message"])
 
 
 def rejected_items(body: Mapping[str, Any]) -> dict[str, str]:
