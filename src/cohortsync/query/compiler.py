@@ -62,18 +62,24 @@ class CohortCompiler:
         self._needs_profile = False
         self.profile = profiles.alias("profile")
 
-    def _events_with_identity(self) -> tuple[Any, ColumnElement[str], Any]:
-        """Fresh aliases of events joined to identities: (events, canonical id, from clause)."""
+    def _events(self) -> Any:
+        """A fresh alias of the events table."""
         self._aliases += 1
-        e = events.alias(f"ev{self._aliases}")
+        return events.alias(f"ev{self._aliases}")
+
+    def _with_identity(self, source: Any) -> tuple[ColumnElement[str], Any]:
+        """``source`` (rows with a ``distinct_id`` as sent) joined to identities: the canonical
+        id and the from clause."""
         i = identities.alias(f"id{self._aliases}")
-        joined = e.outerjoin(
-            i, sa.and_(i.c.project_id == e.c.project_id, i.c.distinct_id == e.c.distinct_id)
+        joined = source.outerjoin(
+            i,
+            sa.and_(i.c.project_id == self._project_id, i.c.distinct_id == source.c.distinct_id),
         )
-        return e, sa.func.coalesce(i.c.canonical_id, e.c.distinct_id), joined
+        return sa.func.coalesce(i.c.canonical_id, source.c.distinct_id), joined
 
     def _everyone(self) -> Select[Any]:
-        e, canonical, joined = self._events_with_identity()
+        e = self._events()
+        canonical, joined = self._with_identity(e)
         from_events = (
             sa.select(canonical.label("distinct_id"))
             .select_from(joined)
@@ -297,8 +303,7 @@ class CohortCompiler:
         users, so the identity lookup (a B-tree search) runs once per id, not once per event;
         PostgreSQL resolves each event with a hash join, which is cheaper than grouping twice.
         """
-        self._aliases += 1
-        e = events.alias(f"ev{self._aliases}")
+        e = self._events()
         filters = [
             e.c.project_id == self._project_id,
             e.c.event == condition.event,
@@ -307,22 +312,24 @@ class CohortCompiler:
         ]
         op, value = condition.count.op, condition.count.value
         simple = condition.count.holds(1) and op in (">=", ">") and not negate
-        i = identities.alias(f"id{self._aliases}")
-        if self._dialect == "postgresql":
-            source: Any = sa.select(e).where(*filters).subquery(f"matching{self._aliases}")
-            count: ColumnElement[int] = sa.func.count()
-        else:
+        count: ColumnElement[int] = sa.func.count()
+        source: Any = e
+        where = filters
+        if self._dialect != "postgresql":
             per_id = sa.select(e.c.distinct_id).where(*filters).group_by(e.c.distinct_id)
             if not simple:
                 per_id = per_id.add_columns(sa.func.count().label("events"))
             source = per_id.subquery(f"per_id{self._aliases}")
-            count = sa.func.sum(source.c.events) if not simple else sa.func.count()
-        canonical = sa.func.coalesce(i.c.canonical_id, source.c.distinct_id)
-        joined = source.outerjoin(
-            i,
-            sa.and_(i.c.project_id == self._project_id, i.c.distinct_id == source.c.distinct_id),
+            where = []  # applied inside the per-id count
+            if not simple:
+                count = sa.func.sum(source.c.events)
+        canonical, joined = self._with_identity(source)
+        query = (
+            sa.select(canonical.label("distinct_id"))
+            .select_from(joined)
+            .where(*where)
+            .group_by(canonical)
         )
-        query = sa.select(canonical.label("distinct_id")).select_from(joined).group_by(canonical)
         if simple:
             return query  # every user with a matching event has count >= 1: nothing to test
         holds = COUNT_COMPARISONS[op](count, value)
