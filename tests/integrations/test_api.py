@@ -44,6 +44,9 @@ def test_connect_checks_the_credentials_first(
     assert good.status_code == 201, good.text
     assert good.json()["status"] == "connected"
     assert "error" not in good.json()
+    if partner == "webhook":  # the check speaks for this project
+        sent = sandbox.state.last_parameters  # type: ignore[attr-defined]
+        assert sent["mixpanel_project_id"] == str(project.id)
     body: dict[str, Any] = sandbox.integration()
     body["credentials"] = {k: f"wrong-{v}" for k, v in body["credentials"].items()}
     bad = api.post(base(project), json=body)

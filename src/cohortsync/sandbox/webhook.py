@@ -36,6 +36,7 @@ class WebhookSandbox(SandboxState):
     def __init__(self, username: str = "sandbox", password: str | None = None) -> None:
         super().__init__("webhook", {"username": username, "password": password or new_secret()})
         self.sessions: dict[str, list[dict[str, Any]]] = {}  # session id → page_info seen
+        self.last_parameters: dict[str, Any] = {}  # of the latest message, members left out
 
     def too_many(self, headers: dict[str, str]) -> Response:
         """A 429 in the protocol's reply shape."""
@@ -66,6 +67,7 @@ class WebhookSandbox(SandboxState):
             return _answer(action, 400, f"'members' must be a list of at most {MAX_MEMBERS}")
         cohort_id = str(parameters.get("mixpanel_cohort_id"))
         with self.lock:
+            self.last_parameters = {k: v for k, v in parameters.items() if k != "members"}
             self.sessions.setdefault(str(parameters.get("mixpanel_session_id")), []).append(
                 dict(parameters.get("page_info") or {})
             )

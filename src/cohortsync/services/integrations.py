@@ -97,26 +97,31 @@ class IntegrationService:
         self._retry = retry or RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=10)
         self._sleep = sleep
 
-    @property
-    def keyring(self) -> Keyring:
-        """The keys that seal credentials."""
-        return self._keyring
-
-    def _config(
-        self, spec: PartnerSpec, credentials: Mapping[str, str], settings: Mapping[str, Any]
-    ) -> ConnectorConfig:
-        return ConnectorConfig(
+    def _build(
+        self,
+        project_id: int,
+        spec: PartnerSpec,
+        credentials: Mapping[str, str],
+        settings: Mapping[str, Any],
+    ) -> Destination:
+        config = ConnectorConfig(
             credentials=credentials,
             settings=settings,
             base_url=registry.base_url(spec, settings),
+            project_id=project_id,
             retry=self._retry,
             sleep=self._sleep,
         )
+        return spec.build(config)
 
     def _check(
-        self, spec: PartnerSpec, credentials: Mapping[str, str], settings: Mapping[str, Any]
+        self,
+        project_id: int,
+        spec: PartnerSpec,
+        credentials: Mapping[str, str],
+        settings: Mapping[str, Any],
     ) -> tuple[str, str | None]:
-        destination = spec.build(self._config(spec, credentials, settings))
+        destination = self._build(project_id, spec, credentials, settings)
         try:
             destination.check()
         except TransientError as error:
@@ -144,7 +149,7 @@ class IntegrationService:
         title = (name or spec.title).strip()
         if not title or len(title) > 255:
             raise BatchError("name must be 1-255 characters")
-        status, error = self._check(spec, checked_credentials, checked_settings)
+        status, error = self._check(project_id, spec, checked_credentials, checked_settings)
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
             new_id = connection.execute(
@@ -185,7 +190,7 @@ class IntegrationService:
         )
         merged = {**current.settings, **(settings or {})}
         new_settings = registry.check_settings(spec, merged, self._allow_custom)
-        status, error = self._check(spec, new_credentials, new_settings)
+        status, error = self._check(project_id, spec, new_credentials, new_settings)
         values: dict[str, Any] = {
             "credentials": self._keyring.seal(new_credentials),
             "settings": new_settings,
@@ -241,19 +246,6 @@ class IntegrationService:
             )
         return self.get(project_id, integration_id)
 
-    def mark_error(self, project_id: int, integration_id: int, message: str) -> None:
-        """Flag an integration as needing attention (a partner refused a sync's call)."""
-        with write_transaction(self._engine) as connection:
-            connection.execute(
-                integrations.update()
-                .where(
-                    integrations.c.id == integration_id,
-                    integrations.c.project_id == project_id,
-                    integrations.c.status != DISCONNECTED,
-                )
-                .values(status=ERROR, error=message, updated_at=self._clock.now())
-            )
-
     def _credentials(self, project_id: int, integration_id: int) -> dict[str, str]:
         with read_transaction(self._engine) as connection:
             sealed = connection.execute(
@@ -264,19 +256,14 @@ class IntegrationService:
             ).scalar_one()
         return self._keyring.open(sealed)
 
-    def destination(
-        self, project_id: int, integration_id: int, config: Mapping[str, Any] | None = None
-    ) -> Destination:
+    def destination(self, project_id: int, integration_id: int) -> Destination:
         """A connector for a connected integration (the sync engine's way in)."""
         current = self.get(project_id, integration_id)
         if current.status == DISCONNECTED:
             raise Conflict(f"integration {integration_id} is disconnected")
         spec = registry.partner(current.type)
         credentials = self._credentials(project_id, integration_id)
-        base = self._config(spec, credentials, current.settings)
-        if config:
-            base = ConnectorConfig(**{**base.__dict__, **config})
-        return spec.build(base)
+        return self._build(project_id, spec, credentials, current.settings)
 
 
 def reseal_all(engine: Engine, keyring: Keyring) -> int:
