@@ -44,6 +44,7 @@ from cohortsync.destinations.base import (
 )
 from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.members import export_columns, text
+from cohortsync.destinations.setting_checks import plain_text, property_names
 
 REGIONS = {
     "eu1": "https://api.clevertap.com",
@@ -200,5 +201,5 @@ SPEC = PartnerSpec(
     default_region="eu1",
     capabilities=CAPABILITIES,
     build=CleverTapDestination,
-    extra_settings={"export_properties": list, "connector_name": str},
+    extra_settings={"export_properties": property_names, "connector_name": plain_text},
 )

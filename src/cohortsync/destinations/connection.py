@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import builtins
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from cohortsync.destinations.http import (
     account_budget,
     http_status,
 )
+from cohortsync.destinations.setting_checks import SettingCheck
 
 DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
 
@@ -84,7 +84,7 @@ class PartnerSpec:
     capabilities: Capabilities
     build: Callable[[ConnectorConfig], Destination]
     list_template: str = DEFAULT_LIST_TEMPLATE
-    extra_settings: Mapping[str, builtins.type] = field(default_factory=dict)
+    extra_settings: Mapping[str, SettingCheck] = field(default_factory=dict)
     required_settings: Sequence[str] = ()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from cohortsync.destinations import clevertap, iterable, webhook, xtremepush
 from cohortsync.destinations.connection import DEFAULT_LIST_TEMPLATE, PartnerSpec
+from cohortsync.destinations.setting_checks import http_url
 from cohortsync.domain.errors import BatchError
 
 PARTNERS: dict[str, PartnerSpec] = {
@@ -82,34 +83,14 @@ def check_settings(
                 "settings.base_url is refused: the operator has not allowed custom endpoints "
                 "(COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS=1)"
             )
-        checked["base_url"] = _http_url(base_url, "settings.base_url")
+        checked["base_url"] = http_url(base_url, "settings.base_url")
     for name in spec.required_settings:
         if name not in settings:
             raise BatchError(f"settings.{name} is required for {spec.title}")
-    for name, kind in spec.extra_settings.items():
+    for name, check in spec.extra_settings.items():
         if name in settings:
-            checked[name] = _typed(settings[name], kind, f"settings.{name}")
+            checked[name] = check(settings[name], f"settings.{name}")
     return checked
-
-
-def _http_url(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise BatchError(f"{where} must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise BatchError(f"{where} must be a list of property names")
-        return list(dict.fromkeys(value))
-    if kind is str:
-        if where == "settings.url":
-            return _http_url(value, where)
-        if not isinstance(value, str):
-            raise BatchError(f"{where} must be a string")
-        return value
-    raise BatchError(f"{where} has an unsupported type")  # pragma: no cover
 
 
 def base_url(spec: PartnerSpec, settings: Mapping[str, Any]) -> str:

@@ -36,6 +36,7 @@ from cohortsync.destinations.base import (
 )
 from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
 from cohortsync.destinations.members import text
+from cohortsync.destinations.setting_checks import http_url, property_names
 
 CAPABILITIES = Capabilities(
     max_batch=1000,
@@ -173,6 +174,6 @@ SPEC = PartnerSpec(
     capabilities=CAPABILITIES,
     build=WebhookDestination,
     list_template="{cohort_name}",
-    extra_settings={"url": str, "export_properties": list},
+    extra_settings={"url": http_url, "export_properties": property_names},
     required_settings=("url",),
 )
