@@ -3,16 +3,25 @@ inferred parts alike, is in ``cohortsync.destinations.xtremepush``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from cohortsync.credentials import new_secret
-from cohortsync.sandbox.faults import SandboxState, control_routes, json_body, partner_route
+from cohortsync.sandbox.faults import (
+    Handler,
+    SandboxState,
+    control_routes,
+    json_body,
+    partner_route,
+)
 
 MAX_ITEMS = 10_000
+BodyHandler = Callable[[dict[str, Any]], Awaitable[Response]]
 
 
 def _reply(status: int, message: str | None = None, **fields: Any) -> JSONResponse:
@@ -36,25 +45,24 @@ class XtremepushSandbox(SandboxState):
         response.headers.update(headers)
         return response
 
-    async def body(self, request: Request) -> dict[str, Any] | None:
-        """The JSON body (read once per request)."""
-        parsed = await json_body(request)
-        return parsed if isinstance(parsed, dict) else None
+    def authorised(self, handler: BodyHandler) -> Handler:
+        """Read the JSON body and check its ``apptoken`` (400 without one, 401 for a wrong
+        one) before ``handler`` sees the body."""
 
-    def token_error(self, body: dict[str, Any] | None) -> Response | None:
-        """400 without a token, 401 with a wrong one."""
-        if body is None or not body.get("apptoken"):
-            return _reply(400, "Requests without authentication are invalid", errors=["apptoken"])
-        if not self.accepts("app_token", body["apptoken"]):
-            return _reply(401, "Authentication failed", errors=["invalid apptoken"])
-        return None
+        async def endpoint(request: Request) -> Response:
+            parsed = await json_body(request)
+            body = parsed if isinstance(parsed, dict) else None
+            if body is None or not body.get("apptoken"):
+                message = "Requests without authentication are invalid"
+                return _reply(400, message, errors=["apptoken"])
+            if not self.accepts("app_token", body["apptoken"]):
+                return _reply(401, "Authentication failed", errors=["invalid apptoken"])
+            return await handler(body)
 
-    async def list_lists(self, request: Request) -> Response:
+        return endpoint
+
+    async def list_lists(self, body: dict[str, Any]) -> Response:
         """``list/list``: the user lists, filtered by ``condition`` on ``title``."""
-        body = await self.body(request)
-        refused = self.token_error(body)
-        if refused or body is None:
-            return refused or _reply(400, "bad body")
         wanted: str | None = None
         for condition in body.get("condition") or []:
             if isinstance(condition, list) and condition[:2] == ["title", "="]:
@@ -68,23 +76,15 @@ class XtremepushSandbox(SandboxState):
         limit = body.get("limit")
         return _reply(200, data=data[: int(limit)] if isinstance(limit, int) else data)
 
-    async def create_user_list(self, request: Request) -> Response:
+    async def create_user_list(self, body: dict[str, Any]) -> Response:
         """``create/list`` with a ``title``."""
-        body = await self.body(request)
-        refused = self.token_error(body)
-        if refused or body is None:
-            return refused or _reply(400, "bad body")
         if not isinstance(body.get("title"), str) or not body["title"]:
             return _reply(400, "title is required", errors={"title": ["required"]})
         created = self.create_list(body["title"])
         return _reply(200, model={"id": int(created.id), "title": created.name})
 
-    async def items(self, request: Request, adding: bool) -> Response:
+    async def items(self, body: dict[str, Any], adding: bool) -> Response:
         """``import/list`` and ``delete/list-item``: ``id`` and ``items`` (user ids)."""
-        body = await self.body(request)
-        refused = self.token_error(body)
-        if refused or body is None:
-            return refused or _reply(400, "bad body")
         items = body.get("items")
         if not isinstance(items, list):
             return _reply(400, "items is required", errors={"items": ["required"]})
@@ -111,19 +111,23 @@ class XtremepushSandbox(SandboxState):
 def create_app(state: XtremepushSandbox) -> Starlette:
     """The emulator's ASGI app."""
 
-    async def import_list(request: Request) -> Response:
-        return await state.items(request, adding=True)
+    async def import_list(body: dict[str, Any]) -> Response:
+        return await state.items(body, adding=True)
 
-    async def delete_items(request: Request) -> Response:
-        return await state.items(request, adding=False)
+    async def delete_items(body: dict[str, Any]) -> Response:
+        return await state.items(body, adding=False)
 
-    base = "/api/external"
+    def call(method_model: str, handler: BodyHandler) -> Route:
+        return partner_route(
+            state, f"/api/external/{method_model}", "POST", state.authorised(handler)
+        )
+
     return Starlette(
         routes=[
-            partner_route(state, f"{base}/list/list", "POST", state.list_lists),
-            partner_route(state, f"{base}/create/list", "POST", state.create_user_list),
-            partner_route(state, f"{base}/import/list", "POST", import_list),
-            partner_route(state, f"{base}/delete/list-item", "POST", delete_items),
+            call("list/list", state.list_lists),
+            call("create/list", state.create_user_list),
+            call("import/list", import_list),
+            call("delete/list-item", delete_items),
             *control_routes(state),
         ]
     )
