@@ -54,11 +54,9 @@ class CleverTapSandbox(SandboxState):
         with self.lock:
             self.profiles.clear()
 
-    def too_many(self, headers: dict[str, str]) -> Response:
+    def rate_limit_reply(self) -> Response:
         """429 "Too many concurrent requests"."""
-        response = _fail(429, "Too many concurrent requests")
-        response.headers.update(headers)
-        return response
+        return _fail(429, "Too many concurrent requests")
 
     def refuse(self, request: Request) -> Response | None:
         """401 for a wrong account id or passcode."""

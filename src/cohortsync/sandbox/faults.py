@@ -118,9 +118,15 @@ class SandboxState:
         """The partner's answer to wrong or missing credentials (None: they are right)."""
         return None
 
-    def too_many(self, headers: dict[str, str]) -> Response:
+    def rate_limit_reply(self) -> Response:
         """The partner's 429 (emulators override to use the partner's body)."""
-        return JSONResponse({"error": "too many requests"}, status_code=429, headers=headers)
+        return JSONResponse({"error": "too many requests"}, status_code=429)
+
+    def too_many(self, headers: dict[str, str]) -> Response:
+        """The partner's 429 with ``headers`` (a Retry-After, when the fault says so)."""
+        response = self.rate_limit_reply()
+        response.headers.update(headers)
+        return response
 
     def enter(self) -> bool:
         """Count a request in flight; False when that exceeds the concurrency cap."""

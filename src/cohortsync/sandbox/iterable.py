@@ -27,13 +27,11 @@ class IterableSandbox(SandboxState):
     def __init__(self, api_key: str | None = None) -> None:
         super().__init__("iterable", {"api_key": api_key or new_secret()})
 
-    def too_many(self, headers: dict[str, str]) -> Response:
+    def rate_limit_reply(self) -> Response:
         """Iterable's 429 body."""
-        response = _error(
+        return _error(
             429, "RateLimitExceeded", f"Exceeded rate limit for project: {PROJECT_ID} ", {}
         )
-        response.headers.update(headers)
-        return response
 
     def refuse(self, request: Request) -> Response | None:
         """401 ``BadApiKey`` unless the ``Api-Key`` (or ``Api_Key``) header is right."""

@@ -38,11 +38,9 @@ class WebhookSandbox(SandboxState):
         self.sessions: dict[str, list[dict[str, Any]]] = {}  # session id → page_info seen
         self.last_parameters: dict[str, Any] = {}  # of the latest message, members left out
 
-    def too_many(self, headers: dict[str, str]) -> Response:
+    def rate_limit_reply(self) -> Response:
         """A 429 in the protocol's reply shape."""
-        response = _answer(None, 429, "slow down")
-        response.headers.update(headers)
-        return response
+        return _answer(None, 429, "slow down")
 
     def refuse(self, request: Request) -> Response | None:
         """401 unless the Basic credentials match (when the receiver has any)."""

@@ -39,11 +39,9 @@ class XtremepushSandbox(SandboxState):
         super().__init__("xtremepush", {"app_token": app_token or new_secret()})
         self.known_users: set[str] | None = None
 
-    def too_many(self, headers: dict[str, str]) -> Response:
+    def rate_limit_reply(self) -> Response:
         """Xtremepush's 429 envelope."""
-        response = _reply(429, "Too Many Requests", errors=["rate limit exceeded"])
-        response.headers.update(headers)
-        return response
+        return _reply(429, "Too Many Requests", errors=["rate limit exceeded"])
 
     def authorised(self, handler: BodyHandler) -> Handler:
         """Read the JSON body and check its ``apptoken`` (400 without one, 401 for a wrong
