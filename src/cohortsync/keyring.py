@@ -9,7 +9,8 @@ old keys can be retired.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -61,6 +62,18 @@ def write_key_file(path: Path, keys: Sequence[str]) -> None:
     partial.replace(path)
 
 
+@contextmanager
+def _opening() -> Iterator[None]:
+    """A value no configured key opens becomes a KeyringError that says what to do."""
+    try:
+        yield
+    except InvalidToken:
+        raise KeyringError(
+            "stored credentials cannot be decrypted with the configured keys; restore the "
+            "key that sealed them (COHORTSYNC_SECRET_KEY or the key file)"
+        ) from None
+
+
 class Keyring:
     """Seals and opens credential documents with a list of Fernet keys, newest first."""
 
@@ -93,21 +106,12 @@ class Keyring:
 
     def open(self, sealed: str) -> dict[str, str]:
         """Decrypt a sealed document; its values are registered for redaction."""
-        try:
+        with _opening():
             document: dict[str, str] = orjson.loads(self._fernet.decrypt(sealed.encode()))
-        except InvalidToken:
-            raise KeyringError(
-                "stored credentials cannot be decrypted with the configured keys; restore the "
-                "key that sealed them (COHORTSYNC_SECRET_KEY or the key file)"
-            ) from None
         register(v for v in document.values() if isinstance(v, str))
         return document
 
     def reseal(self, sealed: str) -> str:
         """The same document sealed with the newest key."""
-        try:
+        with _opening():
             return self._fernet.rotate(sealed.encode()).decode()
-        except InvalidToken:
-            raise KeyringError(
-                "stored credentials cannot be decrypted with the configured keys"
-            ) from None
