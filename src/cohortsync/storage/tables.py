@@ -163,3 +163,96 @@ integrations = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Index("ix_integrations_project", "project_id"),
 )
+
+syncs = sa.Table(
+    "syncs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("cohort_id", sa.Integer, nullable=False),
+    sa.Column("integration_id", sa.Integer, nullable=False),
+    sa.Column("mode", sa.String(20), nullable=False),  # one_time | dynamic
+    sa.Column("status", sa.String(20), nullable=False),  # active | finished | stopped
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("list_id", sa.String(255), nullable=True),  # the partner's list, once made
+    sa.Column("list_name", sa.String(255), nullable=True),
+    sa.Column("next_run_at", Timestamp, nullable=True),
+    sa.Column("lease_owner", sa.String(100), nullable=True),  # the worker running it now
+    sa.Column("lease_until", Timestamp, nullable=True),
+    sa.Column("created_by", sa.Integer, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("cohort_id", "integration_id", name="uq_syncs_cohort_integration"),
+    sa.Index("ix_syncs_project", "project_id"),
+)
+
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    # planning | running | succeeded | partial | failed | blocked | superseded
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),  # schedule | manual | confirm
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("as_of_ms", sa.BigInteger, nullable=False),  # the cohort is evaluated as of this
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("cursor", sa.BigInteger, nullable=False, server_default="0"),  # last plan seq done
+    sa.Column("batches", sa.Integer, nullable=False, server_default="0"),  # batches acknowledged
+    sa.Column("counts", JSONDocument, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),  # the partner's words, secrets redacted
+    sa.Column("blocked_reason", sa.Text, nullable=True),
+    sa.Column("confirmed_by", sa.Integer, nullable=True),
+    sa.Column("confirmed_at", Timestamp, nullable=True),
+    sa.Index("ix_sync_runs_sync", "sync_id", "id"),
+)
+
+# The acknowledged state (R-SYN-3): who the partner has confirmed is on the list, per sync.
+sync_members = sa.Table(
+    "sync_members",
+    metadata,
+    sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("distinct_id", sa.String(255), primary_key=True),  # canonical id
+    sa.Column("member_key", sa.String(255), nullable=False),  # the partner-side identity
+    sa.Column("digest", sa.BigInteger, nullable=False),  # of the fields last sent
+    sa.Column("fields", sa.Text, nullable=False),  # JSON: what removing the member needs
+    sa.Index("ux_sync_members_key", "sync_id", "member_key", unique=True),
+)
+
+# The changes a run will send, fixed when it is planned, so a restarted run resumes exactly.
+sync_plan = sa.Table(
+    "sync_plan",
+    metadata,
+    sa.Column("run_id", sa.ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("op", sa.String(10), nullable=False),  # remove | add
+    sa.Column("distinct_id", sa.String(255), nullable=False),
+    sa.Column("member_key", sa.String(255), nullable=False),
+    sa.Column("digest", sa.BigInteger, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+)
+
+# Members the partner refused, kept until a later run gets them through (R-SYN-5).
+sync_rejections = sa.Table(
+    "sync_rejections",
+    metadata,
+    sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("member_key", sa.String(255), primary_key=True),
+    sa.Column("op", sa.String(10), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("detail", JSONDocument, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Index("ix_audit_log_project", "project_id", "id"),
+)
