@@ -59,6 +59,32 @@ class Settings(BaseSettings):
         default=False,
         description="Let integrations override the partner's base URL (proxies, sandboxes).",
     )
+    scheduler: bool = Field(
+        default=True,
+        description="Run the in-process sync scheduler in the API process (embedded default).",
+    )
+    scheduler_poll_seconds: float = Field(
+        default=5.0, description="How often the scheduler looks for due syncs."
+    )
+    sync_parallel_runs: int = Field(
+        default=4, description="Sync runs executing at once in one process."
+    )
+    sync_lease_seconds: float = Field(
+        default=60.0,
+        description="How long a silent worker keeps a sync before another may resume its run.",
+    )
+    sync_block_removal_share: float = Field(
+        default=0.5,
+        description="A run removing more than this share of a list waits for an admin's confirm.",
+    )
+    sync_block_min_removals: int = Field(
+        default=10,
+        description="... but only when it removes at least this many members (small lists).",
+    )
+    sync_max_members: int = Field(
+        default=10_000_000, description="Cohorts larger than this are refused by syncs."
+    )
+    sync_max_dynamic: int = Field(default=60, description="Dynamic syncs allowed per project.")
 
 
 def config_file_path() -> Path | None:

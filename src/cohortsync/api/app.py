@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from cohortsync import __version__
-from cohortsync.api import accounts, cohorts, data, ingestion, integrations
+from cohortsync.api import accounts, cohorts, data, ingestion, integrations, syncs
 from cohortsync.api.deps import StateDep
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.api.state import AppState
@@ -19,6 +19,7 @@ from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.keyring import Keyring
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
 
@@ -29,6 +30,7 @@ def create_app(
     engine: Engine | None = None,
     clock: Clock | None = None,
     integration_service: IntegrationService | None = None,
+    sync_service: SyncService | None = None,
 ) -> FastAPI:
     """Build the app around one engine and clock (tests inject theirs)."""
     settings = settings or load_settings()
@@ -48,9 +50,16 @@ def create_app(
         allow_custom_endpoints=settings.allow_custom_endpoints,
     )
 
+    sync_service = sync_service or build_sync_service(
+        settings, engine, integration_service, clock, scheduled=settings.scheduler
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if sync_service.scheduler is not None:
+            sync_service.scheduler.start()
         yield
+        sync_service.close()
         ingestion_service.close()
 
     app = FastAPI(
@@ -65,6 +74,7 @@ def create_app(
         clock=clock,
         ingestion=ingestion_service,
         integrations=integration_service,
+        syncs=sync_service,
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)
@@ -72,6 +82,7 @@ def create_app(
     app.include_router(data.router)
     app.include_router(cohorts.router)
     app.include_router(integrations.router)
+    app.include_router(syncs.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

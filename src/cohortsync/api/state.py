@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.syncs import SyncService
 from cohortsync.settings import Settings
 
 
@@ -21,3 +22,4 @@ class AppState:
     clock: Clock
     ingestion: IngestionService
     integrations: IntegrationService
+    syncs: SyncService

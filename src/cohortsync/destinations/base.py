@@ -81,6 +81,7 @@ class RunInfo:
     session_id: str
     adds: int
     removes: int
+    batches_done: int = 0  # a resumed run: batches already acknowledged before the restart
 
 
 @dataclass(slots=True)

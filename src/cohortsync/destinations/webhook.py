@@ -122,7 +122,7 @@ class WebhookDestination(HttpConnector):
         self._session = run
         batch = CAPABILITIES.max_batch
         self._pages = max(math.ceil(run.adds / batch) + math.ceil(run.removes / batch), 1)
-        self._sent = 0
+        self._sent = run.batches_done
 
     def _post(self, action: str, cohort: CohortInfo, members: Sequence[PartnerMember]) -> None:
         self._sent += 1

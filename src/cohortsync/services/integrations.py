@@ -22,9 +22,10 @@ from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
 from cohortsync.destinations.errors import DestinationError, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import BatchError, Conflict, NotFound
+from cohortsync.domain.identity import IdentityMode
 from cohortsync.keyring import Keyring
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import integrations
+from cohortsync.storage.tables import integrations, projects, syncs
 
 CONNECTED = "connected"
 ERROR = "error"
@@ -103,13 +104,15 @@ class IntegrationService:
         spec: PartnerSpec,
         credentials: Mapping[str, str],
         settings: Mapping[str, Any],
+        retry: RetryPolicy | None = None,
     ) -> Destination:
         config = ConnectorConfig(
             credentials=credentials,
             settings=settings,
             base_url=registry.base_url(spec, settings),
             project_id=project_id,
-            retry=self._retry,
+            simplified_id_merge=self._simplified(project_id),
+            retry=retry or self._retry,
             sleep=self._sleep,
         )
         return spec.build(config)
@@ -244,7 +247,26 @@ class IntegrationService:
                     updated_at=self._clock.now(),
                 )
             )
+            connection.execute(  # R-INT-3: its syncs stop
+                syncs.update()
+                .where(syncs.c.integration_id == integration_id, syncs.c.status == "active")
+                .values(status="stopped", next_run_at=None, updated_at=self._clock.now())
+            )
         return self.get(project_id, integration_id)
+
+    def flag(self, project_id: int, integration_id: int, message: str) -> None:
+        """Mark a connected integration as needing attention, with the partner's words (a sync
+        was refused: revoked key, lost permission); its syncs wait until it is fixed."""
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                integrations.update()
+                .where(
+                    integrations.c.id == integration_id,
+                    integrations.c.project_id == project_id,
+                    integrations.c.status == CONNECTED,
+                )
+                .values(status=ERROR, error=message, updated_at=self._clock.now())
+            )
 
     def _credentials(self, project_id: int, integration_id: int) -> dict[str, str]:
         with read_transaction(self._engine) as connection:
@@ -256,14 +278,24 @@ class IntegrationService:
             ).scalar_one()
         return self._keyring.open(sealed)
 
-    def destination(self, project_id: int, integration_id: int) -> Destination:
-        """A connector for a connected integration (the sync engine's way in)."""
+    def _simplified(self, project_id: int) -> bool:
+        with read_transaction(self._engine) as connection:
+            mode = connection.execute(
+                sa.select(projects.c.identity_mode).where(projects.c.id == project_id)
+            ).scalar_one_or_none()
+        return mode == IdentityMode.SIMPLIFIED.value
+
+    def destination(
+        self, project_id: int, integration_id: int, retry: RetryPolicy | None = None
+    ) -> Destination:
+        """A connector for a connected integration (the sync engine's way in); ``retry`` is
+        the policy of its calls (default: the short one of interactive checks)."""
         current = self.get(project_id, integration_id)
         if current.status == DISCONNECTED:
             raise Conflict(f"integration {integration_id} is disconnected")
         spec = registry.partner(current.type)
         credentials = self._credentials(project_id, integration_id)
-        return self._build(project_id, spec, credentials, current.settings)
+        return self._build(project_id, spec, credentials, current.settings, retry)
 
 
 def reseal_all(engine: Engine, keyring: Keyring) -> int:

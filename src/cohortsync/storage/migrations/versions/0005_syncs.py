@@ -78,9 +78,7 @@ def upgrade() -> None:
             ["sync_id"], ["syncs.id"], name="fk_sync_members_sync_id_syncs", ondelete="CASCADE"
         ),
     )
-    op.create_index(
-        "ux_sync_members_key", "sync_members", ["sync_id", "member_key"], unique=True
-    )
+    op.create_index("ux_sync_members_key", "sync_members", ["sync_id", "member_key"], unique=True)
     op.create_table(
         "sync_plan",
         sa.Column("run_id", sa.Integer, nullable=False),

@@ -1,0 +1,115 @@
+"""Syncs API (SPEC §11): preview, export, list, run now, confirm, stop, run history.
+
+Members may look; only admins may start, run, confirm or stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from cohortsync.api.deps import CurrentUser, StateDep, project_role, require_admin
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
+
+
+class PreviewIn(BaseModel):
+    """Which export to preview."""
+
+    cohort_id: int
+    integration_id: int
+
+
+class ExportIn(BaseModel):
+    """An export of a cohort to an integration."""
+
+    cohort_id: int
+    integration_id: int
+    mode: str = Field(description="one_time or dynamic")
+    interval_seconds: int | None = Field(
+        default=None, description="dynamic only: overrides the partner's default interval"
+    )
+
+
+@router.post("/preview")
+def preview(project_id: int, body: PreviewIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """How many members a run would add, update, remove and skip (by reason); sends nothing."""
+    project_role(user, project_id)
+    return state.syncs.preview(project_id, body.cohort_id, body.integration_id).as_json()
+
+
+@router.post("", status_code=201)
+def export(project_id: int, body: ExportIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Start a one-time or dynamic export; re-exporting a cohort replaces the previous one."""
+    require_admin(user, project_id)
+    sync = state.syncs.export(
+        project_id,
+        body.cohort_id,
+        body.integration_id,
+        body.mode,
+        interval_seconds=body.interval_seconds,
+        user_id=user.id,
+    )
+    return sync.as_json()
+
+
+@router.get("")
+def list_syncs(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
+    """The project's syncs."""
+    project_role(user, project_id)
+    return [s.as_json() for s in state.syncs.all(project_id)]
+
+
+@router.get("/{sync_id}")
+def get_sync(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """One sync, with its latest run."""
+    project_role(user, project_id)
+    body = state.syncs.get(project_id, sync_id).as_json()
+    runs = state.syncs.runs(project_id, sync_id, limit=1)
+    body["last_run"] = runs[0].as_json() if runs else None
+    return body
+
+
+@router.post("/{sync_id}/run", status_code=202)
+def run_now(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Run now (in the background); 409 while a run is in progress."""
+    require_admin(user, project_id)
+    return state.syncs.run_now(project_id, sync_id).as_json()
+
+
+@router.post("/{sync_id}/confirm", status_code=202)
+def confirm(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Let a blocked run go ahead (recorded in the audit log)."""
+    require_admin(user, project_id)
+    return state.syncs.confirm(project_id, sync_id, user.id).as_json()
+
+
+@router.delete("/{sync_id}")
+def stop(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+    """Stop the sync; a run in progress ends after its current batch."""
+    require_admin(user, project_id)
+    return state.syncs.stop(project_id, sync_id, user.id).as_json()
+
+
+@router.get("/{sync_id}/runs")
+def runs(
+    project_id: int,
+    sync_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    """The run history, newest first."""
+    project_role(user, project_id)
+    return [r.as_json() for r in state.syncs.runs(project_id, sync_id, limit)]
+
+
+@router.get("/{sync_id}/rejections")
+def rejections(
+    project_id: int, sync_id: int, user: CurrentUser, state: StateDep
+) -> list[dict[str, Any]]:
+    """Members the partner refused; they are tried again on the next run."""
+    project_role(user, project_id)
+    return state.syncs.rejections(project_id, sync_id)

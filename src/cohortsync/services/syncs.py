@@ -1,0 +1,346 @@
+"""Exports and syncs (R-SYN-1, R-SYN-9, R-SYN-10): start, preview, run now, confirm, stop.
+
+Partner calls never run inside a database transaction; runs execute on the scheduler's threads
+(or in the caller's thread, for the CLI).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock, now_ms
+from cohortsync.destinations import registry
+from cohortsync.domain.errors import BatchError, Conflict, NotFound
+from cohortsync.services.cohorts import get_cohort
+from cohortsync.services.integrations import CONNECTED, IntegrationService
+from cohortsync.settings import Settings
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import audit_log, sync_rejections, sync_runs, syncs
+from cohortsync.sync.diff import Change, DiffTally
+from cohortsync.sync.plan import plan_changes
+from cohortsync.sync.records import (
+    ACTIVE,
+    BLOCKED,
+    DYNAMIC,
+    MODES,
+    STOPPED,
+    SUPERSEDED,
+    Sync,
+    SyncRun,
+    get_sync,
+    list_runs,
+    sync_from_row,
+)
+from cohortsync.sync.runner import SyncConfig, SyncRunner
+from cohortsync.sync.safety import SafetyRules
+from cohortsync.sync.scheduler import SyncScheduler
+
+MIN_INTERVAL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a run would send now, without sending anything (R-SYN-10, R-X-1)."""
+
+    members: int
+    add: int
+    update: int
+    remove: int
+    skip: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        """The API shape (SPEC §11), with identity coverage."""
+        matched = self.members - sum(self.skip.values())
+        return {
+            "members": self.members,
+            "add": self.add,
+            "update": self.update,
+            "remove": self.remove,
+            "skip": self.skip,
+            "matched": matched,
+            "coverage": round(matched / self.members, 4) if self.members else None,
+        }
+
+
+class SyncService:
+    """Use cases of syncs over one database, its integrations and the scheduler."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        integrations: IntegrationService,
+        clock: Clock,
+        runner: SyncRunner,
+        scheduler: SyncScheduler | None = None,
+        *,
+        max_dynamic_syncs: int = 60,
+    ) -> None:
+        self._engine = engine
+        self._integrations = integrations
+        self._clock = clock
+        self.runner = runner
+        self.scheduler = scheduler
+        self._max_dynamic = max_dynamic_syncs
+
+    def export(
+        self,
+        project_id: int,
+        cohort_id: int,
+        integration_id: int,
+        mode: str,
+        *,
+        interval_seconds: int | None = None,
+        user_id: int | None = None,
+    ) -> Sync:
+        """Start exporting a cohort to an integration; a re-export replaces the previous one
+        (same list, same acknowledged members, new mode and schedule). The first run is due
+        at once."""
+        if mode not in MODES:
+            raise BatchError(f"mode must be one of: {', '.join(MODES)}")
+        if interval_seconds is not None and interval_seconds < MIN_INTERVAL_SECONDS:
+            raise BatchError(f"interval_seconds must be at least {MIN_INTERVAL_SECONDS}")
+        integration = self._integrations.get(project_id, integration_id)
+        if integration.status != CONNECTED:
+            raise Conflict(
+                f"integration {integration_id} is {integration.status}; "
+                "connect it (or fix its credentials) before exporting to it"
+            )
+        spec = registry.partner(integration.type)
+        interval = interval_seconds or int(spec.capabilities.interval.total_seconds())
+        now = self._clock.now()
+        with write_transaction(self._engine) as connection:
+            get_cohort(connection, project_id, cohort_id)
+            existing = connection.execute(
+                sa.select(syncs).where(
+                    syncs.c.cohort_id == cohort_id, syncs.c.integration_id == integration_id
+                )
+            ).first()
+            if mode == DYNAMIC:
+                others = connection.execute(
+                    sa.select(sa.func.count()).where(
+                        syncs.c.project_id == project_id,
+                        syncs.c.mode == DYNAMIC,
+                        syncs.c.status == ACTIVE,
+                        sa.not_(
+                            sa.and_(
+                                syncs.c.cohort_id == cohort_id,
+                                syncs.c.integration_id == integration_id,
+                            )
+                        ),
+                    )
+                ).scalar_one()
+                if others >= self._max_dynamic:
+                    raise Conflict(
+                        f"the project already has {others} dynamic syncs, the most allowed "
+                        f"({self._max_dynamic}); stop one first"
+                    )
+            values: dict[str, Any] = {
+                "mode": mode,
+                "status": ACTIVE,
+                "interval_seconds": interval,
+                "next_run_at": now,
+                "updated_at": now,
+            }
+            if existing is not None:
+                sync_id = int(existing.id)
+                connection.execute(syncs.update().where(syncs.c.id == sync_id).values(**values))
+                _supersede_blocked(connection, sync_id, now)
+            else:
+                sync_id = int(
+                    connection.execute(
+                        syncs.insert()
+                        .values(
+                            project_id=project_id,
+                            cohort_id=cohort_id,
+                            integration_id=integration_id,
+                            created_by=user_id,
+                            created_at=now,
+                            **values,
+                        )
+                        .returning(syncs.c.id)
+                    ).scalar_one()
+                )
+            _audit(connection, project_id, user_id, "sync.export", sync_id, {"mode": mode}, now)
+        return self.get(project_id, sync_id)
+
+    def preview(self, project_id: int, cohort_id: int, integration_id: int) -> Preview:
+        """Adds, updates, removes and skips by reason a run would make now; nothing is sent."""
+        with read_transaction(self._engine) as connection:
+            get_cohort(connection, project_id, cohort_id)
+            sync_id = connection.execute(
+                sa.select(syncs.c.id).where(
+                    syncs.c.cohort_id == cohort_id, syncs.c.integration_id == integration_id
+                )
+            ).scalar_one_or_none()
+        destination = self._integrations.destination(project_id, integration_id)
+        ops: Counter[str] = Counter()
+
+        def count(change: Change) -> None:
+            ops[change.op] += 1
+
+        try:
+            tally: DiffTally = plan_changes(
+                self._engine,
+                sync_id=sync_id if sync_id is not None else -1,
+                project_id=project_id,
+                cohort_id=cohort_id,
+                as_of_ms=now_ms(self._clock),
+                destination=destination,
+                sink=count,
+                max_members=self.runner.config.max_members,
+            )
+        finally:
+            destination.close()
+        return Preview(
+            members=tally.members,
+            add=ops["add"],
+            update=ops["update"],
+            remove=ops["remove"],
+            skip=dict(tally.skipped),
+        )
+
+    def all(self, project_id: int) -> list[Sync]:
+        """The project's syncs, oldest first."""
+        now = self._clock.now()
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(
+                sa.select(syncs).where(syncs.c.project_id == project_id).order_by(syncs.c.id)
+            )
+            return [sync_from_row(r, now) for r in rows]
+
+    def get(self, project_id: int, sync_id: int) -> Sync:
+        """One sync of the project, or NotFound."""
+        with read_transaction(self._engine) as connection:
+            sync = get_sync(connection, sync_id, self._clock.now())
+        if sync.project_id != project_id:
+            raise NotFound(f"sync {sync_id} does not exist in project {project_id}")
+        return sync
+
+    def runs(self, project_id: int, sync_id: int, limit: int = 50) -> list[SyncRun]:
+        """The sync's run history, newest first."""
+        self.get(project_id, sync_id)
+        with read_transaction(self._engine) as connection:
+            return list_runs(connection, sync_id, limit)
+
+    def rejections(self, project_id: int, sync_id: int) -> list[dict[str, Any]]:
+        """Members the partner refused, waiting to be tried again on the next run."""
+        self.get(project_id, sync_id)
+        with read_transaction(self._engine) as connection:
+            rows = connection.execute(
+                sa.select(sync_rejections)
+                .where(sync_rejections.c.sync_id == sync_id)
+                .order_by(sync_rejections.c.member_key)
+                .limit(1000)
+            )
+            return [
+                {"member": r.member_key, "op": r.op, "reason": r.reason, "run_id": r.run_id}
+                for r in rows
+            ]
+
+    def run_now(self, project_id: int, sync_id: int, *, wait: bool = False) -> SyncRun:
+        """Start a run at once: in the background when there is a scheduler, else (or with
+        ``wait``) in this thread until it ends."""
+        sync = self.get(project_id, sync_id)
+        if sync.status != ACTIVE:
+            raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
+        if self.scheduler is None or wait:
+            return self.runner.run(sync_id, "manual")
+        return self.scheduler.submit(sync_id, "manual")
+
+    def confirm(
+        self, project_id: int, sync_id: int, user_id: int, *, wait: bool = False
+    ) -> SyncRun:
+        """An admin lets a blocked run go ahead (audited)."""
+        self.get(project_id, sync_id)
+        run = self.runner.confirm(sync_id, user_id)
+        if self.scheduler is None or wait:
+            return self.runner.execute(run)
+        self.scheduler.resume(run)
+        return run
+
+    def stop(self, project_id: int, sync_id: int, user_id: int | None = None) -> Sync:
+        """Stop the sync: no more scheduled runs; a run in progress ends at its next batch."""
+        self.get(project_id, sync_id)
+        now = self._clock.now()
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                syncs.update()
+                .where(syncs.c.id == sync_id)
+                .values(status=STOPPED, next_run_at=None, updated_at=now)
+            )
+            _supersede_blocked(connection, sync_id, now)
+            _audit(connection, project_id, user_id, "sync.stop", sync_id, {}, now)
+        return self.get(project_id, sync_id)
+
+    def close(self) -> None:
+        """Stop the scheduler, letting running runs finish their batch."""
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+
+def _supersede_blocked(connection: Any, sync_id: int, now: Any) -> None:
+    connection.execute(
+        sync_runs.update()
+        .where(sync_runs.c.sync_id == sync_id, sync_runs.c.status == BLOCKED)
+        .values(status=SUPERSEDED, finished_at=now)
+    )
+
+
+def _audit(
+    connection: Any,
+    project_id: int,
+    user_id: int | None,
+    action: str,
+    sync_id: int,
+    detail: dict[str, Any],
+    now: Any,
+) -> None:
+    connection.execute(
+        audit_log.insert().values(
+            project_id=project_id,
+            user_id=user_id,
+            action=action,
+            target=f"sync:{sync_id}",
+            detail=detail,
+            at=now,
+        )
+    )
+
+
+def build_sync_service(
+    settings: Settings,
+    engine: Engine,
+    integrations: IntegrationService,
+    clock: Clock,
+    *,
+    scheduled: bool,
+) -> SyncService:
+    """The sync service from settings, with the in-process scheduler when ``scheduled``."""
+    config = SyncConfig(
+        lease_seconds=settings.sync_lease_seconds,
+        safety=SafetyRules(
+            removal_share=settings.sync_block_removal_share,
+            min_removals=settings.sync_block_min_removals,
+        ),
+        max_members=settings.sync_max_members,
+    )
+    runner = SyncRunner(engine, integrations, clock, config)
+    scheduler = (
+        SyncScheduler(
+            engine,
+            runner,
+            clock,
+            poll_seconds=settings.scheduler_poll_seconds,
+            max_parallel=settings.sync_parallel_runs,
+        )
+        if scheduled
+        else None
+    )
+    return SyncService(
+        engine, integrations, clock, runner, scheduler, max_dynamic_syncs=settings.sync_max_dynamic
+    )

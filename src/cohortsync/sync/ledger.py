@@ -1,0 +1,269 @@
+"""The acknowledged state and the run plan in the database, and the per-batch checkpoint.
+
+A checkpoint is one transaction: the members the partner took become acknowledged (or leave the
+acknowledged state), refusals are recorded, and the run's cursor moves past the batch. A restart
+therefore re-sends at most the one batch that was in flight (R-SYN-4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cohortsync.destinations.base import Rejection
+from cohortsync.storage.database import write_transaction
+from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
+from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
+from cohortsync.sync.records import RunCounts
+
+# Removals are numbered below adds, so a run sends them first: a key that moves from one user to
+# another is taken off before it is put back on.
+ADD_SEQ_BASE = 1 << 40
+PLAN_CHUNK = 5_000
+
+
+def code_point_order(connection: Connection, column: Any) -> Any:
+    """``column`` ordered by code point, as Python compares strings (PostgreSQL: "C" collation)."""
+    return column.collate("C") if connection.dialect.name == "postgresql" else column
+
+
+def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]:
+    """The sync's acknowledged members, streamed in distinct_id order."""
+    query = (
+        sa.select(
+            sync_members.c.distinct_id,
+            sync_members.c.member_key,
+            sync_members.c.digest,
+            sync_members.c.fields,
+        )
+        .where(sync_members.c.sync_id == sync_id)
+        .order_by(code_point_order(connection, sync_members.c.distinct_id))
+    )
+    result = connection.execution_options(stream_results=True, yield_per=2_000).execute(query)
+    for row in result:
+        yield Acknowledged(row[0], row[1], row[2], row[3])
+
+
+def acknowledged_count(connection: Connection, sync_id: int) -> int:
+    """How many members the partner holds for this sync, as far as we know."""
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).where(sync_members.c.sync_id == sync_id)
+        ).scalar_one()
+    )
+
+
+class PlanWriter:
+    """Stores a run's changes in chunks, numbering removals before adds."""
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        self._engine = engine
+        self._run_id = run_id
+        self._pending: list[dict[str, Any]] = []
+        self._removes = 0
+        self._adds = 0
+
+    def add(self, change: Change) -> None:
+        """Queue one change; stored when the chunk is full."""
+        if change.op == REMOVE:
+            self._removes += 1
+            seq = self._removes
+        else:
+            self._adds += 1
+            seq = ADD_SEQ_BASE + self._adds
+        self._pending.append(
+            {
+                "run_id": self._run_id,
+                "seq": seq,
+                "op": change.op,
+                "distinct_id": change.distinct_id,
+                "member_key": change.key,
+                "digest": change.digest,
+                "fields": change.fields,
+            }
+        )
+        if len(self._pending) >= PLAN_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store what is queued."""
+        if self._pending:
+            with write_transaction(self._engine) as connection:
+                connection.execute(sync_plan.insert(), self._pending)
+            self._pending = []
+
+
+def drop_plan(engine: Engine, run_id: int) -> None:
+    """Forget a run's plan (it finished, or is planned again)."""
+    with write_transaction(engine) as connection:
+        connection.execute(sync_plan.delete().where(sync_plan.c.run_id == run_id))
+
+
+def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> int:
+    """Take out of the plan adds whose partner key another member already has (two users with
+    one email, say): the partner holds a key once. Returns how many were taken out."""
+    dropped = 0
+    with write_transaction(engine) as connection:
+        plan = sync_plan.alias("p")
+        adds = sa.and_(plan.c.run_id == run_id, plan.c.op != REMOVE)
+        repeated = (
+            sa.select(plan.c.member_key)
+            .where(adds)
+            .group_by(plan.c.member_key)
+            .having(sa.func.count() > 1)
+        )
+        keys = [row[0] for row in connection.execute(repeated)]
+        for key in keys:
+            first = connection.execute(
+                sa.select(sa.func.min(plan.c.seq)).where(adds, plan.c.member_key == key)
+            ).scalar_one()
+            dropped += connection.execute(
+                sync_plan.delete().where(
+                    sync_plan.c.run_id == run_id,
+                    sync_plan.c.op != REMOVE,
+                    sync_plan.c.member_key == key,
+                    sync_plan.c.seq != first,
+                )
+            ).rowcount
+        removed = sa.select(plan.c.distinct_id).where(plan.c.run_id == run_id, plan.c.op == REMOVE)
+        held = (
+            sa.select(sync_plan.c.seq)
+            .join(
+                sync_members,
+                sa.and_(
+                    sync_members.c.sync_id == sync_id,
+                    sync_members.c.member_key == sync_plan.c.member_key,
+                    sync_members.c.distinct_id != sync_plan.c.distinct_id,
+                ),
+            )
+            .where(
+                sync_plan.c.run_id == run_id,
+                sync_plan.c.op != REMOVE,
+                sync_members.c.distinct_id.not_in(removed),
+            )
+        )
+        seqs = [row[0] for row in connection.execute(held)]
+        for start in range(0, len(seqs), 500):
+            dropped += connection.execute(
+                sync_plan.delete().where(
+                    sync_plan.c.run_id == run_id, sync_plan.c.seq.in_(seqs[start : start + 500])
+                )
+            ).rowcount
+    return dropped
+
+
+def plan_totals(connection: Connection, run_id: int) -> dict[str, int]:
+    """How many changes of each kind the stored plan holds."""
+    rows = connection.execute(
+        sa.select(sync_plan.c.op, sa.func.count())
+        .where(sync_plan.c.run_id == run_id)
+        .group_by(sync_plan.c.op)
+    )
+    return {op: int(n) for op, n in rows}
+
+
+def plan_page(
+    connection: Connection, run_id: int, after: int, limit: int
+) -> list[tuple[int, Change]]:
+    """Up to ``limit`` planned changes after sequence number ``after``, in order, each with its
+    sequence number."""
+    rows = connection.execute(
+        sa.select(sync_plan)
+        .where(sync_plan.c.run_id == run_id, sync_plan.c.seq > after)
+        .order_by(sync_plan.c.seq)
+        .limit(limit)
+    )
+    return [(r.seq, Change(r.op, r.distinct_id, r.member_key, r.digest, r.fields)) for r in rows]
+
+
+@dataclass
+class BatchResult:
+    """What one batch achieved, to be checkpointed."""
+
+    changes: Sequence[Change]
+    accepted: set[str]  # member keys
+    rejected: Sequence[Rejection]
+
+
+def checkpoint(
+    connection: Connection,
+    sync_id: int,
+    run_id: int,
+    batch: BatchResult,
+    cursor: int,
+    counts: RunCounts,
+) -> None:
+    """Record a batch's outcome and move the run's cursor, in the caller's transaction."""
+    taken = [c for c in batch.changes if c.key in batch.accepted]
+    gone = [c for c in taken if c.op == REMOVE]
+    kept = [c for c in taken if c.op != REMOVE]
+    for start in range(0, len(taken), 500):
+        part = taken[start : start + 500]
+        connection.execute(
+            sync_members.delete().where(
+                sync_members.c.sync_id == sync_id,
+                sync_members.c.distinct_id.in_([c.distinct_id for c in part]),
+            )
+        )
+        keys = [c.key for c in part if c.op != REMOVE]
+        if keys:
+            connection.execute(
+                sync_members.delete().where(
+                    sync_members.c.sync_id == sync_id, sync_members.c.member_key.in_(keys)
+                )
+            )
+        connection.execute(
+            sync_rejections.delete().where(
+                sync_rejections.c.sync_id == sync_id,
+                sync_rejections.c.member_key.in_([c.key for c in part]),
+            )
+        )
+    if kept:
+        connection.execute(
+            sync_members.insert(),
+            [
+                {
+                    "sync_id": sync_id,
+                    "distinct_id": c.distinct_id,
+                    "member_key": c.key,
+                    "digest": c.digest,
+                    "fields": c.fields,
+                }
+                for c in kept
+            ],
+        )
+    if batch.rejected:
+        ops = {c.key: c.op for c in batch.changes}
+        keys = [r.key for r in batch.rejected]
+        connection.execute(
+            sync_rejections.delete().where(
+                sync_rejections.c.sync_id == sync_id, sync_rejections.c.member_key.in_(keys)
+            )
+        )
+        connection.execute(
+            sync_rejections.insert(),
+            [
+                {
+                    "sync_id": sync_id,
+                    "member_key": r.key,
+                    "op": ops.get(r.key, ADD),
+                    "reason": r.reason[:1000],
+                    "run_id": run_id,
+                }
+                for r in {r.key: r for r in batch.rejected}.values()
+            ],
+        )
+    counts.removed += len(gone)
+    counts.added += sum(1 for c in kept if c.op == ADD)
+    counts.updated += sum(1 for c in kept if c.op != ADD)
+    for rejection in batch.rejected:
+        counts.rejected[rejection.reason] += 1
+    connection.execute(
+        sync_runs.update()
+        .where(sync_runs.c.id == run_id)
+        .values(cursor=cursor, batches=sync_runs.c.batches + 1, counts=counts.as_json())
+    )

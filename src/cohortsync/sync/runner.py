@@ -1,0 +1,538 @@
+"""Running a sync (R-SYN-2 … R-SYN-8): plan, check safety, send in checkpointed batches.
+
+A run moves through ``planning`` → ``running`` → ``succeeded`` / ``partial`` / ``failed``, or
+stops at ``blocked`` until an admin confirms. Its plan is stored, so a worker that dies mid-run
+leaves a run that the next worker (after the lease expires) resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock, now_ms
+from cohortsync.destinations.base import (
+    CohortInfo,
+    Destination,
+    PartnerList,
+    Rejection,
+    RunInfo,
+)
+from cohortsync.destinations.errors import (
+    DestinationError,
+    PartnerConfigError,
+    TransientError,
+)
+from cohortsync.destinations.http import RetryPolicy
+from cohortsync.destinations.registry import list_name
+from cohortsync.domain.errors import CohortsyncError, Conflict
+from cohortsync.services.cohorts import get_cohort
+from cohortsync.services.integrations import CONNECTED, IntegrationService
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import audit_log, sync_runs, syncs
+from cohortsync.sync import lease
+from cohortsync.sync.diff import ADD, REMOVE, Change
+from cohortsync.sync.ledger import (
+    BatchResult,
+    PlanWriter,
+    acknowledged_count,
+    checkpoint,
+    drop_duplicate_keys,
+    drop_plan,
+    plan_page,
+    plan_totals,
+)
+from cohortsync.sync.plan import (
+    DUPLICATE,
+    CohortTooLarge,
+    MemberSource,
+    cohort_members,
+    plan_changes,
+)
+from cohortsync.sync.records import (
+    ACTIVE,
+    BLOCKED,
+    FAILED,
+    FINISHED,
+    ONE_TIME,
+    PARTIAL,
+    PLANNING,
+    RUNNING,
+    STOPPED,
+    SUCCEEDED,
+    SUPERSEDED,
+    UNFINISHED,
+    RunCounts,
+    Sync,
+    SyncRun,
+    get_run,
+    get_sync,
+    latest_run,
+)
+from cohortsync.sync.safety import SafetyRules
+
+log = logging.getLogger(__name__)
+
+# A whole batch refused with one of these may hold one bad member: split it to find them.
+SPLITTABLE = (400, 413, 422)
+
+
+def worker_name() -> str:
+    """A name for this worker that is unique across machines and restarts."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """The sync engine's knobs (settings ``COHORTSYNC_SYNC_*``)."""
+
+    lease_seconds: float = 60.0
+    safety: SafetyRules = field(default_factory=SafetyRules)
+    max_members: int = 10_000_000
+    one_time_retry_seconds: int = 300
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class EvaluationFailed(CohortsyncError):
+    """The cohort could not be evaluated, and there was no list to protect by blocking."""
+
+    code = "evaluation_failed"
+
+
+class SyncStopped(CohortsyncError):
+    """An admin stopped the sync while it ran."""
+
+    code = "sync_stopped"
+
+
+class SystemicRefusal(PartnerConfigError):
+    """Every part of a split batch was refused: the request, not its members, is wrong."""
+
+
+class SyncRunner:
+    """Runs syncs of one database, one run per sync at a time (leases), checkpointing each batch."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        integrations: IntegrationService,
+        clock: Clock,
+        config: SyncConfig | None = None,
+        *,
+        owner: str | None = None,
+        source: MemberSource = cohort_members,
+        on_batch: Callable[[SyncRun], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._integrations = integrations
+        self._clock = clock
+        self.config = config or SyncConfig()
+        self.owner = owner or worker_name()
+        self._source = source
+        self._on_batch = on_batch
+
+    # -- starting -------------------------------------------------------------------------
+
+    def begin(self, sync_id: int, trigger: str) -> SyncRun:
+        """Take the sync's lease and open a run (or the interrupted one, to resume it).
+
+        Raises Conflict when another run of the sync is in progress. The caller must then call
+        :meth:`execute`, which releases the lease.
+        """
+        now = self._clock.now()
+        if not lease.take(self._engine, sync_id, self.owner, now, self.config.lease_seconds):
+            raise Conflict(f"sync {sync_id} is already running; wait for its run to finish")
+        try:
+            with write_transaction(self._engine) as connection:
+                sync = get_sync(connection, sync_id, now)
+                latest = latest_run(connection, sync_id)
+                if latest is not None and latest.status in UNFINISHED:
+                    return latest
+                if sync.status != ACTIVE:
+                    raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
+                if latest is not None and latest.status == BLOCKED:
+                    self._set_run(connection, latest.id, status=SUPERSEDED, finished_at=now)
+                next_run = now + _seconds(sync.interval_seconds) if sync.mode != ONE_TIME else None
+                connection.execute(
+                    syncs.update()
+                    .where(syncs.c.id == sync_id)
+                    .values(next_run_at=next_run, updated_at=now)
+                )
+                run_id = connection.execute(
+                    sync_runs.insert()
+                    .values(
+                        sync_id=sync_id,
+                        status=PLANNING,
+                        trigger=trigger,
+                        session_id=uuid.uuid4().hex,
+                        as_of_ms=now_ms(self._clock),
+                        started_at=now,
+                        counts=RunCounts().as_json(),
+                    )
+                    .returning(sync_runs.c.id)
+                ).scalar_one()
+                return get_run(connection, int(run_id))
+        except BaseException:
+            lease.release(self._engine, sync_id, self.owner)
+            raise
+
+    def confirm(self, sync_id: int, user_id: int) -> SyncRun:
+        """An admin lets a blocked run proceed (audited); then call :meth:`execute`."""
+        now = self._clock.now()
+        if not lease.take(self._engine, sync_id, self.owner, now, self.config.lease_seconds):
+            raise Conflict(f"sync {sync_id} is already running")
+        try:
+            with write_transaction(self._engine) as connection:
+                sync = get_sync(connection, sync_id, now)
+                run = latest_run(connection, sync_id)
+                if run is None or run.status != BLOCKED:
+                    raise Conflict(f"sync {sync_id} has no blocked run to confirm")
+                has_plan = bool(plan_totals(connection, run.id))
+                self._set_run(
+                    connection,
+                    run.id,
+                    status=RUNNING if has_plan else PLANNING,
+                    confirmed_by=user_id,
+                    confirmed_at=now,
+                )
+                connection.execute(
+                    audit_log.insert().values(
+                        project_id=sync.project_id,
+                        user_id=user_id,
+                        action="sync.confirm_blocked_run",
+                        target=f"sync:{sync_id}/run:{run.id}",
+                        detail={"blocked_reason": run.blocked_reason},
+                        at=now,
+                    )
+                )
+                return get_run(connection, run.id)
+        except BaseException:
+            lease.release(self._engine, sync_id, self.owner)
+            raise
+
+    def run(self, sync_id: int, trigger: str = "manual") -> SyncRun:
+        """Begin and execute a run in this thread."""
+        return self.execute(self.begin(sync_id, trigger))
+
+    # -- executing ------------------------------------------------------------------------
+
+    def execute(self, run: SyncRun) -> SyncRun:
+        """Carry a begun run as far as it goes; always gives the lease back."""
+        sync_id = run.sync_id
+        try:
+            with lease.Heartbeat(
+                self._engine, self._clock, sync_id, self.owner, self.config.lease_seconds
+            ):
+                self._execute(run)
+        except lease.LeaseLost:
+            log.warning("sync %s: another worker took over run %s", sync_id, run.id)
+        finally:
+            lease.release(self._engine, sync_id, self.owner)
+        with read_transaction(self._engine) as connection:
+            return get_run(connection, run.id)
+
+    def _execute(self, run: SyncRun) -> None:
+        with read_transaction(self._engine) as connection:
+            sync = get_sync(connection, run.sync_id, self._clock.now())
+        counts = run.counts
+        base = _CallBase(counts.requests, counts.retries, counts.rate_limited)
+        destination: Destination | None = None
+        try:
+            integration = self._integrations.get(sync.project_id, sync.integration_id)
+            if integration.status != CONNECTED:
+                raise PartnerConfigError(
+                    f"the integration {integration.name!r} is {integration.status}"
+                    + (f": {integration.error}" if integration.error else "")
+                    + "; fix or reconnect it, then run again"
+                )
+            destination = self._integrations.destination(
+                sync.project_id, sync.integration_id, self.config.retry
+            )
+            if run.status == PLANNING:
+                if not self._plan(sync, run, destination, counts):
+                    return
+                with read_transaction(self._engine) as connection:
+                    run = get_run(connection, run.id)
+            self._send(sync, run, destination, counts, base)
+        except PartnerConfigError as error:
+            self._integrations.flag(sync.project_id, sync.integration_id, error.message)
+            self._finish(sync, run.id, FAILED, counts, destination, error.message, base)
+        except TransientError as error:
+            message = (
+                f"{error.message} (gave up after the retry budget; the next run carries on "
+                "from what was acknowledged)"
+            )
+            self._finish(sync, run.id, FAILED, counts, destination, message, base)
+        except lease.LeaseLost:
+            raise
+        except CohortsyncError as error:
+            self._finish(sync, run.id, FAILED, counts, destination, error.message, base)
+        except Exception as error:
+            log.exception("sync %s run %s failed", sync.id, run.id)
+            self._finish(
+                sync, run.id, FAILED, counts, destination, f"internal error: {error!r}", base
+            )
+        finally:
+            if destination is not None:
+                destination.close()
+
+    def _plan(self, sync: Sync, run: SyncRun, destination: Destination, counts: RunCounts) -> bool:
+        """Store the run's plan; False when the run is blocked instead."""
+        drop_plan(self._engine, run.id)
+        with read_transaction(self._engine) as connection:
+            held = acknowledged_count(connection, sync.id)
+        writer = PlanWriter(self._engine, run.id)
+        confirmed = run.confirmed_by is not None
+        try:
+            tally = plan_changes(
+                self._engine,
+                sync_id=sync.id,
+                project_id=sync.project_id,
+                cohort_id=sync.cohort_id,
+                as_of_ms=run.as_of_ms,
+                destination=destination,
+                sink=writer.add,
+                source=self._source,
+                max_members=self.config.max_members,
+            )
+            writer.flush()
+        except (DestinationError, CohortTooLarge, lease.LeaseLost):
+            raise
+        except Exception as error:  # the cohort could not be evaluated (gone, query, database)
+            log.warning("sync %s: cohort evaluation failed", sync.id, exc_info=True)
+            drop_plan(self._engine, run.id)
+            message = (
+                error.message
+                if isinstance(error, CohortsyncError)
+                else f"{type(error).__name__}: {str(error)[:300]}"
+            )
+            reason = None if confirmed else SafetyRules.evaluation_failed(held, message)
+            if reason is None:
+                raise EvaluationFailed(f"the cohort could not be evaluated: {message}") from None
+            self._block(run.id, reason)
+            return False
+        duplicates = drop_duplicate_keys(self._engine, sync.id, run.id)
+        with read_transaction(self._engine) as connection:
+            totals = plan_totals(connection, run.id)
+        counts.members = tally.members
+        counts.skipped = tally.skipped
+        if duplicates:
+            counts.skipped[DUPLICATE] += duplicates
+        counts.planned_add = totals.get(ADD, 0)
+        counts.planned_update = totals.get("update", 0)
+        counts.planned_remove = totals.get(REMOVE, 0)
+        reason = (
+            None
+            if confirmed
+            else self.config.safety.block_reason(
+                held=held, members=tally.members, removes=counts.planned_remove
+            )
+        )
+        with write_transaction(self._engine) as connection:
+            lease.renew(
+                connection, sync.id, self.owner, self._clock.now(), self.config.lease_seconds
+            )
+            self._set_run(
+                connection,
+                run.id,
+                status=BLOCKED if reason else RUNNING,
+                blocked_reason=reason,
+                counts=counts.as_json(),
+            )
+        return reason is None
+
+    def _block(self, run_id: int, reason: str) -> None:
+        with write_transaction(self._engine) as connection:
+            self._set_run(connection, run_id, status=BLOCKED, blocked_reason=reason)
+
+    def _target(self, sync: Sync, destination: Destination) -> PartnerList:
+        with read_transaction(self._engine) as connection:
+            cohort = get_cohort(connection, sync.project_id, sync.cohort_id)
+        integration = self._integrations.get(sync.project_id, sync.integration_id)
+        name = sync.list_name or list_name(integration.settings, cohort.name, cohort.id)
+        target = destination.ensure_list(
+            name, CohortInfo(cohort.id, cohort.name, cohort.description)
+        )
+        if target.id != sync.list_id or target.name != sync.list_name:
+            with write_transaction(self._engine) as connection:
+                connection.execute(
+                    syncs.update()
+                    .where(syncs.c.id == sync.id)
+                    .values(list_id=target.id, list_name=target.name)
+                )
+        return target
+
+    def _send(
+        self,
+        sync: Sync,
+        run: SyncRun,
+        destination: Destination,
+        counts: RunCounts,
+        base: _CallBase,
+    ) -> None:
+        target = self._target(sync, destination)
+        destination.begin_run(
+            RunInfo(
+                session_id=run.session_id,
+                adds=counts.planned_add + counts.planned_update,
+                removes=counts.planned_remove,
+                batches_done=run.batches,
+            )
+        )
+        resumed = run.batches > 0
+        cursor = run.cursor
+        batch_size = destination.capabilities.max_batch
+        max_body = destination.capabilities.max_body_bytes
+        rejected_before = sum(counts.rejected.values())
+        while True:
+            with read_transaction(self._engine) as connection:
+                if get_sync(connection, sync.id, self._clock.now()).status == STOPPED:
+                    raise SyncStopped(
+                        "the sync was stopped before this run finished; what was sent until "
+                        "then is acknowledged"
+                    )
+                page = plan_page(connection, run.id, cursor, batch_size)
+            if not page:
+                break
+            batch = _one_kind(page, max_body)
+            changes = [change for _, change in batch]
+            op = REMOVE if changes[0].op == REMOVE else ADD
+            accepted, rejected = self._deliver(destination, target, op, changes)
+            if resumed:
+                counts.resent += len(changes)  # the batch in flight at the restart, at most
+                resumed = False
+            base.merge(counts, destination)
+            cursor = batch[-1][0]
+            with write_transaction(self._engine) as connection:
+                lease.renew(
+                    connection, sync.id, self.owner, self._clock.now(), self.config.lease_seconds
+                )
+                checkpoint(
+                    connection,
+                    sync.id,
+                    run.id,
+                    BatchResult(changes, accepted, rejected),
+                    cursor,
+                    counts,
+                )
+            if self._on_batch is not None:
+                with read_transaction(self._engine) as connection:
+                    self._on_batch(get_run(connection, run.id))
+        status = PARTIAL if sum(counts.rejected.values()) > rejected_before else SUCCEEDED
+        self._finish(sync, run.id, status, counts, destination, None, base)
+
+    def _deliver(
+        self, destination: Destination, target: PartnerList, op: str, changes: Sequence[Change]
+    ) -> tuple[set[str], list[Rejection]]:
+        """Send one batch; a batch refused as a whole is split to isolate the bad members."""
+        call = destination.remove_members if op == REMOVE else destination.add_members
+        budget = [2 * math.ceil(math.log2(max(len(changes), 2))) + 8]
+
+        def attempt(part: Sequence[Change]) -> tuple[set[str], list[Rejection], bool]:
+            try:
+                outcome = call(target, [c.member() for c in part])
+            except PartnerConfigError as error:
+                if error.status not in SPLITTABLE:
+                    raise
+                budget[0] -= 1
+                if len(part) == 1:
+                    return set(), [Rejection(part[0].key, error.message)], False
+                if budget[0] <= 0:
+                    raise SystemicRefusal(
+                        f"the partner refused every part of the batch: {error.message}",
+                        error.status,
+                    ) from None
+                middle = len(part) // 2
+                left = attempt(part[:middle])
+                right = attempt(part[middle:])
+                return left[0] | right[0], left[1] + right[1], left[2] or right[2]
+            known = {c.key for c in part}
+            taken = {key for key in outcome.accepted if key in known}
+            return taken, list(outcome.rejected), bool(taken)
+
+        accepted, rejected, _ = attempt(changes)
+        return accepted, rejected
+
+    def _finish(
+        self,
+        sync: Sync,
+        run_id: int,
+        status: str,
+        counts: RunCounts,
+        destination: Destination | None,
+        error: str | None,
+        base: _CallBase,
+    ) -> None:
+        now = self._clock.now()
+        if destination is not None:
+            base.merge(counts, destination)
+        drop_plan(self._engine, run_id)
+        with write_transaction(self._engine) as connection:
+            lease.renew(connection, sync.id, self.owner, now, self.config.lease_seconds)
+            self._set_run(
+                connection,
+                run_id,
+                status=status,
+                finished_at=now,
+                counts=counts.as_json(),
+                error=error,
+            )
+            values: dict[str, Any] = {"updated_at": now}
+            if sync.mode == ONE_TIME:
+                if status in (SUCCEEDED, PARTIAL):
+                    values.update(status=FINISHED, next_run_at=None)
+                else:
+                    values["next_run_at"] = now + _seconds(self.config.one_time_retry_seconds)
+            connection.execute(
+                syncs.update()
+                .where(syncs.c.id == sync.id, syncs.c.status == ACTIVE)
+                .values(**values)
+            )
+
+    @staticmethod
+    def _set_run(connection: Any, run_id: int, **values: Any) -> None:
+        connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _one_kind(page: Sequence[tuple[int, Change]], max_body: int | None) -> list[tuple[int, Change]]:
+    """The leading changes of one kind (removals, or adds and updates), within the body limit."""
+    removing = page[0][1].op == REMOVE
+    limit = int(max_body * 0.8) if max_body else None
+    size = 0
+    batch: list[tuple[int, Change]] = []
+    for seq, change in page:
+        if (change.op == REMOVE) != removing:
+            break
+        size += len(change.fields) + 64
+        if limit is not None and batch and size > limit:
+            break
+        batch.append((seq, change))
+    return batch
+
+
+@dataclass(frozen=True)
+class _CallBase:
+    """Partner call counts a resumed run had before this worker took it over."""
+
+    requests: int
+    retries: int
+    rate_limited: int
+
+    def merge(self, counts: RunCounts, destination: Destination) -> None:
+        stats = destination.stats
+        counts.requests = self.requests + stats.requests
+        counts.retries = self.retries + stats.retries
+        counts.rate_limited = self.rate_limited + stats.rate_limited
