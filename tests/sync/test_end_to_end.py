@@ -10,11 +10,16 @@ from __future__ import annotations
 import pytest
 
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
+from cohortsync.sync.records import SyncRun
 from tests.sync.world import SyncWorld
 
 BUYERS = {
     "any": [
-        {"event": "Purchase", "count": {"op": ">=", "value": 1}, "within": {"last": 7, "unit": "day"}},
+        {
+            "event": "Purchase",
+            "count": {"op": ">=", "value": 1},
+            "within": {"last": 7, "unit": "day"},
+        },
         {"property": "plan", "op": "equals", "value": "pro"},
     ]
 }
@@ -34,7 +39,9 @@ def _people(world: SyncWorld) -> None:
     world.anonymous_event("tablet-1", "Purchase")
 
 
-def _assert_exact(world: SyncWorld, sandbox: RunningSandbox, sync_id: int, cohort_id: int, run):
+def _assert_exact(
+    world: SyncWorld, sandbox: RunningSandbox, sync_id: int, cohort_id: int, run: SyncRun
+) -> None:
     expected, skipped = world.expected(sandbox.partner, cohort_id)
     assert run.status == "succeeded", run.error
     name = world.service().get(world.project.id, sync_id).list_name

@@ -172,6 +172,4 @@ def make_world(engine: Engine, clock: FrozenClock, project: Project) -> SyncWorl
     integrations = IntegrationService(
         engine, Keyring([TEST_KEY]), clock, allow_custom_endpoints=True, sleep=sleeps.append
     )
-    return SyncWorld(
-        engine, clock, project, IngestionService(engine, clock), integrations, sleeps
-    )
+    return SyncWorld(engine, clock, project, IngestionService(engine, clock), integrations, sleeps)
