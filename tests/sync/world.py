@@ -6,6 +6,8 @@ the list each partner holds is read back from its emulator.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import count
@@ -27,6 +29,7 @@ from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members
+from cohortsync.sync.records import SyncRun
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from tests.cohorts.reference import evaluate, load_world
 from tests.conftest import TEST_KEY
@@ -52,10 +55,20 @@ class SyncWorld:
         )
     )
 
-    def runner(self, **overrides: Any) -> SyncRunner:
+    real_waits: bool = False  # sleep for real (timing tests) as well as recording
+
+    def runner(
+        self, on_batch: Callable[[SyncRun], None] | None = None, **overrides: Any
+    ) -> SyncRunner:
         """A runner over this world (``overrides`` go to its SyncConfig)."""
         config = SyncConfig(**{**self.config.__dict__, **overrides})
-        return SyncRunner(self.engine, self.integrations, self.clock, config)
+        return SyncRunner(self.engine, self.integrations, self.clock, config, on_batch=on_batch)
+
+    def wait(self, seconds: float) -> None:
+        """The connectors' sleep: recorded, and slept only when ``real_waits`` is on."""
+        self.sleeps.append(seconds)
+        if self.real_waits:
+            time.sleep(seconds)
 
     def service(self, runner: SyncRunner | None = None) -> SyncService:
         """The sync service, without a background scheduler (runs happen when asked)."""
@@ -69,6 +82,23 @@ class SyncWorld:
             [{"$token": self.project.token, "$distinct_id": user, "$set": properties}]
         )
         assert not result.failed, result.failed
+
+    def users(self, count: int, prefix: str = "u", **properties: Any) -> list[str]:
+        """``count`` users with profiles (``$email`` = ``<id>@x.io``), made in chunks."""
+        made = [f"{prefix}{i:06d}" for i in range(count)]
+        for start in range(0, count, 1000):
+            result = self.ingestion.engage(
+                [
+                    {
+                        "$token": self.project.token,
+                        "$distinct_id": user,
+                        "$set": {"$email": f"{user}@x.io", **properties},
+                    }
+                    for user in made[start : start + 1000]
+                ]
+            )
+            assert not result.failed, result.failed[:3]
+        return made
 
     def unset(self, user: str, *names: str) -> None:
         """``$unset`` properties of a user's profile."""
@@ -168,8 +198,19 @@ class SyncWorld:
 
 def make_world(engine: Engine, clock: FrozenClock, project: Project) -> SyncWorld:
     """A sync world over a migrated database; connector waits are recorded, not slept."""
-    sleeps: list[float] = []
+    worlds: list[SyncWorld] = []
+
+    def sleep(seconds: float) -> None:
+        worlds[0].wait(seconds)
+
     integrations = IntegrationService(
-        engine, Keyring([TEST_KEY]), clock, allow_custom_endpoints=True, sleep=sleeps.append
+        engine,
+        Keyring([TEST_KEY]),
+        clock,
+        allow_custom_endpoints=True,
+        sleep=sleep,
+        timeout=2.0,
     )
-    return SyncWorld(engine, clock, project, IngestionService(engine, clock), integrations, sleeps)
+    world = SyncWorld(engine, clock, project, IngestionService(engine, clock), integrations)
+    worlds.append(world)
+    return world

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ class Faults:
     retry_after: str | None = None  # the Retry-After header of those 429s (None: no header)
     server_error_next: int = 0  # answer this many requests with 503
     latency_seconds: float = 0.0  # delay before answering
+    slow_next: int = 0  # answer this many requests only after slow_seconds (client timeouts)
+    slow_seconds: float = 2.0
     reject_keys: set[str] = field(default_factory=set)  # members the partner refuses
     max_concurrency: int | None = None  # over this many requests in flight: 429
     free_plan: bool = False  # CleverTap: the account may not take cohort updates
@@ -53,6 +56,8 @@ class SandboxState:
         self.lists: dict[str, PartnerList] = {}
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every partner request
+        # (monotonic arrival time, injected fault or "") of every partner request
+        self.timeline: list[tuple[float, str]] = []
         self.in_flight = 0
         self.peak_in_flight = 0
         self._next_id = 1000
@@ -87,6 +92,7 @@ class SandboxState:
             self.faults = Faults()
             self.lists.clear()
             self.requests.clear()
+            self.timeline.clear()
             self.peak_in_flight = 0
 
     def rejected(self, key: str) -> bool:
@@ -96,18 +102,27 @@ class SandboxState:
     async def admit(self, request: Request) -> Response | None:
         """Apply latency and injected failures; a response here is returned instead of the
         partner's normal answer."""
+        delay = 0.0
         with self.lock:
             self.requests.append((request.method, request.url.path))
+            arrived = time.monotonic()
             faults = self.faults
             if faults.rate_limit_next > 0:
                 faults.rate_limit_next -= 1
+                self.timeline.append((arrived, "429"))
                 headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
                 return self.too_many(headers)
             if faults.server_error_next > 0:
                 faults.server_error_next -= 1
+                self.timeline.append((arrived, "503"))
                 return JSONResponse({"error": "service unavailable"}, status_code=503)
-        if faults.latency_seconds:
-            await asyncio.sleep(faults.latency_seconds)
+            delay = faults.latency_seconds
+            if faults.slow_next > 0:
+                faults.slow_next -= 1
+                delay = max(delay, faults.slow_seconds)
+            self.timeline.append((arrived, "slow" if delay else ""))
+        if delay:
+            await asyncio.sleep(delay)
         return None
 
     def accepts(self, name: str, given: object) -> bool:

@@ -89,6 +89,7 @@ class IntegrationService:
         allow_custom_endpoints: bool = False,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 30.0,
     ) -> None:
         self._engine = engine
         self._keyring = keyring
@@ -97,6 +98,7 @@ class IntegrationService:
         # Connecting is interactive: a short retry budget, so the admin hears back quickly.
         self._retry = retry or RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=10)
         self._sleep = sleep
+        self._timeout = timeout
 
     def _build(
         self,
@@ -114,6 +116,7 @@ class IntegrationService:
             simplified_id_merge=self._simplified(project_id),
             retry=retry or self._retry,
             sleep=self._sleep,
+            timeout=self._timeout,
         )
         return spec.build(config)
 

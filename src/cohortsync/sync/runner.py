@@ -100,6 +100,7 @@ class SyncConfig:
     max_members: int = 10_000_000
     one_time_retry_seconds: int = 300
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    batch_size: int | None = None  # smaller batches than the partner allows (None: its limit)
 
 
 class EvaluationFailed(CohortsyncError):
@@ -390,7 +391,10 @@ class SyncRunner:
         )
         resumed = run.batches > 0
         cursor = run.cursor
-        batch_size = destination.capabilities.max_batch
+        batch_size = min(
+            destination.capabilities.max_batch,
+            self.config.batch_size or destination.capabilities.max_batch,
+        )
         max_body = destination.capabilities.max_body_bytes
         rejected_before = sum(counts.rejected.values())
         while True:
