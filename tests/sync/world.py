@@ -29,6 +29,7 @@ from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members
+from cohortsync.sync.plan import MemberSource, cohort_members
 from cohortsync.sync.records import SyncRun
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from tests.cohorts.reference import evaluate, load_world
@@ -58,11 +59,16 @@ class SyncWorld:
     real_waits: bool = False  # sleep for real (timing tests) as well as recording
 
     def runner(
-        self, on_batch: Callable[[SyncRun], None] | None = None, **overrides: Any
+        self,
+        on_batch: Callable[[SyncRun], None] | None = None,
+        source: MemberSource = cohort_members,
+        **overrides: Any,
     ) -> SyncRunner:
         """A runner over this world (``overrides`` go to its SyncConfig)."""
         config = SyncConfig(**{**self.config.__dict__, **overrides})
-        return SyncRunner(self.engine, self.integrations, self.clock, config, on_batch=on_batch)
+        return SyncRunner(
+            self.engine, self.integrations, self.clock, config, source=source, on_batch=on_batch
+        )
 
     def wait(self, seconds: float) -> None:
         """The connectors' sleep: recorded, and slept only when ``real_waits`` is on."""
