@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench import cohorts, ingest
+from bench import cohorts, ingest, sync
 from bench.harness import Row, render, write_results
 
 
@@ -17,7 +17,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
     parser.add_argument("--users", type=int, default=1_000_000, help="users for the cohort suite")
     parser.add_argument(
-        "--only", choices=["ingest", "cohorts"], default=None, help="run one suite only"
+        "--members",
+        type=int,
+        default=1_000_000,
+        help="members for the sync suite's diff and memory",
+    )
+    parser.add_argument(
+        "--throughput-members",
+        type=int,
+        default=100_000,
+        help="members of the sync suite's unthrottled first syncs",
+    )
+    parser.add_argument(
+        "--only", choices=["ingest", "cohorts", "sync"], default=None, help="run one suite only"
     )
     args = parser.parse_args()
     rows: list[Row] = []
@@ -26,6 +38,8 @@ def main() -> None:
     if args.only in (None, "cohorts"):
         postgres = os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL")
         rows += cohorts.run(args.users, args.repeats, postgres_url=postgres)
+    if args.only in (None, "sync"):
+        rows += sync.run(args.members, args.repeats, throughput_members=args.throughput_members)
     table = render(rows)
     print(table)
     name = "latest.md" if args.only is None else f"latest-{args.only}.md"
