@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cohortsync.cli import cohort_commands, data_commands, integration_commands
+from cohortsync.cli import cohort_commands, data_commands, integration_commands, sync_commands
 from cohortsync.cli.context import (
     ProjectOption,
     default_project_id,
@@ -40,7 +40,9 @@ app.add_typer(data_commands.demo_app, name="demo")
 app.add_typer(cohort_commands.cohorts_app, name="cohorts")
 app.add_typer(integration_commands.integrations_app, name="integrations")
 app.add_typer(integration_commands.keys_app, name="keys")
+app.add_typer(sync_commands.syncs_app, name="syncs")
 app.command("sandbox")(integration_commands.sandbox)
+app.command("worker")(sync_commands.worker)
 
 
 def _this_command() -> str:

@@ -58,6 +58,7 @@ class SandboxState:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every partner request
         # (monotonic arrival time, injected fault or "") of every partner request
         self.timeline: list[tuple[float, str]] = []
+        self.received = 0  # member entries received by calls that change a list (re-sends show)
         self.in_flight = 0
         self.peak_in_flight = 0
         self._next_id = 1000
@@ -93,6 +94,7 @@ class SandboxState:
             self.lists.clear()
             self.requests.clear()
             self.timeline.clear()
+            self.received = 0
             self.peak_in_flight = 0
 
     def rejected(self, key: str) -> bool:

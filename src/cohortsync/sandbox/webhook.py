@@ -74,6 +74,7 @@ class WebhookSandbox(SandboxState):
             )
             if action == "members":
                 target.members.clear()
+            self.received += len(members)
             for member in members:
                 key = str(member.get("mixpanel_distinct_id"))
                 if action == "remove_members":

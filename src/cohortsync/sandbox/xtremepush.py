@@ -92,6 +92,8 @@ class XtremepushSandbox(SandboxState):
             target = self.lists.get(str(body.get("id")))
         if target is None:
             return _reply(404, "list not found", errors={"id": ["not found"]})
+        with self.lock:
+            self.received += len(items)
         errors = []
         for item in map(str, items):
             unknown = self.known_users is not None and item not in self.known_users

@@ -7,6 +7,7 @@ Partner calls never run inside a database transaction; runs execute on the sched
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,8 +320,10 @@ def build_sync_service(
     clock: Clock,
     *,
     scheduled: bool,
+    on_batch: Callable[[SyncRun], None] | None = None,
 ) -> SyncService:
-    """The sync service from settings, with the in-process scheduler when ``scheduled``."""
+    """The sync service from settings, with the in-process scheduler when ``scheduled``;
+    ``on_batch`` hears of every acknowledged batch (progress bars)."""
     config = SyncConfig(
         lease_seconds=settings.sync_lease_seconds,
         safety=SafetyRules(
@@ -329,7 +332,7 @@ def build_sync_service(
         ),
         max_members=settings.sync_max_members,
     )
-    runner = SyncRunner(engine, integrations, clock, config)
+    runner = SyncRunner(engine, integrations, clock, config, on_batch=on_batch)
     scheduler = (
         SyncScheduler(
             engine,

@@ -54,7 +54,8 @@ class RunCounts:
     added: int = 0
     updated: int = 0
     removed: int = 0
-    resent: int = 0  # members sent again after a restart (at most one batch per restart)
+    resent: int = 0  # members that may have reached the partner twice: a restart re-sends
+    # the batch that was in flight (at most one batch per restart)
     skipped: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
     requests: int = 0

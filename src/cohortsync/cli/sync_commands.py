@@ -1,0 +1,225 @@
+"""``cohortsync syncs …``: export a cohort, list, preview, run (with progress), stop, confirm;
+and ``cohortsync worker``, the scheduler without the API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from cohortsync.cli.context import (
+    ProjectOption,
+    console,
+    default_project_id,
+    fail,
+    friendly_errors,
+    migrated_engine,
+    out,
+    settings,
+)
+from cohortsync.clock import SystemClock
+from cohortsync.domain.errors import Conflict
+from cohortsync.keyring import Keyring
+from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.syncs import SyncService, build_sync_service
+from cohortsync.sync.records import BLOCKED, FAILED, SyncRun
+
+syncs_app = typer.Typer(help="Exports of cohorts to partners.", no_args_is_help=True)
+
+SyncArgument = Annotated[int, typer.Argument(help="The sync's id (see `cohortsync syncs list`).")]
+
+
+@contextmanager
+def _service(progress: Progress | None = None, scheduled: bool = False) -> Iterator[SyncService]:
+    with migrated_engine() as engine:
+        yield _build(engine, progress, scheduled)
+
+
+def _build(engine: Engine, progress: Progress | None, scheduled: bool) -> SyncService:
+    current = settings()
+    clock = SystemClock()
+    integrations = IntegrationService(
+        engine,
+        Keyring.from_settings(current),
+        clock,
+        allow_custom_endpoints=current.allow_custom_endpoints,
+    )
+    task = progress.add_task("sending", total=None) if progress is not None else None
+
+    def on_batch(run: SyncRun) -> None:
+        if progress is not None and task is not None:
+            planned = run.counts
+            total = planned.planned_add + planned.planned_update + planned.planned_remove
+            done = planned.added + planned.updated + planned.removed
+            done += sum(planned.rejected.values())
+            progress.update(task, total=total, completed=done)
+
+    return build_sync_service(
+        current, engine, integrations, clock, scheduled=scheduled, on_batch=on_batch
+    )
+
+
+def _describe(run: SyncRun) -> str:
+    counts = run.counts
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.skipped.items()))
+    rejected = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.rejected.items()))
+    line = (
+        f"run {run.id} {run.status}: {counts.members} members, added {counts.added}, "
+        f"updated {counts.updated}, removed {counts.removed}"
+    )
+    if skipped:
+        line += f"; skipped {skipped}"
+    if rejected:
+        line += f"; refused by the partner {rejected}"
+    if run.error:
+        line += f"\n  error: {run.error}"
+    if run.blocked_reason:
+        line += (
+            f"\n  blocked: {run.blocked_reason}"
+            f"\n  confirm with `cohortsync syncs confirm {run.sync_id}`"
+        )
+    return line
+
+
+def _exit_code(run: SyncRun) -> int:
+    return {FAILED: 1, BLOCKED: 2}.get(run.status, 0)
+
+
+@syncs_app.command("export")
+@friendly_errors
+def syncs_export(
+    cohort: Annotated[int, typer.Option(help="The cohort's id.")],
+    integration: Annotated[int, typer.Option(help="The integration's id.")],
+    mode: Annotated[str, typer.Option(help="one_time or dynamic.")] = "dynamic",
+    interval: Annotated[
+        int | None, typer.Option(help="Seconds between dynamic runs (default: the partner's).")
+    ] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Start exporting a cohort to an integration (a re-export replaces the previous one)."""
+    project_id = default_project_id(project)
+    with _service() as service:
+        sync = service.export(project_id, cohort, integration, mode, interval_seconds=interval)
+    out.print(f"sync {sync.id}: cohort {cohort} → integration {integration}, {sync.mode}")
+
+
+@syncs_app.command("list")
+@friendly_errors
+def syncs_list(project: ProjectOption = None) -> None:
+    """The project's syncs, with their last run."""
+    project_id = default_project_id(project)
+    table = Table("id", "cohort", "integration", "mode", "status", "next run", "last run")
+    with _service() as service:
+        for sync in service.all(project_id):
+            runs = service.runs(project_id, sync.id, limit=1)
+            last = f"{runs[0].status} ({runs[0].counts.members} members)" if runs else "never"
+            table.add_row(
+                str(sync.id),
+                str(sync.cohort_id),
+                str(sync.integration_id),
+                sync.mode,
+                sync.status + (" (running)" if sync.running else ""),
+                f"{sync.next_run_at:%Y-%m-%d %H:%M}" if sync.next_run_at else "-",
+                last,
+            )
+    out.print(table)
+
+
+@syncs_app.command("preview")
+@friendly_errors
+def syncs_preview(
+    cohort: Annotated[int, typer.Option(help="The cohort's id.")],
+    integration: Annotated[int, typer.Option(help="The integration's id.")],
+    project: ProjectOption = None,
+) -> None:
+    """What a run would add, update, remove and skip (by reason) now; nothing is sent."""
+    project_id = default_project_id(project)
+    with _service() as service:
+        preview = service.preview(project_id, cohort, integration).as_json()
+    out.print(
+        f"{preview['members']} members: add {preview['add']}, update {preview['update']}, "
+        f"remove {preview['remove']}"
+    )
+    for reason, count in sorted(preview["skip"].items()):
+        out.print(f"  skip {count}: {reason}")
+    if preview["coverage"] is not None:
+        out.print(f"  {preview['coverage']:.0%} of the cohort can be matched by the partner")
+
+
+@syncs_app.command("run")
+@friendly_errors
+def syncs_run(
+    sync_id: SyncArgument,
+    wait_for_lease: Annotated[
+        float,
+        typer.Option(help="Seconds to wait while another worker holds the sync (0: fail at once)."),
+    ] = 0.0,
+    project: ProjectOption = None,
+) -> None:
+    """Run a sync now, in this process, with progress; resumes an interrupted run."""
+    project_id = default_project_id(project)
+    deadline = time.monotonic() + wait_for_lease
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+        _service(progress) as service,
+    ):
+        while True:
+            try:
+                run = service.run_now(project_id, sync_id, wait=True)
+                break
+            except Conflict:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+    out.print(_describe(run))
+    raise typer.Exit(_exit_code(run))
+
+
+@syncs_app.command("confirm")
+@friendly_errors
+def syncs_confirm(sync_id: SyncArgument, project: ProjectOption = None) -> None:
+    """Let a blocked run go ahead (recorded in the audit log) and run it."""
+    project_id = default_project_id(project)
+    with _service() as service:
+        run = service.confirm(project_id, sync_id, user_id=0, wait=True)
+    out.print(_describe(run))
+    raise typer.Exit(_exit_code(run))
+
+
+@syncs_app.command("stop")
+@friendly_errors
+def syncs_stop(sync_id: SyncArgument, project: ProjectOption = None) -> None:
+    """Stop a sync: no more runs; one in progress ends after its current batch."""
+    project_id = default_project_id(project)
+    with _service() as service:
+        sync = service.stop(project_id, sync_id)
+    out.print(f"sync {sync.id} is {sync.status}")
+
+
+def worker() -> None:
+    """Run due syncs until interrupted (the scheduler, without the API)."""
+    with migrated_engine() as engine:
+        service = _build(engine, None, scheduled=True)
+        scheduler = service.scheduler
+        if scheduler is None:
+            raise fail("the scheduler could not start")
+        scheduler.start()
+        console.print("worker running due syncs; Ctrl-C stops after the current batches")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            service.close()
