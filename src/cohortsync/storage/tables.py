@@ -215,8 +215,7 @@ sync_members = sa.Table(
     sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("distinct_id", sa.String(255), primary_key=True),  # canonical id
     sa.Column("member_key", sa.String(255), nullable=False),  # the partner-side identity
-    sa.Column("digest", sa.BigInteger, nullable=False),  # of the fields last sent
-    sa.Column("fields", sa.Text, nullable=False),  # JSON: what removing the member needs
+    sa.Column("fields", sa.Text, nullable=False),  # canonical JSON of what was last sent
     sa.Index("ux_sync_members_key", "sync_id", "member_key", unique=True),
 )
 
@@ -229,7 +228,6 @@ sync_plan = sa.Table(
     sa.Column("op", sa.String(10), nullable=False),  # remove | add
     sa.Column("distinct_id", sa.String(255), nullable=False),
     sa.Column("member_key", sa.String(255), nullable=False),
-    sa.Column("digest", sa.BigInteger, nullable=False),
     sa.Column("fields", sa.Text, nullable=False),
 )
 

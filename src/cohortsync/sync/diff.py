@@ -4,11 +4,11 @@ Both sides arrive sorted by canonical distinct_id, so the diff is one merge pass
 does not grow with the cohort. A member whose partner identity changed is removed under the old
 key and added under the new; a member whose export columns changed is sent again as an update;
 a member who can no longer be matched (lost their email, say) is removed and counted as skipped.
+Fields are compared as canonical JSON text, and a change is built only for members that changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,8 +30,7 @@ class Acknowledged:
 
     distinct_id: str
     key: str
-    digest: int
-    fields: str  # JSON of the member's fields, enough to remove them later
+    fields: str  # canonical JSON of the member's fields as last sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,6 @@ class Change:
     op: Op
     distinct_id: str
     key: str
-    digest: int
     fields: str
 
     def member(self) -> PartnerMember:
@@ -62,20 +60,17 @@ class DiffTally:
         return self.members - sum(self.skipped.values())
 
 
-def encode_fields(fields: Any) -> tuple[str, int]:
-    """A member's fields as canonical JSON and a 63-bit digest of it."""
-    data = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
-    digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
-    return data.decode(), digest
+def encode_fields(fields: Any) -> str:
+    """A member's fields as canonical JSON (sorted keys), so equal fields give equal text."""
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _added(member: PartnerMember, op: Op = ADD) -> Change:
-    fields, digest = encode_fields(member.fields)
-    return Change(op, member.distinct_id, member.key, digest, fields)
+def _added(member: PartnerMember) -> Change:
+    return Change(ADD, member.distinct_id, member.key, encode_fields(member.fields))
 
 
 def _removed(ack: Acknowledged) -> Change:
-    return Change(REMOVE, ack.distinct_id, ack.key, ack.digest, ack.fields)
+    return Change(REMOVE, ack.distinct_id, ack.key, ack.fields)
 
 
 def member_diff(
@@ -113,8 +108,8 @@ def member_diff(
                 yield _removed(ack)
                 yield _added(outcome)
             else:
-                change = _added(outcome, UPDATE)
-                if change.digest != ack.digest:
-                    yield change
+                fields = encode_fields(outcome.fields)
+                if fields != ack.fields:
+                    yield Change(UPDATE, ack.distinct_id, outcome.key, fields)
             cur = next(cur_iter, None)
             ack = next(ack_iter, None)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
@@ -37,7 +39,6 @@ def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]
         sa.select(
             sync_members.c.distinct_id,
             sync_members.c.member_key,
-            sync_members.c.digest,
             sync_members.c.fields,
         )
         .where(sync_members.c.sync_id == sync_id)
@@ -45,7 +46,7 @@ def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]
     )
     result = connection.execution_options(stream_results=True, yield_per=2_000).execute(query)
     for row in result:
-        yield Acknowledged(row[0], row[1], row[2], row[3])
+        yield Acknowledged(row[0], row[1], row[2])
 
 
 def acknowledged_count(connection: Connection, sync_id: int) -> int:
@@ -82,7 +83,6 @@ class PlanWriter:
                 "op": change.op,
                 "distinct_id": change.distinct_id,
                 "member_key": change.key,
-                "digest": change.digest,
                 "fields": change.fields,
             }
         )
@@ -177,7 +177,7 @@ def plan_page(
         .order_by(sync_plan.c.seq)
         .limit(limit)
     )
-    return [(r.seq, Change(r.op, r.distinct_id, r.member_key, r.digest, r.fields)) for r in rows]
+    return [(r.seq, Change(r.op, r.distinct_id, r.member_key, r.fields)) for r in rows]
 
 
 @dataclass
@@ -189,6 +189,28 @@ class BatchResult:
     rejected: Sequence[Rejection]
 
 
+def _upsert(connection: Connection) -> Any:
+    """INSERT … ON CONFLICT (sync_id, distinct_id) DO UPDATE, in the connection's dialect."""
+    insert: Any = (
+        postgresql_insert(sync_members)
+        if connection.dialect.name == "postgresql"
+        else sqlite_insert(sync_members)
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[sync_members.c.sync_id, sync_members.c.distinct_id],
+        set_={"member_key": insert.excluded.member_key, "fields": insert.excluded.fields},
+    )
+
+
+_DELETE_MEMBER = sync_members.delete().where(
+    sync_members.c.sync_id == sa.bindparam("s"), sync_members.c.distinct_id == sa.bindparam("d")
+)
+_DELETE_REJECTION = sync_rejections.delete().where(
+    sync_rejections.c.sync_id == sa.bindparam("s"),
+    sync_rejections.c.member_key == sa.bindparam("k"),
+)
+
+
 def checkpoint(
     connection: Connection,
     sync_id: int,
@@ -197,53 +219,38 @@ def checkpoint(
     cursor: int,
     counts: RunCounts,
 ) -> None:
-    """Record a batch's outcome and move the run's cursor, in the caller's transaction."""
+    """Record a batch's outcome and move the run's cursor, in the caller's transaction.
+
+    Single-row statements by primary key (executemany), so each is an index lookup whatever
+    the planner believes about the table's size.
+    """
     taken = [c for c in batch.changes if c.key in batch.accepted]
     gone = [c for c in taken if c.op == REMOVE]
     kept = [c for c in taken if c.op != REMOVE]
-    for start in range(0, len(taken), 500):
-        part = taken[start : start + 500]
-        connection.execute(
-            sync_members.delete().where(
-                sync_members.c.sync_id == sync_id,
-                sync_members.c.distinct_id.in_([c.distinct_id for c in part]),
-            )
-        )
-        keys = [c.key for c in part if c.op != REMOVE]
-        if keys:
-            connection.execute(
-                sync_members.delete().where(
-                    sync_members.c.sync_id == sync_id, sync_members.c.member_key.in_(keys)
-                )
-            )
-        connection.execute(
-            sync_rejections.delete().where(
-                sync_rejections.c.sync_id == sync_id,
-                sync_rejections.c.member_key.in_([c.key for c in part]),
-            )
-        )
+    if gone:
+        connection.execute(_DELETE_MEMBER, [{"s": sync_id, "d": c.distinct_id} for c in gone])
     if kept:
         connection.execute(
-            sync_members.insert(),
+            _upsert(connection),
             [
                 {
                     "sync_id": sync_id,
                     "distinct_id": c.distinct_id,
                     "member_key": c.key,
-                    "digest": c.digest,
                     "fields": c.fields,
                 }
                 for c in kept
             ],
         )
+    had_rejections = connection.execute(
+        sa.select(sync_rejections.c.member_key).where(sync_rejections.c.sync_id == sync_id).limit(1)
+    ).first()
+    if had_rejections is not None and taken:
+        connection.execute(_DELETE_REJECTION, [{"s": sync_id, "k": c.key} for c in taken])
     if batch.rejected:
         ops = {c.key: c.op for c in batch.changes}
-        keys = [r.key for r in batch.rejected]
-        connection.execute(
-            sync_rejections.delete().where(
-                sync_rejections.c.sync_id == sync_id, sync_rejections.c.member_key.in_(keys)
-            )
-        )
+        refused = list({r.key: r for r in batch.rejected}.values())
+        connection.execute(_DELETE_REJECTION, [{"s": sync_id, "k": r.key} for r in refused])
         connection.execute(
             sync_rejections.insert(),
             [
@@ -254,9 +261,19 @@ def checkpoint(
                     "reason": r.reason[:1000],
                     "run_id": run_id,
                 }
-                for r in {r.key: r for r in batch.rejected}.values()
+                for r in refused
             ],
         )
+        held = [r.key for r in refused if ops.get(r.key) == REMOVE]
+        if held:  # still on the list: a later add of the same key must wait for the next run
+            connection.execute(
+                sync_plan.delete().where(
+                    sync_plan.c.run_id == run_id,
+                    sync_plan.c.seq > cursor,
+                    sync_plan.c.op != REMOVE,
+                    sync_plan.c.member_key.in_(held),
+                )
+            )
     counts.removed += len(gone)
     counts.added += sum(1 for c in kept if c.op == ADD)
     counts.updated += sum(1 for c in kept if c.op != ADD)

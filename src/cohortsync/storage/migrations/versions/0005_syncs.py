@@ -71,7 +71,6 @@ def upgrade() -> None:
         sa.Column("sync_id", sa.Integer, nullable=False),
         sa.Column("distinct_id", sa.String(255), nullable=False),
         sa.Column("member_key", sa.String(255), nullable=False),
-        sa.Column("digest", sa.BigInteger, nullable=False),
         sa.Column("fields", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("sync_id", "distinct_id", name="pk_sync_members"),
         sa.ForeignKeyConstraint(
@@ -86,7 +85,6 @@ def upgrade() -> None:
         sa.Column("op", sa.String(10), nullable=False),
         sa.Column("distinct_id", sa.String(255), nullable=False),
         sa.Column("member_key", sa.String(255), nullable=False),
-        sa.Column("digest", sa.BigInteger, nullable=False),
         sa.Column("fields", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("run_id", "seq", name="pk_sync_plan"),
         sa.ForeignKeyConstraint(
