@@ -64,7 +64,15 @@ def test_killed_workers_resume_and_the_list_ends_exact(
     started = time.monotonic()
     while kills < KILLS:
         worker = _worker(database_url, sync.id)
-        time.sleep(rng.uniform(1.0, 2.5))  # start-up, lease wait, planning or sending
+        if kills % 3 == 0:  # anywhere: start-up, waiting for the lease, planning or sending
+            time.sleep(rng.uniform(0.5, 3.0))
+        else:  # mid-send: once this worker has delivered something, at a random moment
+            before = sandbox.state.received
+            deadline = time.monotonic() + 60
+            while sandbox.state.received == before and worker.poll() is None:
+                assert time.monotonic() < deadline, "the worker made no progress"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.4))
         if worker.poll() is not None:
             output, errors = worker.communicate()
             assert worker.returncode == 0, (output + errors).decode()[-2000:]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -175,6 +175,8 @@ def partner_route(state: SandboxState, path: str, method: str, handler: Handler)
             if early is not None:
                 return early
             return await handler(request)
+        except ClientDisconnect:  # the client went away mid-request (a killed worker)
+            return Response(status_code=499)
         finally:
             state.leave()
 
