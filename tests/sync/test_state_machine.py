@@ -1,0 +1,209 @@
+"""A hypothesis state machine over the sync engine: members join, leave and rejoin, change
+their email or partner id; the partner rate-limits, fails, refuses members or revokes the key;
+runs crash mid-way. After every run that succeeds, the CleverTap emulator's list holds exactly
+the cohort's matchable members (minus those the partner refuses), and the engine's acknowledged
+state equals the list. (CleverTap: its identity can change, and it has no request rate to pace
+the hundreds of runs; Iterable's 5 requests a second would make this minutes long.)"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import FrozenClock
+from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.services import accounts
+from cohortsync.storage.database import create_engine
+from cohortsync.sync.records import SyncRun
+from tests.conftest import NOW
+from tests.sync.world import SyncWorld, make_world
+
+USERS = ["ann", "bob", "cat", "dov", "eva", "fin"]
+PRO_OR_BUYER = {
+    "any": [
+        {"property": "plan", "op": "equals", "value": "pro"},
+        {"event": "Purchase", "count": {"op": ">=", "value": 1}},
+    ]
+}
+
+
+class SimulatedCrash(BaseException):
+    """The worker dies between two batches (nothing after the last checkpoint runs)."""
+
+
+def sync_machine(
+    new_engine: Callable[[], Engine], sandbox: RunningSandbox
+) -> type[RuleBasedStateMachine]:
+    """The machine class, over fresh databases from ``new_engine`` and the CleverTap emulator."""
+
+    class SyncMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            sandbox.state.reset()
+            engine = new_engine()
+            project, _ = accounts.ensure_default_project(engine)
+            self.world: SyncWorld = make_world(engine, FrozenClock(NOW), project)
+            self.cohort_id = self.world.cohort("Pro or buyer", PRO_OR_BUYER)
+            self.integration_id = self.world.connect(sandbox)
+            self.sync_id = (
+                self.world.service()
+                .export(project.id, self.cohort_id, self.integration_id, "dynamic")
+                .id
+            )
+            self.crash_after: int | None = None
+            self.generation = 0
+            self.last: SyncRun | None = None
+
+        # -- the cohort changes --------------------------------------------------------------
+
+        @rule(user=st.sampled_from(USERS))
+        def join(self, user: str) -> None:
+            self.world.set_profile(user, plan="pro")
+
+        @rule(user=st.sampled_from(USERS))
+        def leave(self, user: str) -> None:
+            self.world.set_profile(user, plan="free")
+
+        @rule(user=st.sampled_from(USERS), present=st.booleans())
+        def email(self, user: str, present: bool) -> None:
+            if present:
+                self.generation += 1
+                self.world.set_profile(user, **{"$email": f"{user}{self.generation}@x.io"})
+            else:
+                self.world.unset(user, "$email")
+
+        @rule(user=st.sampled_from(USERS))
+        def buy(self, user: str) -> None:  # a user without a profile yet joins as anonymous
+            self.world.event(user, "Purchase")
+
+        @rule(user=st.sampled_from(USERS))
+        def partner_id(self, user: str) -> None:
+            self.generation += 1
+            self.world.set_profile(user, **{"$CleverTap_user_id": f"ct-{user}-{self.generation}"})
+
+        # -- the partner and the worker misbehave --------------------------------------------
+
+        @rule(count=st.integers(1, 3))
+        def rate_limit(self, count: int) -> None:
+            sandbox.state.faults.rate_limit_next = count
+
+        @rule()
+        def outage(self) -> None:
+            sandbox.state.faults.server_error_next = 50  # longer than the retry budget
+
+        @rule(user=st.sampled_from(USERS))
+        def refuse(self, user: str) -> None:
+            sandbox.state.faults.reject_keys = {user}
+
+        @rule()
+        def recover(self) -> None:
+            faults = sandbox.state.faults
+            faults.server_error_next = faults.rate_limit_next = 0
+            faults.reject_keys = set()
+            faults.bad_credentials = False
+
+        @rule()
+        def revoke_key(self) -> None:
+            sandbox.state.faults.bad_credentials = True
+
+        @rule(batches=st.integers(0, 2))
+        def crash_next_run(self, batches: int) -> None:
+            self.crash_after = batches
+
+        # -- runs -------------------------------------------------------------------------------
+
+        @rule()
+        def sync(self) -> None:
+            world, project_id = self.world, self.world.project.id
+            integration = world.integrations.get(project_id, self.integration_id)
+            if integration.status == "error" and not sandbox.state.faults.bad_credentials:
+                world.integrations.update(project_id, self.integration_id)  # the admin fixes it
+            crash_after, self.crash_after = self.crash_after, None
+            done = [0]
+
+            def on_batch(_run: SyncRun) -> None:
+                done[0] += 1
+                if crash_after is not None and done[0] > crash_after:
+                    raise SimulatedCrash()
+
+            service = world.service(world.runner(on_batch=on_batch, batch_size=2))
+            try:
+                run = service.run_now(project_id, self.sync_id)
+            except SimulatedCrash:
+                self.last = None
+                return
+            if run.status == "blocked":
+                assert not world.qualifying(self.cohort_id)[0], run.blocked_reason
+                run = service.confirm(project_id, self.sync_id, user_id=1, wait=True)
+            self.last = run
+
+        @invariant()
+        def list_is_exact_after_a_successful_run(self) -> None:
+            run, self.last = self.last, None
+            if run is None or run.status not in ("succeeded", "partial"):
+                return
+            expected, skipped = self.world.expected("clevertap", self.cohort_id)
+            name = self.world.service().get(self.world.project.id, self.sync_id).list_name
+            assert name is not None
+            held = sandbox.state.members(name)
+            refused = sandbox.state.faults.reject_keys
+            if run.status == "succeeded":
+                assert held == expected
+            else:
+                assert held == expected - refused and sum(run.counts.rejected.values()) >= 1
+            assert self.world.acknowledged(self.sync_id) == held
+            assert dict(run.counts.skipped) == skipped
+
+    return SyncMachine
+
+
+def _run(new_engine: Callable[[], Engine], sandbox: RunningSandbox, examples: int) -> None:
+    machine = sync_machine(new_engine, sandbox)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+def test_lists_stay_exact_through_joins_faults_and_crashes(
+    tmp_path: Path, sqlite_template: Path, sandbox_fleet: dict[str, RunningSandbox]
+) -> None:
+    """500 examples on the embedded default (SQLite)."""
+    made: list[Engine] = []
+
+    def new_engine() -> Engine:
+        for previous in made:
+            previous.dispose()
+        target = tmp_path / f"machine-{len(made)}.db"
+        shutil.copy(sqlite_template, target)
+        made.append(create_engine(f"sqlite:///{target}"))
+        return made[-1]
+
+    _run(
+        new_engine,
+        sandbox_fleet["clevertap"],
+        examples=500,
+    )
+
+
+@pytest.mark.postgres
+def test_lists_stay_exact_on_postgresql(
+    database_url: Any, fresh_engine: Callable[[], Engine], sandbox_fleet: dict[str, RunningSandbox]
+) -> None:
+    """Fewer examples on PostgreSQL: the same machine, the other engine."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the SQLite run is the test above")
+    _run(fresh_engine, sandbox_fleet["clevertap"], examples=60)
