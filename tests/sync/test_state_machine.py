@@ -91,28 +91,24 @@ def sync_machine(
 
         # -- the partner and the worker misbehave --------------------------------------------
 
-        @rule(count=st.integers(1, 3))
-        def rate_limit(self, count: int) -> None:
-            sandbox.state.faults.rate_limit_next = count
-
-        @rule()
-        def outage(self) -> None:
-            sandbox.state.faults.server_error_next = 50  # longer than the retry budget
-
-        @rule(user=st.sampled_from(USERS))
-        def refuse(self, user: str) -> None:
-            sandbox.state.faults.reject_keys = {user}
-
-        @rule()
-        def recover(self) -> None:
+        @rule(
+            fault=st.sampled_from(["rate_limit", "outage", "refuse", "revoke_key", "recover"]),
+            user=st.sampled_from(USERS),
+        )
+        def partner_changes(self, fault: str, user: str) -> None:
             faults = sandbox.state.faults
-            faults.server_error_next = faults.rate_limit_next = 0
-            faults.reject_keys = set()
-            faults.bad_credentials = False
-
-        @rule()
-        def revoke_key(self) -> None:
-            sandbox.state.faults.bad_credentials = True
+            if fault == "rate_limit":
+                faults.rate_limit_next = 2
+            elif fault == "outage":
+                faults.server_error_next = 50  # longer than the retry budget
+            elif fault == "refuse":
+                faults.reject_keys = {user}
+            elif fault == "revoke_key":
+                faults.bad_credentials = True
+            else:
+                faults.server_error_next = faults.rate_limit_next = 0
+                faults.reject_keys = set()
+                faults.bad_credentials = False
 
         @rule(batches=st.integers(0, 2))
         def crash_next_run(self, batches: int) -> None:
@@ -171,7 +167,7 @@ def _run(new_engine: Callable[[], Engine], sandbox: RunningSandbox, examples: in
         machine,
         settings=settings(
             max_examples=examples,
-            stateful_step_count=12,
+            stateful_step_count=16,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
