@@ -149,6 +149,10 @@ class SyncRunner:
         Raises Conflict when another run of the sync is in progress. The caller must then call
         :meth:`execute`, which releases the lease.
         """
+        return self._begin(sync_id, trigger)[0]
+
+    def _begin(self, sync_id: int, trigger: str) -> tuple[SyncRun, bool]:
+        """The run to execute, and whether it is an interrupted one being resumed."""
         now = self._clock.now()
         if not lease.take(self._engine, sync_id, self.owner, now, self.config.lease_seconds):
             raise Conflict(f"sync {sync_id} is already running; wait for its run to finish")
@@ -157,7 +161,7 @@ class SyncRunner:
                 sync = get_sync(connection, sync_id, now)
                 latest = latest_run(connection, sync_id)
                 if latest is not None and latest.status in UNFINISHED:
-                    return latest
+                    return latest, True
                 if sync.status != ACTIVE:
                     raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
                 if latest is not None and latest.status == BLOCKED:
@@ -181,7 +185,7 @@ class SyncRunner:
                     )
                     .returning(sync_runs.c.id)
                 ).scalar_one()
-                return get_run(connection, int(run_id))
+                return get_run(connection, int(run_id)), False
         except BaseException:
             lease.release(self._engine, sync_id, self.owner)
             raise
@@ -221,8 +225,18 @@ class SyncRunner:
             raise
 
     def run(self, sync_id: int, trigger: str = "manual") -> SyncRun:
-        """Begin and execute a run in this thread."""
-        return self.execute(self.begin(sync_id, trigger))
+        """Begin and execute a run in this thread. An interrupted run is finished first (its
+        plan is partly sent, and re-planning could send it again), then a fresh run brings the
+        list up to date with the cohort as it is now."""
+        run, resumed = self._begin(sync_id, trigger)
+        finished = self.execute(run)
+        if not resumed or finished.status not in (SUCCEEDED, PARTIAL):
+            return finished
+        try:
+            fresh, _ = self._begin(sync_id, trigger)
+        except Conflict:  # a one-time export the resumed run completed, or another worker
+            return finished
+        return self.execute(fresh)
 
     # -- executing ------------------------------------------------------------------------
 
