@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set up, migrate the embedded SQLite database and serve on http://127.0.0.1:8000
+## Set up, migrate the embedded SQLite database, show the sync demo once, serve on :8000
 run: $(STAMP)
 	$(BIN)/cohortsync migrate
+	$(BIN)/cohortsync demo sync --skip-if-done
 	$(BIN)/cohortsync serve
+
+## The sync demo again: partner emulators, a cohort exported to each, lists checked per run
+demo: $(STAMP)
+	$(BIN)/cohortsync migrate
+	$(BIN)/cohortsync demo sync
 
 ## Set up, lint, type-check and run the whole test suite
 test: $(STAMP) lint

@@ -208,3 +208,19 @@ def test_cohort_commands(db: str, tmp_path: Path) -> None:
     refused = run(db, "cohorts", "create", "--name", "x", "--file", str(bad), check=False)
     assert refused.returncode == 1
     assert "$.within.unit: unknown unit 'year'" in refused.stderr
+
+
+def test_sync_demo_and_sync_commands(db: str) -> None:
+    """The demo exports a cohort to every emulator and checks each list after every run; the
+    syncs it leaves behind are listed, stopped, and refuse to run."""
+    demo = run(db, "demo", "sync", "--users", "300", "--rounds", "2")
+    assert "every list matched its cohort after every run" in demo.stdout
+    again = run(db, "demo", "sync", "--skip-if-done")
+    assert "ran on this database already" in again.stdout
+    listed = run(db, "syncs", "list")
+    assert listed.stdout.count("stopped") == 4
+    refused = run(db, "syncs", "run", "1", check=False)
+    assert refused.returncode == 1
+    assert "sync 1 is stopped; export the cohort again" in refused.stderr
+    preview = run(db, "syncs", "preview", "--cohort", "1", "--integration", "1", check=False)
+    assert preview.returncode == 1 and "disconnected" in preview.stderr

@@ -37,7 +37,7 @@ import_app = typer.Typer(help="Import NDJSON or CSV files (resumable).", no_args
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 
 
-def _ingestion(engine: Engine, project: int | None) -> tuple[Project, IngestionService]:
+def project_ingestion(engine: Engine, project: int | None) -> tuple[Project, IngestionService]:
     """The target project (the first one by default) and a service that writes into it."""
     if project is None:
         target, _ = accounts.ensure_default_project(engine)
@@ -53,7 +53,7 @@ def _run_import(path: Path, kind: ImportKind, project: int | None) -> None:
     if path.suffix.lower() not in (".ndjson", ".jsonl", ".json", ".csv"):
         raise fail(f"{path.name}: expected a .ndjson, .jsonl or .csv file")
     with migrated_engine() as engine:
-        target, service = _ingestion(engine, project)
+        target, service = project_ingestion(engine, project)
         total = path.stat().st_size
         with Progress(
             TextColumn(f"importing {kind.value} from {path.name}"),
@@ -125,25 +125,34 @@ def demo_seed(
     """Generate a realistic dataset (sign-ups, sessions, purchases, plans, merged identities)."""
     if users < 1:
         raise fail("--users must be at least 1")
-    config = DemoConfig(users=users, events_per_user=events_per_user, seed=seed)
     with migrated_engine() as engine:
-        target, service = _ingestion(engine, project)
-        stored = {"events": 0, "profiles": 0}
-        with Progress(
-            TextColumn("seeding demo data"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("records"),
-            console=console,
-        ) as progress:
-            task = progress.add_task("seed", total=users * (events_per_user + 1))
-            for kind, batch in generate(config, now_ms(SystemClock())):
-                if kind == "events":
-                    result = service.import_events(target, batch)
-                else:
-                    result = service.import_profiles(target, batch)
-                stored[kind] += result.imported
-                progress.advance(task, len(batch))
+        target, _ = project_ingestion(engine, project)
+        stored = seed_demo(engine, target, users, events_per_user, seed)
     out.print(
         f"seeded project {target.id}: {stored['profiles']} profiles, {stored['events']} events"
     )
+
+
+def seed_demo(
+    engine: Engine, target: Project, users: int, events_per_user: int = 10, seed: int = 7
+) -> dict[str, int]:
+    """Store a generated dataset in ``target``, with a progress bar; returns what was stored."""
+    config = DemoConfig(users=users, events_per_user=events_per_user, seed=seed)
+    service = IngestionService(engine, SystemClock())
+    stored = {"events": 0, "profiles": 0}
+    with Progress(
+        TextColumn("seeding demo data"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("records"),
+        console=console,
+    ) as progress:
+        task = progress.add_task("seed", total=users * (events_per_user + 1))
+        for kind, batch in generate(config, now_ms(SystemClock())):
+            if kind == "events":
+                result = service.import_events(target, batch)
+            else:
+                result = service.import_profiles(target, batch)
+            stored[kind] += result.imported
+            progress.advance(task, len(batch))
+    return stored

@@ -23,7 +23,9 @@ from cohortsync.cli.context import (
     out,
     settings,
 )
+from cohortsync.cli.data_commands import demo_app, project_ingestion, seed_demo
 from cohortsync.clock import SystemClock
+from cohortsync.demo.sync_tour import demo_done, has_profiles, run_tour
 from cohortsync.domain.errors import Conflict
 from cohortsync.keyring import Keyring
 from cohortsync.services.integrations import IntegrationService
@@ -207,6 +209,54 @@ def syncs_stop(sync_id: SyncArgument, project: ProjectOption = None) -> None:
     with _service() as service:
         sync = service.stop(project_id, sync_id)
     out.print(f"sync {sync.id} is {sync.status}")
+
+
+@demo_app.command("sync")
+@friendly_errors
+def demo_sync(
+    rounds: Annotated[int, typer.Option(help="Runs per partner, with plan changes between.")] = 3,
+    users: Annotated[int, typer.Option(help="Users to seed when the project has none.")] = 2000,
+    skip_if_done: Annotated[
+        bool, typer.Option(help="Do nothing when this database has had the demo.")
+    ] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Start the partner emulators, export a cohort to each, change who qualifies between runs,
+    and check after each run that every list holds exactly the cohort's matchable members."""
+    project_id = default_project_id(project)
+    current = settings()
+    with migrated_engine() as engine:
+        target, _ = project_ingestion(engine, project_id)
+        if skip_if_done and demo_done(engine, project_id):
+            out.print(
+                "the sync demo ran on this database already (`cohortsync demo sync` reruns it)"
+            )
+            return
+        if not has_profiles(engine, project_id):
+            seed_demo(engine, target, users)
+        table = Table(
+            "round", "partner", "status", "sent", "removed", "skipped", "on list", "exact"
+        )
+        converged = True
+        for report in run_tour(
+            engine, current, target, SystemClock(), rounds=rounds, say=console.print
+        ):
+            skipped = ", ".join(f"{n} {r}" for r, n in sorted(report.skipped.items())) or "-"
+            converged &= report.exact
+            table.add_row(
+                str(report.round),
+                report.partner,
+                report.status,
+                str(report.added),
+                str(report.removed),
+                skipped,
+                f"{report.on_list} / {report.expected}",
+                "yes" if report.exact else "NO",
+            )
+        out.print(table)
+    if not converged:
+        raise fail("a list did not match its cohort; see the table above")
+    out.print("every list matched its cohort after every run; the demo's syncs are now stopped")
 
 
 def worker() -> None:

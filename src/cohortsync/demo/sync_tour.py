@@ -1,0 +1,159 @@
+"""The sync demo: the four partner emulators, a cohort exported to each, users joining and
+leaving between runs, and every list checked against the cohort after each run.
+
+It runs in one process (``cohortsync demo sync``, and once on a new database from ``make run``);
+at the end its syncs are stopped and its integrations disconnected, so the server that starts
+afterwards has the history to show and nothing pointing at emulators that are gone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock, now_ms
+from cohortsync.domain.accounts import Project
+from cohortsync.keyring import Keyring
+from cohortsync.sandbox.fleet import start_all
+from cohortsync.services import cohorts
+from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.syncs import SyncService, build_sync_service
+from cohortsync.settings import Settings
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import cohorts as cohorts_table
+from cohortsync.storage.tables import profiles
+
+COHORT_NAME = "Demo: paying customers"
+DEFINITION = {"property": "plan", "op": "in", "value": ["pro", "enterprise"]}
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One run of one partner's sync, checked against the cohort."""
+
+    partner: str
+    round: int
+    status: str
+    added: int
+    removed: int
+    skipped: dict[str, int]
+    on_list: int
+    expected: int
+
+    @property
+    def exact(self) -> bool:
+        """The list holds exactly the cohort's matchable members."""
+        return self.on_list == self.expected and self.status in ("succeeded", "partial")
+
+
+def demo_done(engine: Engine, project_id: int) -> bool:
+    """Whether this database has had the demo already (its cohort exists)."""
+    with read_transaction(engine) as connection:
+        found = connection.execute(
+            sa.select(cohorts_table.c.id).where(
+                cohorts_table.c.project_id == project_id, cohorts_table.c.name == COHORT_NAME
+            )
+        ).first()
+    return found is not None
+
+
+def has_profiles(engine: Engine, project_id: int) -> bool:
+    """Whether the project has any profile (else the demo seeds a dataset first)."""
+    with read_transaction(engine) as connection:
+        found = connection.execute(
+            sa.select(profiles.c.distinct_id).where(profiles.c.project_id == project_id).limit(1)
+        ).first()
+    return found is not None
+
+
+def _shuffle_plans(
+    engine: Engine, ingestion: IngestionService, project: Project, rng: random.Random, share: float
+) -> int:
+    """Move ``share`` of the profiled users to another plan (some join, some leave)."""
+    with read_transaction(engine) as connection:
+        users = [
+            row[0]
+            for row in connection.execute(
+                sa.select(profiles.c.distinct_id).where(profiles.c.project_id == project.id)
+            )
+        ]
+    chosen = rng.sample(users, max(1, int(len(users) * share)))
+    updates = [
+        {
+            "$token": project.token,
+            "$distinct_id": user,
+            "$set": {"plan": rng.choice(["free", "pro", "enterprise"])},
+        }
+        for user in chosen
+    ]
+    ingestion.engage(updates)
+    return len(chosen)
+
+
+def _matchable(service: SyncService, sync_id: int, project: int) -> int:
+    run = service.runs(project, sync_id, limit=1)[0]
+    return run.counts.members - sum(run.counts.skipped.values()) - sum(run.counts.rejected.values())
+
+
+def run_tour(
+    engine: Engine,
+    settings: Settings,
+    project: Project,
+    clock: Clock,
+    *,
+    rounds: int = 3,
+    say: Callable[[str], None] = print,
+    seed: int = 7,
+) -> Iterator[RoundReport]:
+    """Export the demo cohort to every emulator and run ``rounds`` times, changing plans in
+    between; yields each run's report."""
+    rng = random.Random(seed)
+    running = start_all()
+    integrations = IntegrationService(
+        engine, Keyring.from_settings(settings), clock, allow_custom_endpoints=True
+    )
+    service = build_sync_service(settings, engine, integrations, clock, scheduled=False)
+    ingestion = IngestionService(engine, clock)
+    try:
+        with write_transaction(engine) as connection:
+            cohort = cohorts.create_cohort(connection, project.id, COHORT_NAME, DEFINITION)
+            members = cohorts.count_members(connection, project.id, cohort.id, now_ms(clock))
+        say(f"cohort {cohort.id} {COHORT_NAME!r}: {members} members")
+        syncs: dict[str, int] = {}
+        for partner, sandbox in running.items():
+            body = sandbox.integration()
+            integration = integrations.connect(
+                project.id, partner, body["credentials"], body["settings"], f"Demo {partner}"
+            )
+            say(f"{partner}: emulator on {sandbox.base_url}, integration {integration.status}")
+            syncs[partner] = service.export(project.id, cohort.id, integration.id, "dynamic").id
+        for number in range(1, rounds + 1):
+            if number > 1:
+                moved = _shuffle_plans(engine, ingestion, project, rng, 0.05)
+                say(f"round {number}: {moved} users changed plan")
+            for partner, sync_id in syncs.items():
+                run = service.run_now(project.id, sync_id, wait=True)
+                sync = service.get(project.id, sync_id)
+                on_list = len(running[partner].state.members(sync.list_name or ""))
+                yield RoundReport(
+                    partner=partner,
+                    round=number,
+                    status=run.status,
+                    added=run.counts.added + run.counts.updated,
+                    removed=run.counts.removed,
+                    skipped=dict(run.counts.skipped),
+                    on_list=on_list,
+                    expected=_matchable(service, sync_id, project.id),
+                )
+        for sync_id in syncs.values():
+            service.stop(project.id, sync_id)
+            integration_id = service.get(project.id, sync_id).integration_id
+            integrations.disconnect(project.id, integration_id)
+    finally:
+        for sandbox in running.values():
+            sandbox.server.stop()
