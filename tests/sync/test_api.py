@@ -438,6 +438,19 @@ def test_a_run_emptying_the_list_waits_for_an_admins_confirm(
     assert_error(admin.post(f"{item}/confirm"), 409, "no blocked run")
 
 
+def _slow_sync(
+    admin: httpx.Client, live_server: LiveServer, project: Project, sandbox: RunningSandbox
+) -> tuple[dict[str, Any], str]:
+    """A dynamic sync of ana and ben to the webhook emulator, whose every call now takes 1.5 s
+    (a run is certainly still going when the test acts on it); the sync and its URL."""
+    engage(live_server, project, {"ana": {"plan": "pro"}, "ben": {"plan": "pro"}})
+    integration_id = connect(admin, project, sandbox)
+    cohort_id = create_cohort(admin, project, "Pro", PRO)
+    sync = export(admin, project, cohort_id, integration_id, "dynamic")
+    sandbox.state.faults.latency_seconds = 1.5
+    return sync, syncs_url(project, f"/{sync['id']}")
+
+
 def test_run_now_while_a_run_is_in_progress_is_a_conflict(
     admin: httpx.Client,
     live_server: LiveServer,
@@ -445,13 +458,7 @@ def test_run_now_while_a_run_is_in_progress_is_a_conflict(
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
     sandbox = sandboxes["webhook"]
-    engage(live_server, project, {"ana": {"plan": "pro"}, "ben": {"plan": "pro"}})
-    integration_id = connect(admin, project, sandbox)
-    cohort_id = create_cohort(admin, project, "Pro", PRO)
-    sync = export(admin, project, cohort_id, integration_id, "dynamic")
-    item = syncs_url(project, f"/{sync['id']}")
-    # Every partner call now takes 1.5 s: the run is certainly still going while we ask again.
-    sandbox.state.faults.latency_seconds = 1.5
+    sync, item = _slow_sync(admin, live_server, project, sandbox)
 
     started = admin.post(f"{item}/run")
     assert started.status_code == 202, started.text
@@ -473,12 +480,7 @@ def test_stopping_a_sync_mid_run_ends_the_run(
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
     sandbox = sandboxes["webhook"]
-    engage(live_server, project, {"ana": {"plan": "pro"}, "ben": {"plan": "pro"}})
-    integration_id = connect(admin, project, sandbox)
-    cohort_id = create_cohort(admin, project, "Pro", PRO)
-    sync = export(admin, project, cohort_id, integration_id, "dynamic")
-    item = syncs_url(project, f"/{sync['id']}")
-    sandbox.state.faults.latency_seconds = 1.5  # the stop lands while the run is still going
+    sync, item = _slow_sync(admin, live_server, project, sandbox)
 
     started = admin.post(f"{item}/run")
     assert started.status_code == 202, started.text

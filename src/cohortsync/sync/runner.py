@@ -8,11 +8,10 @@ leaves a run that the next worker (after the lease expires) resumes from its cur
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,7 +23,6 @@ from cohortsync.destinations.base import (
     CohortInfo,
     Destination,
     PartnerList,
-    Rejection,
     RunInfo,
 )
 from cohortsync.destinations.errors import (
@@ -40,7 +38,8 @@ from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import audit_log, sync_runs, syncs
 from cohortsync.sync import lease
-from cohortsync.sync.diff import ADD, REMOVE, Change
+from cohortsync.sync.delivery import deliver, next_batch
+from cohortsync.sync.diff import ADD, REMOVE
 from cohortsync.sync.ledger import (
     BatchResult,
     PlanWriter,
@@ -82,9 +81,6 @@ from cohortsync.sync.safety import SafetyRules
 
 log = logging.getLogger(__name__)
 
-# A whole batch refused with one of these may hold one bad member: split it to find them.
-SPLITTABLE = (400, 413, 422)
-
 
 def worker_name() -> str:
     """A name for this worker that is unique across machines and restarts."""
@@ -113,10 +109,6 @@ class SyncStopped(CohortsyncError):
     """An admin stopped the sync while it ran."""
 
     code = "sync_stopped"
-
-
-class SystemicRefusal(PartnerConfigError):
-    """Every part of a split batch was refused: the request, not its members, is wrong."""
 
 
 class SyncRunner:
@@ -421,10 +413,9 @@ class SyncRunner:
                 page = plan_page(connection, run.id, cursor, batch_size)
             if not page:
                 break
-            batch = _one_kind(page, max_body)
+            batch = next_batch(page, max_body)
             changes = [change for _, change in batch]
-            op = REMOVE if changes[0].op == REMOVE else ADD
-            accepted, rejected = self._deliver(destination, target, op, changes)
+            accepted, rejected = deliver(destination, target, changes)
             if resumed:
                 counts.resent += len(changes)  # the batch in flight at the restart, at most
                 resumed = False
@@ -447,38 +438,6 @@ class SyncRunner:
                     self._on_batch(get_run(connection, run.id))
         status = PARTIAL if sum(counts.rejected.values()) > rejected_before else SUCCEEDED
         self._finish(sync, run.id, status, counts, destination, None, base)
-
-    def _deliver(
-        self, destination: Destination, target: PartnerList, op: str, changes: Sequence[Change]
-    ) -> tuple[set[str], list[Rejection]]:
-        """Send one batch; a batch refused as a whole is split to isolate the bad members."""
-        call = destination.remove_members if op == REMOVE else destination.add_members
-        budget = [2 * math.ceil(math.log2(max(len(changes), 2))) + 8]
-
-        def attempt(part: Sequence[Change]) -> tuple[set[str], list[Rejection], bool]:
-            try:
-                outcome = call(target, [c.member() for c in part])
-            except PartnerConfigError as error:
-                if error.status not in SPLITTABLE:
-                    raise
-                budget[0] -= 1
-                if len(part) == 1:
-                    return set(), [Rejection(part[0].key, error.message)], False
-                if budget[0] <= 0:
-                    raise SystemicRefusal(
-                        f"the partner refused every part of the batch: {error.message}",
-                        error.status,
-                    ) from None
-                middle = len(part) // 2
-                left = attempt(part[:middle])
-                right = attempt(part[middle:])
-                return left[0] | right[0], left[1] + right[1], left[2] or right[2]
-            known = {c.key for c in part}
-            taken = {key for key in outcome.accepted if key in known}
-            return taken, list(outcome.rejected), bool(taken)
-
-        accepted, rejected, _ = attempt(changes)
-        return accepted, rejected
 
     def _finish(
         self,
@@ -523,22 +482,6 @@ class SyncRunner:
 
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
-
-
-def _one_kind(page: Sequence[tuple[int, Change]], max_body: int | None) -> list[tuple[int, Change]]:
-    """The leading changes of one kind (removals, or adds and updates), within the body limit."""
-    removing = page[0][1].op == REMOVE
-    limit = int(max_body * 0.8) if max_body else None
-    size = 0
-    batch: list[tuple[int, Change]] = []
-    for seq, change in page:
-        if (change.op == REMOVE) != removing:
-            break
-        size += len(change.fields) + 64
-        if limit is not None and batch and size > limit:
-            break
-        batch.append((seq, change))
-    return batch
 
 
 @dataclass(frozen=True)
