@@ -22,7 +22,7 @@ from cohortsync.sandbox.fleet import start_all
 from cohortsync.services import cohorts
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
-from cohortsync.services.syncs import SyncService, build_sync_service
+from cohortsync.services.syncs import build_sync_service
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import cohorts as cohorts_table
@@ -95,11 +95,6 @@ def _shuffle_plans(
     return len(chosen)
 
 
-def _matchable(service: SyncService, sync_id: int, project: int) -> int:
-    run = service.runs(project, sync_id, limit=1)[0]
-    return run.counts.members - sum(run.counts.skipped.values()) - sum(run.counts.rejected.values())
-
-
 def run_tour(
     engine: Engine,
     settings: Settings,
@@ -148,7 +143,9 @@ def run_tour(
                     removed=run.counts.removed,
                     skipped=dict(run.counts.skipped),
                     on_list=on_list,
-                    expected=_matchable(service, sync_id, project.id),
+                    expected=run.counts.members
+                    - sum(run.counts.skipped.values())
+                    - sum(run.counts.rejected.values()),
                 )
         for sync_id in syncs.values():
             service.stop(project.id, sync_id)

@@ -21,20 +21,20 @@ from cohortsync.services.cohorts import get_cohort
 from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import audit_log, sync_rejections, sync_runs, syncs
+from cohortsync.storage.tables import sync_rejections, syncs
 from cohortsync.sync.diff import Change, DiffTally
 from cohortsync.sync.plan import plan_changes
 from cohortsync.sync.records import (
     ACTIVE,
-    BLOCKED,
     DYNAMIC,
     MODES,
     STOPPED,
-    SUPERSEDED,
     Sync,
     SyncRun,
+    audit,
     get_sync,
     list_runs,
+    supersede_blocked,
     sync_from_row,
 )
 from cohortsync.sync.runner import SyncConfig, SyncRunner
@@ -150,7 +150,7 @@ class SyncService:
             if existing is not None:
                 sync_id = int(existing.id)
                 connection.execute(syncs.update().where(syncs.c.id == sync_id).values(**values))
-                _supersede_blocked(connection, sync_id, now)
+                supersede_blocked(connection, sync_id, now)
             else:
                 sync_id = int(
                     connection.execute(
@@ -166,7 +166,15 @@ class SyncService:
                         .returning(syncs.c.id)
                     ).scalar_one()
                 )
-            _audit(connection, project_id, user_id, "sync.export", sync_id, {"mode": mode}, now)
+            audit(
+                connection,
+                project_id=project_id,
+                user_id=user_id,
+                action="sync.export",
+                target=f"sync:{sync_id}",
+                detail={"mode": mode},
+                at=now,
+            )
         return self.get(project_id, sync_id)
 
     def preview(self, project_id: int, cohort_id: int, integration_id: int) -> Preview:
@@ -274,43 +282,22 @@ class SyncService:
                 .where(syncs.c.id == sync_id)
                 .values(status=STOPPED, next_run_at=None, updated_at=now)
             )
-            _supersede_blocked(connection, sync_id, now)
-            _audit(connection, project_id, user_id, "sync.stop", sync_id, {}, now)
+            supersede_blocked(connection, sync_id, now)
+            audit(
+                connection,
+                project_id=project_id,
+                user_id=user_id,
+                action="sync.stop",
+                target=f"sync:{sync_id}",
+                detail={},
+                at=now,
+            )
         return self.get(project_id, sync_id)
 
     def close(self) -> None:
         """Stop the scheduler, letting running runs finish their batch."""
         if self.scheduler is not None:
             self.scheduler.close()
-
-
-def _supersede_blocked(connection: Any, sync_id: int, now: Any) -> None:
-    connection.execute(
-        sync_runs.update()
-        .where(sync_runs.c.sync_id == sync_id, sync_runs.c.status == BLOCKED)
-        .values(status=SUPERSEDED, finished_at=now)
-    )
-
-
-def _audit(
-    connection: Any,
-    project_id: int,
-    user_id: int | None,
-    action: str,
-    sync_id: int,
-    detail: dict[str, Any],
-    now: Any,
-) -> None:
-    connection.execute(
-        audit_log.insert().values(
-            project_id=project_id,
-            user_id=user_id,
-            action=action,
-            target=f"sync:{sync_id}",
-            detail=detail,
-            at=now,
-        )
-    )
 
 
 def build_sync_service(

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
@@ -21,6 +19,7 @@ from cohortsync.storage.database import write_transaction
 from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
 from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
 from cohortsync.sync.records import RunCounts
+from cohortsync.warehouse.sql import upsert
 
 # Removals are numbered below adds, so a run sends them first: a key that moves from one user to
 # another is taken off before it is put back on.
@@ -97,6 +96,18 @@ class PlanWriter:
             self._pending = []
 
 
+_DELETE_PLANNED = sync_plan.delete().where(
+    sync_plan.c.run_id == sa.bindparam("r"), sync_plan.c.seq == sa.bindparam("s")
+)
+_DELETE_MEMBER = sync_members.delete().where(
+    sync_members.c.sync_id == sa.bindparam("s"), sync_members.c.distinct_id == sa.bindparam("d")
+)
+_DELETE_REJECTION = sync_rejections.delete().where(
+    sync_rejections.c.sync_id == sa.bindparam("s"),
+    sync_rejections.c.member_key == sa.bindparam("k"),
+)
+
+
 def drop_plan(engine: Engine, run_id: int) -> None:
     """Forget a run's plan (it finished, or is planned again)."""
     with write_transaction(engine) as connection:
@@ -146,14 +157,10 @@ def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> int:
                 sync_members.c.distinct_id.not_in(removed),
             )
         )
-        seqs = [row[0] for row in connection.execute(held)]
-        for start in range(0, len(seqs), 500):
-            dropped += connection.execute(
-                sync_plan.delete().where(
-                    sync_plan.c.run_id == run_id, sync_plan.c.seq.in_(seqs[start : start + 500])
-                )
-            ).rowcount
-    return dropped
+        seqs = [{"r": run_id, "s": row[0]} for row in connection.execute(held)]
+        if seqs:
+            connection.execute(_DELETE_PLANNED, seqs)
+    return dropped + len(seqs)
 
 
 def plan_totals(connection: Connection, run_id: int) -> dict[str, int]:
@@ -189,28 +196,6 @@ class BatchResult:
     rejected: Sequence[Rejection]
 
 
-def _upsert(connection: Connection) -> Any:
-    """INSERT … ON CONFLICT (sync_id, distinct_id) DO UPDATE, in the connection's dialect."""
-    insert: Any = (
-        postgresql_insert(sync_members)
-        if connection.dialect.name == "postgresql"
-        else sqlite_insert(sync_members)
-    )
-    return insert.on_conflict_do_update(
-        index_elements=[sync_members.c.sync_id, sync_members.c.distinct_id],
-        set_={"member_key": insert.excluded.member_key, "fields": insert.excluded.fields},
-    )
-
-
-_DELETE_MEMBER = sync_members.delete().where(
-    sync_members.c.sync_id == sa.bindparam("s"), sync_members.c.distinct_id == sa.bindparam("d")
-)
-_DELETE_REJECTION = sync_rejections.delete().where(
-    sync_rejections.c.sync_id == sa.bindparam("s"),
-    sync_rejections.c.member_key == sa.bindparam("k"),
-)
-
-
 def checkpoint(
     connection: Connection,
     sync_id: int,
@@ -229,19 +214,21 @@ def checkpoint(
     kept = [c for c in taken if c.op != REMOVE]
     if gone:
         connection.execute(_DELETE_MEMBER, [{"s": sync_id, "d": c.distinct_id} for c in gone])
-    if kept:
-        connection.execute(
-            _upsert(connection),
-            [
-                {
-                    "sync_id": sync_id,
-                    "distinct_id": c.distinct_id,
-                    "member_key": c.key,
-                    "fields": c.fields,
-                }
-                for c in kept
-            ],
-        )
+    upsert(
+        connection,
+        sync_members,
+        [
+            {
+                "sync_id": sync_id,
+                "distinct_id": c.distinct_id,
+                "member_key": c.key,
+                "fields": c.fields,
+            }
+            for c in kept
+        ],
+        keys=("sync_id", "distinct_id"),
+        update=("member_key", "fields"),
+    )
     had_rejections = connection.execute(
         sa.select(sync_rejections.c.member_key).where(sync_rejections.c.sync_id == sync_id).limit(1)
     ).first()

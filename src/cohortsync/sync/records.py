@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cohortsync.domain.errors import NotFound
-from cohortsync.storage.tables import sync_runs, syncs
+from cohortsync.storage.tables import audit_log, sync_runs, syncs
 
 ONE_TIME = "one_time"
 DYNAMIC = "dynamic"
@@ -258,3 +258,35 @@ def list_runs(connection: Connection, sync_id: int, limit: int = 50) -> list[Syn
         .limit(limit)
     )
     return [run_from_row(r) for r in rows]
+
+
+def supersede_blocked(connection: Connection, sync_id: int, now: datetime) -> None:
+    """A blocked run waiting for a confirm is replaced (a new run, a re-export or a stop)."""
+    connection.execute(
+        sync_runs.update()
+        .where(sync_runs.c.sync_id == sync_id, sync_runs.c.status == BLOCKED)
+        .values(status=SUPERSEDED, finished_at=now)
+    )
+
+
+def audit(
+    connection: Connection,
+    *,
+    project_id: int,
+    user_id: int | None,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+    at: datetime,
+) -> None:
+    """Record an admin action on syncs in the audit log (who, what, when)."""
+    connection.execute(
+        audit_log.insert().values(
+            project_id=project_id,
+            user_id=user_id,
+            action=action,
+            target=target,
+            detail=detail,
+            at=at,
+        )
+    )

@@ -36,10 +36,10 @@ from cohortsync.domain.errors import CohortsyncError, Conflict
 from cohortsync.services.cohorts import get_cohort
 from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import audit_log, sync_runs, syncs
+from cohortsync.storage.tables import sync_runs, syncs
 from cohortsync.sync import lease
 from cohortsync.sync.delivery import deliver, next_batch
-from cohortsync.sync.diff import ADD, REMOVE
+from cohortsync.sync.diff import ADD, REMOVE, UPDATE
 from cohortsync.sync.ledger import (
     BatchResult,
     PlanWriter,
@@ -68,14 +68,15 @@ from cohortsync.sync.records import (
     RUNNING,
     STOPPED,
     SUCCEEDED,
-    SUPERSEDED,
     UNFINISHED,
     RunCounts,
     Sync,
     SyncRun,
+    audit,
     get_run,
     get_sync,
     latest_run,
+    supersede_blocked,
 )
 from cohortsync.sync.safety import SafetyRules
 
@@ -156,9 +157,12 @@ class SyncRunner:
                     return latest, True
                 if sync.status != ACTIVE:
                     raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
-                if latest is not None and latest.status == BLOCKED:
-                    self._set_run(connection, latest.id, status=SUPERSEDED, finished_at=now)
-                next_run = now + _seconds(sync.interval_seconds) if sync.mode != ONE_TIME else None
+                supersede_blocked(connection, sync_id, now)
+                next_run = (
+                    now + timedelta(seconds=sync.interval_seconds)
+                    if sync.mode != ONE_TIME
+                    else None
+                )
                 connection.execute(
                     syncs.update()
                     .where(syncs.c.id == sync_id)
@@ -201,15 +205,14 @@ class SyncRunner:
                     confirmed_by=user_id,
                     confirmed_at=now,
                 )
-                connection.execute(
-                    audit_log.insert().values(
-                        project_id=sync.project_id,
-                        user_id=user_id,
-                        action="sync.confirm_blocked_run",
-                        target=f"sync:{sync_id}/run:{run.id}",
-                        detail={"blocked_reason": run.blocked_reason},
-                        at=now,
-                    )
+                audit(
+                    connection,
+                    project_id=sync.project_id,
+                    user_id=user_id,
+                    action="sync.confirm_blocked_run",
+                    target=f"sync:{sync_id}/run:{run.id}",
+                    detail={"blocked_reason": run.blocked_reason},
+                    at=now,
                 )
                 return get_run(connection, run.id)
         except BaseException:
@@ -335,7 +338,7 @@ class SyncRunner:
         if duplicates:
             counts.skipped[DUPLICATE] += duplicates
         counts.planned_add = totals.get(ADD, 0)
-        counts.planned_update = totals.get("update", 0)
+        counts.planned_update = totals.get(UPDATE, 0)
         counts.planned_remove = totals.get(REMOVE, 0)
         reason = (
             None
@@ -468,7 +471,8 @@ class SyncRunner:
                 if status in (SUCCEEDED, PARTIAL):
                     values.update(status=FINISHED, next_run_at=None)
                 else:
-                    values["next_run_at"] = now + _seconds(self.config.one_time_retry_seconds)
+                    retry = timedelta(seconds=self.config.one_time_retry_seconds)
+                    values["next_run_at"] = now + retry
             connection.execute(
                 syncs.update()
                 .where(syncs.c.id == sync.id, syncs.c.status == ACTIVE)
@@ -478,10 +482,6 @@ class SyncRunner:
     @staticmethod
     def _set_run(connection: Any, run_id: int, **values: Any) -> None:
         connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,7 +26,7 @@ from cohortsync.sync.runner import SyncRunner
 log = logging.getLogger(__name__)
 
 
-def due_syncs(engine: Engine, now: object) -> list[int]:
+def due_syncs(engine: Engine, now: datetime) -> list[int]:
     """Syncs to run now: interrupted runs whose worker is gone, then active syncs whose time
     has come (integration connected, no blocked run waiting for a confirm)."""
     free = sa.or_(syncs.c.lease_until.is_(None), syncs.c.lease_until < now)
