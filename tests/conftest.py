@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.accounts import Project
+from cohortsync.domain.outreach import seeded_exemptions
 from cohortsync.keyring import generate_key
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox, start_sandbox
 from cohortsync.services import accounts
@@ -30,7 +31,7 @@ from cohortsync.services.ingestion import IngestionService
 from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import upgrade
-from cohortsync.storage.tables import metadata
+from cohortsync.storage.tables import metadata, mtu_exemptions
 
 POSTGRES_ENV = "COHORTSYNC_TEST_POSTGRES_URL"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -76,9 +77,11 @@ def postgres_database() -> Iterator[str]:
 
 
 def _truncate_postgres(engine: Engine) -> None:
+    """Empty every table, then put back the data migrations seed (the MTU exemption list)."""
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as connection:
         connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        connection.execute(mtu_exemptions.insert(), [e._asdict() for e in seeded_exemptions()])
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -40,3 +40,8 @@ class FrozenClock:
 def now_ms(clock: Clock) -> int:
     """The clock's time in milliseconds since the epoch."""
     return int(clock.now().timestamp() * 1000)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time made timezone-aware (SQLite hands back naive datetimes, stored in UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         default=10_000_000, description="Cohorts larger than this are refused by syncs."
     )
     sync_max_dynamic: int = Field(default=60, description="Dynamic syncs allowed per project.")
+    webhook_max_body_bytes: int = Field(
+        default=1_048_576, description="Largest partner webhook body accepted (413 above it)."
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24, description="How long a rotated webhook secret keeps working."
+    )
 
 
 def config_file_path() -> Path | None:

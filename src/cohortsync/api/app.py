@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from cohortsync import __version__
-from cohortsync.api import accounts, cohorts, data, ingestion, integrations, syncs
+from cohortsync.api import accounts, cohorts, data, ingestion, integrations, mtu, syncs, webhooks
 from cohortsync.api.deps import StateDep
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.api.state import AppState
@@ -19,6 +20,7 @@ from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.keyring import Keyring
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.partner_events import PartnerEventService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
@@ -43,11 +45,16 @@ def create_app(
         settings.track_max_age_days,
         default_processes() if processes is None else processes,
     )
+    keyring = Keyring.from_settings(settings)
     integration_service = integration_service or IntegrationService(
         engine,
-        Keyring.from_settings(settings),
+        keyring,
         clock,
         allow_custom_endpoints=settings.allow_custom_endpoints,
+        secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
+    )
+    partner_events = PartnerEventService(
+        engine, keyring, clock, max_body_bytes=settings.webhook_max_body_bytes
     )
 
     sync_service = sync_service or build_sync_service(
@@ -75,6 +82,7 @@ def create_app(
         ingestion=ingestion_service,
         integrations=integration_service,
         syncs=sync_service,
+        partner_events=partner_events,
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)
@@ -83,6 +91,8 @@ def create_app(
     app.include_router(cohorts.router)
     app.include_router(integrations.router)
     app.include_router(syncs.router)
+    app.include_router(mtu.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cohortsync.cli import cohort_commands, data_commands, integration_commands, sync_commands
+from cohortsync.cli import (
+    cohort_commands,
+    data_commands,
+    integration_commands,
+    mtu_commands,
+    sync_commands,
+)
 from cohortsync.cli.context import (
     ProjectOption,
     default_project_id,
@@ -41,6 +47,7 @@ app.add_typer(cohort_commands.cohorts_app, name="cohorts")
 app.add_typer(integration_commands.integrations_app, name="integrations")
 app.add_typer(integration_commands.keys_app, name="keys")
 app.add_typer(sync_commands.syncs_app, name="syncs")
+app.add_typer(mtu_commands.mtu_app, name="mtu")
 app.command("sandbox")(integration_commands.sandbox)
 app.command("worker")(sync_commands.worker)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +23,9 @@ from cohortsync.destinations.errors import DestinationError, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import BatchError, Conflict, NotFound
 from cohortsync.domain.identity import IdentityMode
+from cohortsync.ingest.partners.registry import sends_events
 from cohortsync.keyring import Keyring
+from cohortsync.services import webhook_secrets
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import integrations, projects, syncs
 
@@ -45,6 +47,21 @@ class Integration:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    # Set only in the answer that made it (connect, rotate): the one time it is shown.
+    webhook_secret: str | None = None
+    previous_secret_until: datetime | None = None
+
+    def webhook_json(self) -> dict[str, Any] | None:
+        """Where the partner sends its events, for integrations whose partner sends them."""
+        if not sends_events(self.type) or self.status == DISCONNECTED:
+            return None
+        body: dict[str, Any] = {"path": f"/webhooks/{self.id}"}
+        if self.webhook_secret is not None:
+            body["secret"] = self.webhook_secret
+            body["secret_shown_once"] = True
+        if self.previous_secret_until is not None:
+            body["previous_secret_valid_until"] = self.previous_secret_until.isoformat()
+        return body
 
     def as_json(self) -> dict[str, Any]:
         """The API shape (SPEC §11)."""
@@ -60,6 +77,9 @@ class Integration:
         }
         if self.error:
             body["error"] = self.error
+        webhook = self.webhook_json()
+        if webhook is not None:
+            body["webhook"] = webhook
         return body
 
 
@@ -90,8 +110,10 @@ class IntegrationService:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        secret_overlap: timedelta = webhook_secrets.DEFAULT_OVERLAP,
     ) -> None:
         self._engine = engine
+        self._secret_overlap = secret_overlap
         self._keyring = keyring
         self._clock = clock
         self._allow_custom = allow_custom_endpoints
@@ -174,7 +196,24 @@ class IntegrationService:
                 )
                 .returning(integrations.c.id)
             ).scalar_one()
-        return self.get(project_id, int(new_id))
+            secret = None
+            if sends_events(spec.type):
+                secret = webhook_secrets.issue(connection, self._keyring, int(new_id), now)
+        return replace(self.get(project_id, int(new_id)), webhook_secret=secret)
+
+    def rotate_webhook_secret(self, project_id: int, integration_id: int) -> Integration:
+        """A new webhook secret, shown once in the answer; the previous one keeps working for
+        the overlap (default a day) so the partner's settings can catch up."""
+        current = self.get(project_id, integration_id)
+        if not sends_events(current.type):
+            raise Conflict(f"{current.type} integrations do not send events back")
+        if current.status == DISCONNECTED:
+            raise Conflict("the integration is disconnected; connect a new one")
+        with write_transaction(self._engine) as connection:
+            secret, until = webhook_secrets.rotate(
+                connection, self._keyring, integration_id, self._clock.now(), self._secret_overlap
+            )
+        return replace(current, webhook_secret=secret, previous_secret_until=until)
 
     def update(
         self,
@@ -250,6 +289,7 @@ class IntegrationService:
                     updated_at=self._clock.now(),
                 )
             )
+            webhook_secrets.forget(connection, integration_id)  # its partner events are refused
             connection.execute(  # R-INT-3: its syncs stop
                 syncs.update()
                 .where(syncs.c.integration_id == integration_id, syncs.c.status == "active")
@@ -302,7 +342,8 @@ class IntegrationService:
 
 
 def reseal_all(engine: Engine, keyring: Keyring) -> int:
-    """Re-encrypt every integration's credentials with the keyring's newest key."""
+    """Re-encrypt every integration's credentials and webhook secrets with the newest key;
+    returns how many integrations' credentials were re-sealed."""
     with write_transaction(engine) as connection:
         rows = connection.execute(sa.select(integrations.c.id, integrations.c.credentials)).all()
         for row in rows:
@@ -311,4 +352,5 @@ def reseal_all(engine: Engine, keyring: Keyring) -> int:
                 .where(integrations.c.id == row.id)
                 .values(credentials=keyring.reseal(row.credentials))
             )
+        webhook_secrets.reseal(connection, keyring)
     return len(rows)

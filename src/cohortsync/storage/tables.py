@@ -254,3 +254,49 @@ audit_log = sa.Table(
     sa.Column("at", Timestamp, nullable=False),
     sa.Index("ix_audit_log_project", "project_id", "id"),
 )
+
+# The secret a partner proves its webhook calls with (R-EVT-2), sealed with the keyring. After a
+# rotation the previous secret stays valid until ``previous_until``, so the partner can catch up.
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column(
+        "integration_id",
+        sa.ForeignKey("integrations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sealed", sa.Text, nullable=False),  # {"current": …, "previous"?: …}
+    sa.Column("previous_until", Timestamp, nullable=True),
+    sa.Column("rotated_at", Timestamp, nullable=False),
+)
+
+# When each partner event without a time of its own (a CleverTap webhook campaign call) was first
+# received: a replay of it takes that time again, so it has the same dedup key and is stored once.
+webhook_receipts = sa.Table(
+    "webhook_receipts",
+    metadata,
+    sa.Column(
+        "integration_id",
+        sa.ForeignKey("integrations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("insert_id", sa.String(64), primary_key=True),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhook_receipts_received", "received_ms"),
+)
+
+# Events that do not make a user count toward MTU (R-MTU-1), when they carry ``source`` as their
+# $source ("*": whatever the source). Seeded from the partners' lists; an operator may edit it.
+mtu_exemptions = sa.Table(
+    "mtu_exemptions",
+    metadata,
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("event", sa.String(255), primary_key=True),
+)
+
+# Expression indexes (built by migration 0006, which SQLAlchemy cannot declare per dialect):
+# partner events are matched to users by these profile properties (see warehouse.profile_keys).
+PROFILE_KEY_INDEXES = {
+    "ix_profiles_key_email": "$email",
+    "ix_profiles_key_iterable_user_id": "$iterable_user_id",
+}

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
 from cohortsync.storage.tables import audit_log, sync_runs, syncs
 
@@ -36,7 +37,7 @@ UNFINISHED = (PLANNING, RUNNING)
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,52 @@
+"""Partner events in (SPEC §11 ``POST /webhooks/{integration_id}``), and rotating the secret
+partners sign or present with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from cohortsync.api.body_limit import read_capped
+from cohortsync.api.deps import CurrentUser, StateDep, require_admin
+
+router = APIRouter(tags=["partner events"])
+
+
+@router.post("/webhooks/{integration_id}")
+async def receive(integration_id: int, request: Request, state: StateDep) -> JSONResponse:
+    """A partner's event payload (Iterable system webhook, CleverTap, Xtremepush), authenticated
+    with the integration's webhook secret. Invalid items are listed by position (400) while the
+    valid ones are stored; a replay is stored once."""
+    service = state.partner_events
+    raw = await read_capped(
+        request,
+        service.max_body_bytes,
+        "send fewer events a call (COHORTSYNC_WEBHOOK_MAX_BODY_BYTES)",
+    )
+    result = await anyio.to_thread.run_sync(
+        service.receive, integration_id, dict(request.headers), raw
+    )
+    body = result.as_json()
+    if not result.failed:
+        return JSONResponse(body)
+    first = result.failed[0]
+    count = len(result.failed)
+    body["error"] = {
+        "code": "invalid_record",
+        "message": f"{count} event(s) could not be stored; the first, at {first.index}: "
+        f"{first.message}",
+        "path": first.field,
+    }
+    return JSONResponse(body, status_code=400)
+
+
+@router.post("/api/v1/projects/{project_id}/integrations/{integration_id}/webhook-secret")
+def rotate_secret(
+    project_id: int, integration_id: int, user: CurrentUser, state: StateDep
+) -> dict[str, Any]:
+    """A new webhook secret, shown once; the previous one keeps working for a day."""
+    require_admin(user, project_id)
+    return state.integrations.rotate_webhook_secret(project_id, integration_id).as_json()

@@ -1,0 +1,136 @@
+"""Storing normalised partner events: each attributed to its user through the partner's keys in
+reverse, validated like any event, and deduplicated by the payload (a replay is stored once,
+whoever it is attributed to by then)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cohortsync.domain.errors import RecordError
+from cohortsync.domain.events import MIN_EVENT_TIME_MS, dedup_hash, parse_event
+from cohortsync.ingest.partners.base import ById, ByProperty, PartnerEvent
+from cohortsync.ingest.results import FailedRecord
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import webhook_receipts
+from cohortsync.warehouse.events import event_row, insert_rows
+from cohortsync.warehouse.profile_keys import known_ids, profiles_by_property
+from cohortsync.warehouse.sql import insert_ignoring_duplicates
+
+RECEIPT_DAYS = 7  # how long the first receipt of an untimed event is remembered
+_PRUNE_EVERY_S = 3600
+
+
+def attribute(connection: Connection, project_id: int, batch: Sequence[PartnerEvent]) -> list[str]:
+    """The distinct_id each event is stored under: the first key that finds a known user, else
+    the event's fallback id (which creates no profile)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    ids: set[str] = set()
+    for event in batch:
+        for key in event.keys:
+            if isinstance(key, ById):
+                ids.add(key.value)
+            else:
+                wanted[key.prop].add(key.value)
+    owners = {
+        prop: profiles_by_property(connection, project_id, prop, values)
+        for prop, values in wanted.items()
+    }
+    known = known_ids(connection, project_id, ids) if ids else set()
+    out: list[str] = []
+    for event in batch:
+        found = event.fallback_id
+        for key in event.keys:
+            if isinstance(key, ById) and key.value in known:
+                found = key.value
+                break
+            if isinstance(key, ByProperty) and key.value in owners[key.prop]:
+                found = owners[key.prop][key.value]
+                break
+        out.append(found)
+    return out
+
+
+class PartnerEventStore:
+    """Stores one integration's partner events."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pruned_at = 0.0
+
+    def store(
+        self,
+        project_id: int,
+        integration_id: int,
+        source: str,
+        batch: Sequence[tuple[int, PartnerEvent]],
+        now_ms: int,
+    ) -> tuple[int, list[FailedRecord]]:
+        """Store the ``(index, event)`` pairs; returns how many were valid and the failures."""
+        events = [event for _, event in batch]
+        with read_transaction(self._engine) as connection:
+            owners = attribute(connection, project_id, events)
+        failed: list[FailedRecord] = []
+        rows = []
+        with write_transaction(self._engine) as connection:
+            received = self._receipts(connection, integration_id, events, now_ms)
+            for (index, event), owner in zip(batch, owners, strict=True):
+                when = event.time_ms if event.time_ms is not None else received[event.insert_id]
+                record = {
+                    "event": event.name,
+                    "properties": {**event.properties, "time": when, "$insert_id": event.insert_id},
+                }
+                try:
+                    parsed = parse_event(
+                        record, now_ms=now_ms, oldest_ms=MIN_EVENT_TIME_MS, distinct_id=owner
+                    )
+                except RecordError as error:
+                    failed.append(FailedRecord(index, event.insert_id, error.field, error.message))
+                    continue
+                # The dedup key leaves the user out: a replay attributed differently is the same.
+                parsed = parsed._replace(
+                    dedup_hash=dedup_hash(parsed.name, f"$source:{source}", parsed.insert_id)
+                )
+                rows.append(event_row(project_id, parsed))
+            insert_rows(connection, rows)
+        return len(rows), failed
+
+    def _receipts(
+        self,
+        connection: Connection,
+        integration_id: int,
+        events: Sequence[PartnerEvent],
+        now_ms: int,
+    ) -> dict[str, int]:
+        """The first receipt time of each event that has no time of its own."""
+        untimed = sorted({e.insert_id for e in events if e.time_ms is None})
+        if not untimed:
+            return {}
+        self._prune(connection, now_ms)
+        insert_ignoring_duplicates(
+            connection,
+            webhook_receipts,
+            [
+                {"integration_id": integration_id, "insert_id": i, "received_ms": now_ms}
+                for i in untimed
+            ],
+        )
+        rows = connection.execute(
+            sa.select(webhook_receipts.c.insert_id, webhook_receipts.c.received_ms).where(
+                webhook_receipts.c.integration_id == integration_id,
+                webhook_receipts.c.insert_id.in_(untimed),
+            )
+        )
+        return {row.insert_id: int(row.received_ms) for row in rows}
+
+    def _prune(self, connection: Connection, now_ms: int) -> None:
+        """Forget receipts older than any retry (at most once an hour per process)."""
+        if time.monotonic() - self._pruned_at < _PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        cutoff = now_ms - RECEIPT_DAYS * 86_400_000
+        connection.execute(webhook_receipts.delete().where(webhook_receipts.c.received_ms < cutoff))

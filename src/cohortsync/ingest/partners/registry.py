@@ -1,0 +1,28 @@
+"""Which integration types send events back, and the format of each."""
+
+from __future__ import annotations
+
+from cohortsync.domain.errors import NotFound
+from cohortsync.ingest.partners.base import PartnerFormat
+from cohortsync.ingest.partners.clevertap import CleverTapFormat
+from cohortsync.ingest.partners.iterable import IterableFormat
+from cohortsync.ingest.partners.xtremepush import XtremepushFormat
+
+FORMATS: dict[str, PartnerFormat] = {
+    "iterable": IterableFormat(),
+    "clevertap": CleverTapFormat(),
+    "xtremepush": XtremepushFormat(),
+}
+
+
+def sends_events(integration_type: str) -> bool:
+    """Whether integrations of this type have a webhook for partner events."""
+    return integration_type in FORMATS
+
+
+def partner_format(integration_type: str) -> PartnerFormat:
+    """The format of this integration type's events, or NotFound."""
+    found = FORMATS.get(integration_type)
+    if found is None:
+        raise NotFound(f"{integration_type} integrations do not send events back")
+    return found

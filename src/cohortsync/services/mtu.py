@@ -1,0 +1,127 @@
+"""The MTU report (R-MTU-1, R-MTU-2) and the exemption list it reads, which operators edit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.domain.errors import BatchError, NotFound
+from cohortsync.domain.outreach import ANY_SOURCE, Exemption
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import mtu_exemptions
+from cohortsync.warehouse.mtu import MonthActivity, load_exemptions, month_activity
+from cohortsync.warehouse.sql import insert_ignoring_duplicates
+
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
+@dataclass(frozen=True)
+class Month:
+    """A calendar month in UTC."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str) -> Month:
+        """``YYYY-MM``, or a BatchError that says so."""
+        found = _MONTH.fullmatch(text.strip())
+        if found is None or not 1 <= int(found.group(2)) <= 12:
+            raise BatchError(f"month must be YYYY-MM (for example 2026-11), not {text!r}")
+        return cls(int(found.group(1)), int(found.group(2)))
+
+    @classmethod
+    def of(cls, moment: datetime) -> Month:
+        """The month ``moment`` falls in (UTC)."""
+        moment = moment.astimezone(UTC)
+        return cls(moment.year, moment.month)
+
+    def next(self) -> Month:
+        """The month after."""
+        return Month(self.year + self.month // 12, self.month % 12 + 1)
+
+    def start_ms(self) -> int:
+        """Its first millisecond since the epoch."""
+        return int(datetime(self.year, self.month, 1, tzinfo=UTC).timestamp() * 1000)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+@dataclass(frozen=True)
+class MtuReport:
+    """One month's MTU and what was left out of it."""
+
+    month: Month
+    activity: MonthActivity
+
+    def as_json(self) -> dict[str, Any]:
+        """The API shape (SPEC §11: month, mtu, events, exempt, …)."""
+        activity = self.activity
+        exempt_events = sum(n for names in activity.exempt.values() for n in names.values())
+        return {
+            "month": str(self.month),
+            "mtu": activity.mtu,
+            "events": activity.events,
+            "exempt_events": exempt_events,
+            "qualifying_events": activity.events - exempt_events,
+            "exempt": {
+                source: dict(sorted(names.items()))
+                for source, names in sorted(activity.exempt.items())
+            },
+            "not_counted_users": activity.not_counted,
+            "reached_only_by_exempt": dict(sorted(activity.not_counted_by_source.items())),
+        }
+
+
+def mtu_report(engine: Engine, project_id: int, month: Month) -> MtuReport:
+    """Compute the month's report from the stored events and the current exemption list."""
+    with read_transaction(engine) as connection:
+        exemptions = load_exemptions(connection)
+        activity = month_activity(
+            connection, project_id, month.start_ms(), month.next().start_ms(), exemptions
+        )
+    return MtuReport(month, activity)
+
+
+def exemptions(engine: Engine) -> list[Exemption]:
+    """The exemption list."""
+    with read_transaction(engine) as connection:
+        return load_exemptions(connection)
+
+
+def _checked(source: str, event: str) -> Exemption:
+    source, event = source.strip(), event.strip()
+    if not source or len(source) > 40:
+        raise BatchError(f"source must be 1-40 characters ({ANY_SOURCE!r} for every source)")
+    if not event or len(event) > 255:
+        raise BatchError("event must be 1-255 characters")
+    return Exemption(source, event)
+
+
+def add_exemption(engine: Engine, source: str, event: str) -> Exemption:
+    """Exempt ``event`` when it carries ``source`` as $source (adding it twice is harmless)."""
+    exemption = _checked(source, event)
+    with write_transaction(engine) as connection:
+        insert_ignoring_duplicates(connection, mtu_exemptions, [exemption._asdict()])
+    return exemption
+
+
+def remove_exemption(engine: Engine, source: str, event: str) -> Exemption:
+    """Make ``event`` from ``source`` count toward MTU again."""
+    exemption = _checked(source, event)
+    with write_transaction(engine) as connection:
+        gone = connection.execute(
+            sa.delete(mtu_exemptions).where(
+                mtu_exemptions.c.source == exemption.source,
+                mtu_exemptions.c.event == exemption.event,
+            )
+        ).rowcount
+    if not gone:
+        raise NotFound(f"{exemption.event!r} from {exemption.source!r} is not exempt")
+    return exemption

@@ -1,0 +1,103 @@
+"""Partner events in (R-EVT-1, R-EVT-2): a webhook call authenticated against its integration's
+secret, its events normalised by the partner's format and stored, attributed to their users."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock, now_ms
+from cohortsync.domain.errors import (
+    AuthenticationError,
+    BatchError,
+    Conflict,
+    NotFound,
+    RecordError,
+)
+from cohortsync.ingest.body import gunzip
+from cohortsync.ingest.partner_events import PartnerEventStore
+from cohortsync.ingest.partners.base import PartnerEvent, WebhookRequest
+from cohortsync.ingest.partners.registry import partner_format
+from cohortsync.ingest.results import FailedRecord
+from cohortsync.keyring import Keyring
+from cohortsync.services import webhook_secrets
+from cohortsync.storage.database import read_transaction
+from cohortsync.storage.tables import integrations
+
+
+@dataclass
+class WebhookResult:
+    """What one webhook call stored, and what it could not."""
+
+    source: str
+    received: int = 0
+    failed: list[FailedRecord] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer body."""
+        body: dict[str, Any] = {"status": "ok", "source": self.source, "received": self.received}
+        if self.failed:
+            body["failed_records"] = [f.as_json() for f in self.failed]
+        return body
+
+
+class PartnerEventService:
+    """Receives partner webhook calls for every integration of the database."""
+
+    def __init__(
+        self, engine: Engine, keyring: Keyring, clock: Clock, *, max_body_bytes: int
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._clock = clock
+        self._store = PartnerEventStore(engine)
+        self.max_body_bytes = max_body_bytes
+
+    def receive(self, integration_id: int, headers: Mapping[str, str], raw: bytes) -> WebhookResult:
+        """Authenticate, normalise and store one call. Bad credentials store nothing; a bad item
+        is reported by position while the valid ones are stored."""
+        now = self._clock.now()
+        with read_transaction(self._engine) as connection:
+            row = connection.execute(
+                sa.select(
+                    integrations.c.project_id, integrations.c.type, integrations.c.status
+                ).where(integrations.c.id == integration_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no integration {integration_id}: check the webhook URL")
+            secrets = webhook_secrets.valid_secrets(connection, self._keyring, integration_id, now)
+        form = partner_format(row.type)
+        if row.status == "disconnected":
+            raise Conflict(f"integration {integration_id} is disconnected; its events are refused")
+        if not secrets:
+            raise AuthenticationError(f"integration {integration_id} has no webhook secret")
+        lowered = {name.lower(): value for name, value in headers.items()}
+        form.authenticate(WebhookRequest(lowered, raw), secrets, int(now.timestamp()))
+        result = WebhookResult(form.source)
+        pairs: list[tuple[int, PartnerEvent]] = []
+        for index, item in enumerate(form.events(self._decode(lowered, raw))):
+            if isinstance(item, RecordError):
+                result.failed.append(FailedRecord(index, None, item.field, item.message))
+            else:
+                pairs.append((index, item))
+        stored, failed = self._store.store(
+            row.project_id, integration_id, form.source, pairs, now_ms(self._clock)
+        )
+        result.received = stored
+        result.failed = sorted([*result.failed, *failed], key=lambda f: f.index)
+        return result
+
+    def _decode(self, headers: Mapping[str, str], raw: bytes) -> Any:
+        if "gzip" in headers.get("content-encoding", "").lower():
+            raw = gunzip(raw, self.max_body_bytes)
+        if not raw.strip():
+            raise BatchError("the body is empty: a partner event payload (JSON) is expected")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise BatchError(f"the body is not valid JSON ({error})") from None
