@@ -224,3 +224,37 @@ def test_sync_demo_and_sync_commands(db: str) -> None:
     assert "sync 1 is stopped; export the cohort again" in refused.stderr
     preview = run(db, "syncs", "preview", "--cohort", "1", "--integration", "1", check=False)
     assert preview.returncode == 1 and "disconnected" in preview.stderr
+
+
+def test_mtu_report_and_exemptions(db: str, tmp_path: Path) -> None:
+    november = 1_794_268_800  # 2026-11-10, in seconds
+    sent = [("emailSend", "a", "iterable"), ("emailOpen", "b", "iterable"), ("Purchase", "c", None)]
+    lines = [
+        {
+            "event": name,
+            "properties": {
+                "distinct_id": user,
+                "time": november + 600,
+                "$insert_id": f"m{i}",
+                **({"$source": source} if source else {}),
+            },
+        }
+        for i, (name, user, source) in enumerate(sent)
+    ]
+    path = tmp_path / "mtu.ndjson"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines))
+    run(db, "import", "events", str(path))
+    report = run(db, "mtu", "--month", "2026-11")
+    assert "MTU 2026-11 (project 1): 2" in report.stdout
+    assert "emailSend" in report.stdout
+    assert "users iterable reached only through exempt events: 1" in report.stdout
+    as_json = orjson.loads(run(db, "mtu", "--month", "2026-11", "--json").stdout)
+    assert as_json["mtu"] == 2 and as_json["exempt"] == {"iterable": {"emailSend": 1}}
+    bad = run(db, "mtu", "--month", "11/2026", check=False)
+    assert bad.returncode == 1 and "YYYY-MM" in bad.stderr
+    run(db, "mtu", "exemptions", "remove", "iterable", "emailSend")
+    assert orjson.loads(run(db, "mtu", "--month", "2026-11", "--json").stdout)["mtu"] == 3
+    missing = run(db, "mtu", "exemptions", "remove", "iterable", "emailSend", check=False)
+    assert missing.returncode == 1 and "is not exempt" in missing.stderr
+    run(db, "mtu", "exemptions", "add", "iterable", "emailSend")
+    assert "emailSend" in run(db, "mtu", "exemptions", "list").stdout

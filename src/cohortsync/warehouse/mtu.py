@@ -49,26 +49,28 @@ def _source() -> ColumnElement[str]:
     return source
 
 
-def _exempt_condition(exemptions: Sequence[Exemption]) -> tuple[ColumnElement[bool], list[str]]:
-    """A condition true for exempt events, and the sources that have their own lists."""
+def _exempt_condition(
+    exemptions: Sequence[Exemption],
+) -> tuple[ColumnElement[bool], dict[str, ColumnElement[bool]]]:
+    """A condition true for exempt events, and per partner source the condition of its own
+    outreach events (identity events, exempt whatever their source, belong to no partner)."""
     by_source: dict[str, list[str]] = defaultdict(list)
     for exemption in exemptions:
         by_source[exemption.source].append(exemption.event)
-    if not by_source:
-        return sa.false(), []
     everywhere = by_source.pop(ANY_SOURCE, [])
-    partner_clauses = [
-        sa.and_(events.c.event.in_(names), _source() == source)
+    everywhere_clause = events.c.event.in_(everywhere) if everywhere else sa.false()
+    partner = {
+        source: sa.and_(events.c.event.in_(names), _source() == source, sa.not_(everywhere_clause))
         for source, names in sorted(by_source.items())
-    ]
+    }
     clauses: list[ColumnElement[bool]] = []
     if everywhere:
-        clauses.append(events.c.event.in_(everywhere))
-    if partner_clauses:
+        clauses.append(everywhere_clause)
+    if partner:
         any_partner_name = sorted({n for names in by_source.values() for n in names})
         # The name test first: $source is only read for events whose name is listed.
-        clauses.append(sa.and_(events.c.event.in_(any_partner_name), sa.or_(*partner_clauses)))
-    return sa.or_(*clauses), sorted(by_source)
+        clauses.append(sa.and_(events.c.event.in_(any_partner_name), sa.or_(*partner.values())))
+    return (sa.or_(*clauses) if clauses else sa.false()), partner
 
 
 def month_activity(
@@ -88,15 +90,17 @@ def month_activity(
             sa.select(sa.func.count()).select_from(events).where(in_month)
         ).scalar_one()
     )
+    exempt, by_partner = _exempt_condition(exemptions)
+    sources = list(by_partner)
+    activity.not_counted_by_source = dict.fromkeys(sources, 0)
     if activity.events == 0:
         return activity
-    exempt, sources = _exempt_condition(exemptions)
     _count_exempt(connection, in_month, exemptions, activity)
 
     user = sa.func.coalesce(identities.c.canonical_id, events.c.distinct_id)
     reached = {
-        source: sa.func.max(sa.case((sa.and_(exempt, _source() == source), 1), else_=0))
-        for source in sources
+        source: sa.func.max(sa.case((outreach, 1), else_=0))
+        for source, outreach in by_partner.items()
     }
     per_user = (
         sa.select(
