@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench import cohorts, ingest, sync
+from bench import cohorts, ingest, partner_events, sync
 from bench.harness import Row, render, write_results
 
 
@@ -29,7 +29,16 @@ def main() -> None:
         help="members of the sync suite's unthrottled first syncs",
     )
     parser.add_argument(
-        "--only", choices=["ingest", "cohorts", "sync"], default=None, help="run one suite only"
+        "--webhook-events",
+        type=int,
+        default=10_000,
+        help="events per partner for the webhook ingestion measurement",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["ingest", "cohorts", "sync", "partner-events"],
+        default=None,
+        help="run one suite only",
     )
     args = parser.parse_args()
     rows: list[Row] = []
@@ -40,6 +49,8 @@ def main() -> None:
         rows += cohorts.run(args.users, args.repeats, postgres_url=postgres)
     if args.only in (None, "sync"):
         rows += sync.run(args.members, args.repeats, throughput_members=args.throughput_members)
+    if args.only in (None, "partner-events"):
+        rows += partner_events.run(args.users, args.repeats, webhook_events=args.webhook_events)
     table = render(rows)
     print(table)
     name = "latest.md" if args.only is None else f"latest-{args.only}.md"
