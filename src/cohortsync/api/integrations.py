@@ -83,4 +83,6 @@ def disconnect(
 ) -> dict[str, Any]:
     """Disconnect: the credentials are forgotten and the integration's syncs stop."""
     require_admin(user, project_id)
-    return state.integrations.disconnect(project_id, integration_id).as_json()
+    disconnected = state.integrations.disconnect(project_id, integration_id)
+    state.partner_events.forget(integration_id)  # its webhook calls are refused from now
+    return disconnected.as_json()

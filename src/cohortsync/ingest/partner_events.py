@@ -15,7 +15,7 @@ from cohortsync.domain.errors import RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS, dedup_hash, parse_event
 from cohortsync.ingest.partners.base import ById, ByProperty, PartnerEvent
 from cohortsync.ingest.results import FailedRecord
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.database import write_transaction
 from cohortsync.storage.tables import webhook_receipts
 from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.profile_keys import known_ids, profiles_by_property
@@ -72,11 +72,10 @@ class PartnerEventStore:
     ) -> tuple[int, list[FailedRecord]]:
         """Store the ``(index, event)`` pairs; returns how many were valid and the failures."""
         events = [event for _, event in batch]
-        with read_transaction(self._engine) as connection:
-            owners = attribute(connection, project_id, events)
         failed: list[FailedRecord] = []
         rows = []
         with write_transaction(self._engine) as connection:
+            owners = attribute(connection, project_id, events)
             received = self._receipts(connection, integration_id, events, now_ms)
             for (index, event), owner in zip(batch, owners, strict=True):
                 when = event.time_ms if event.time_ms is not None else received[event.insert_id]

@@ -47,6 +47,10 @@ class TtlCache(Generic[K, V]):
             self._entries.clear()
         self._entries[key] = (time.monotonic() + self._seconds, value)
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``."""
+        self._entries.pop(key, None)
+
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()

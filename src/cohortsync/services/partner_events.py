@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,11 +22,12 @@ from cohortsync.domain.errors import (
 )
 from cohortsync.ingest.body import gunzip
 from cohortsync.ingest.partner_events import PartnerEventStore
-from cohortsync.ingest.partners.base import PartnerEvent, WebhookRequest
+from cohortsync.ingest.partners.base import PartnerEvent, PartnerFormat, WebhookRequest
 from cohortsync.ingest.partners.registry import partner_format
 from cohortsync.ingest.results import FailedRecord
 from cohortsync.keyring import Keyring
 from cohortsync.services import webhook_secrets
+from cohortsync.services.ingestion import TtlCache
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import integrations
 
@@ -46,6 +48,19 @@ class WebhookResult:
         return body
 
 
+HOOK_CACHE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class _Hook:
+    """An integration as a webhook call needs it (cached briefly: partners call often)."""
+
+    project_id: int
+    type: str
+    status: str
+    secrets: webhook_secrets.StoredSecrets | None
+
+
 class PartnerEventService:
     """Receives partner webhook calls for every integration of the database."""
 
@@ -56,12 +71,18 @@ class PartnerEventService:
         self._keyring = keyring
         self._clock = clock
         self._store = PartnerEventStore(engine)
+        self._hooks: TtlCache[int, _Hook] = TtlCache(HOOK_CACHE_SECONDS)
         self.max_body_bytes = max_body_bytes
 
-    def receive(self, integration_id: int, headers: Mapping[str, str], raw: bytes) -> WebhookResult:
-        """Authenticate, normalise and store one call. Bad credentials store nothing; a bad item
-        is reported by position while the valid ones are stored."""
-        now = self._clock.now()
+    def forget(self, integration_id: int) -> None:
+        """Drop what is cached about an integration (it was disconnected or its secret rotated
+        in this process; other processes see the change within HOOK_CACHE_SECONDS)."""
+        self._hooks.discard(integration_id)
+
+    def _hook(self, integration_id: int, fresh: bool) -> _Hook:
+        cached = None if fresh else self._hooks.get(integration_id)
+        if cached is not None:
+            return cached
         with read_transaction(self._engine) as connection:
             row = connection.execute(
                 sa.select(
@@ -70,14 +91,23 @@ class PartnerEventService:
             ).first()
             if row is None:
                 raise NotFound(f"no integration {integration_id}: check the webhook URL")
-            secrets = webhook_secrets.valid_secrets(connection, self._keyring, integration_id, now)
-        form = partner_format(row.type)
-        if row.status == "disconnected":
-            raise Conflict(f"integration {integration_id} is disconnected; its events are refused")
-        if not secrets:
-            raise AuthenticationError(f"integration {integration_id} has no webhook secret")
+            secrets = webhook_secrets.load(connection, self._keyring, integration_id)
+        hook = _Hook(row.project_id, row.type, row.status, secrets)
+        self._hooks.put(integration_id, hook)
+        return hook
+
+    def receive(self, integration_id: int, headers: Mapping[str, str], raw: bytes) -> WebhookResult:
+        """Authenticate, normalise and store one call. Bad credentials store nothing; a bad item
+        is reported by position while the valid ones are stored."""
+        now = self._clock.now()
         lowered = {name.lower(): value for name, value in headers.items()}
-        form.authenticate(WebhookRequest(lowered, raw), secrets, int(now.timestamp()))
+        request = WebhookRequest(lowered, raw)
+        hook = self._hook(integration_id, fresh=False)
+        try:
+            form = self._authenticate(integration_id, hook, request, now)
+        except AuthenticationError:  # perhaps the secret was rotated since it was cached
+            hook = self._hook(integration_id, fresh=True)
+            form = self._authenticate(integration_id, hook, request, now)
         result = WebhookResult(form.source)
         pairs: list[tuple[int, PartnerEvent]] = []
         for index, item in enumerate(form.events(self._decode(lowered, raw))):
@@ -86,11 +116,22 @@ class PartnerEventService:
             else:
                 pairs.append((index, item))
         stored, failed = self._store.store(
-            row.project_id, integration_id, form.source, pairs, now_ms(self._clock)
+            hook.project_id, integration_id, form.source, pairs, now_ms(self._clock)
         )
         result.received = stored
         result.failed = sorted([*result.failed, *failed], key=lambda f: f.index)
         return result
+
+    def _authenticate(
+        self, integration_id: int, hook: _Hook, request: WebhookRequest, now: datetime
+    ) -> PartnerFormat:
+        form = partner_format(hook.type)
+        if hook.status == "disconnected":
+            raise Conflict(f"integration {integration_id} is disconnected; its events are refused")
+        if hook.secrets is None:
+            raise AuthenticationError(f"integration {integration_id} has no webhook secret")
+        form.authenticate(request, hook.secrets.valid(now), int(now.timestamp()))
+        return form
 
     def _decode(self, headers: Mapping[str, str], raw: bytes) -> Any:
         if "gzip" in headers.get("content-encoding", "").lower():

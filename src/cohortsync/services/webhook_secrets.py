@@ -9,6 +9,7 @@ settings can be changed without losing calls.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -79,27 +80,35 @@ def rotate(
     return secret, until
 
 
-def valid_secrets(
-    connection: Connection, keyring: Keyring, integration_id: int, now: datetime
-) -> list[str]:
-    """The secrets a call may prove today: the current one, and the previous one during the
-    overlap after a rotation (none when the integration has no secret)."""
+@dataclass(frozen=True)
+class StoredSecrets:
+    """An integration's secrets as stored: the current one, and the previous one until the
+    overlap after a rotation ends."""
+
+    current: str
+    previous: str | None = None
+    previous_until: datetime | None = None
+
+    def valid(self, now: datetime) -> tuple[str, ...]:
+        """The secrets a call may prove at ``now``."""
+        overlapping = self.previous_until is not None and now < self.previous_until
+        if self.previous is not None and overlapping:
+            return (self.current, self.previous)
+        return (self.current,)
+
+
+def load(connection: Connection, keyring: Keyring, integration_id: int) -> StoredSecrets | None:
+    """The integration's secrets (None when it has none)."""
     row = connection.execute(
         sa.select(webhook_secrets.c.sealed, webhook_secrets.c.previous_until).where(
             webhook_secrets.c.integration_id == integration_id
         )
     ).first()
     if row is None:
-        return []
+        return None
     document = keyring.open(row.sealed)
-    found = [document["current"]]
-    if (
-        "previous" in document
-        and row.previous_until is not None
-        and now < as_utc(row.previous_until)
-    ):
-        found.append(document["previous"])
-    return found
+    until = as_utc(row.previous_until) if row.previous_until is not None else None
+    return StoredSecrets(document["current"], document.get("previous"), until)
 
 
 def forget(connection: Connection, integration_id: int) -> None:
