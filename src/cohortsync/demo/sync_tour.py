@@ -1,5 +1,6 @@
 """The sync demo: the four partner emulators, a cohort exported to each, users joining and
-leaving between runs, and every list checked against the cohort after each run.
+leaving between runs, every list checked against the cohort after each run, and the partners'
+campaign events coming back through their webhooks, with the month's MTU.
 
 It runs in one process (``cohortsync demo sync``, and once on a new database from ``make run``);
 at the end its syncs are stopped and its integrations disconnected, so the server that starts
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock, now_ms
+from cohortsync.demo.outreach_tour import send_campaigns
 from cohortsync.domain.accounts import Project
 from cohortsync.keyring import Keyring
 from cohortsync.sandbox.fleet import start_all
@@ -109,9 +111,8 @@ def run_tour(
     between; yields each run's report."""
     rng = random.Random(seed)
     running = start_all()
-    integrations = IntegrationService(
-        engine, Keyring.from_settings(settings), clock, allow_custom_endpoints=True
-    )
+    keyring = Keyring.from_settings(settings)
+    integrations = IntegrationService(engine, keyring, clock, allow_custom_endpoints=True)
     service = build_sync_service(settings, engine, integrations, clock, scheduled=False)
     ingestion = IngestionService(engine, clock)
     try:
@@ -120,12 +121,15 @@ def run_tour(
             members = cohorts.count_members(connection, project.id, cohort.id, now_ms(clock))
         say(f"cohort {cohort.id} {COHORT_NAME!r}: {members} members")
         syncs: dict[str, int] = {}
+        secrets: dict[str, tuple[int, str]] = {}
         for partner, sandbox in running.items():
             body = sandbox.integration()
             integration = integrations.connect(
                 project.id, partner, body["credentials"], body["settings"], f"Demo {partner}"
             )
             say(f"{partner}: emulator on {sandbox.base_url}, integration {integration.status}")
+            if integration.webhook_secret is not None:
+                secrets[partner] = (integration.id, integration.webhook_secret)
             syncs[partner] = service.export(project.id, cohort.id, integration.id, "dynamic").id
         for number in range(1, rounds + 1):
             if number > 1:
@@ -147,6 +151,18 @@ def run_tour(
                     - sum(run.counts.skipped.values())
                     - sum(run.counts.rejected.values()),
                 )
+        lists = [
+            (
+                partner,
+                integration_id,
+                secret,
+                running[partner].state.members(
+                    service.get(project.id, syncs[partner]).list_name or ""
+                ),
+            )
+            for partner, (integration_id, secret) in secrets.items()
+        ]
+        send_campaigns(engine, keyring, clock, project, lists, say)
         for sync_id in syncs.values():
             service.stop(project.id, sync_id)
             integration_id = service.get(project.id, sync_id).integration_id

@@ -78,10 +78,26 @@ def xtremepush_webhook(
     }
 
 
+def partner_headers(
+    partner: str, secret: str, body: bytes, signed_at: int | None = None
+) -> dict[str, str]:
+    """The headers ``partner`` sends ``body`` with: Iterable and CleverTap present the secret
+    as a token, Xtremepush signs the payload (at ``signed_at``, default now)."""
+    headers = {"Content-Type": "application/json"}
+    if partner == "xtremepush":
+        at = int(time.time()) if signed_at is None else signed_at
+        signature = hmac_sha256_hex(secret, signed_message(at, body))
+        headers[SIGNATURE_HEADER] = f"t={at},v1={signature}"
+    elif partner == "iterable":
+        headers["Authorization"] = f"Basic {secret}"  # Iterable's "Basic" auth type
+    else:
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
+
+
 @dataclass
 class PartnerCaller:
-    """Posts partner events to one integration's webhook, authenticated as the partner does:
-    Iterable and CleverTap with the secret as a token, Xtremepush with a signed payload."""
+    """Posts partner events to one integration's webhook, authenticated as the partner does."""
 
     url: str
     partner: str
@@ -90,16 +106,7 @@ class PartnerCaller:
 
     def headers(self, body: bytes, signed_at: int | None = None) -> dict[str, str]:
         """The partner's headers for ``body``."""
-        headers = {"Content-Type": "application/json"}
-        if self.partner == "xtremepush":
-            at = int(time.time()) if signed_at is None else signed_at
-            signature = hmac_sha256_hex(self.secret, signed_message(at, body))
-            headers[SIGNATURE_HEADER] = f"t={at},v1={signature}"
-        elif self.partner == "iterable":
-            headers["Authorization"] = f"Basic {self.secret}"  # Iterable's "Basic" auth type
-        else:
-            headers["Authorization"] = f"Bearer {self.secret}"
-        return headers
+        return partner_headers(self.partner, self.secret, body, signed_at)
 
     def send(self, payload: Any) -> httpx.Response:
         """POST one payload."""
