@@ -215,6 +215,10 @@ def test_sync_demo_and_sync_commands(db: str) -> None:
     syncs it leaves behind are listed, stopped, and refuse to run."""
     demo = run(db, "demo", "sync", "--users", "300", "--rounds", "2")
     assert "every list matched its cohort after every run" in demo.stdout
+    for partner in ("iterable", "clevertap", "xtremepush"):
+        assert f"{partner}: " in demo.stderr and "campaign events came back" in demo.stderr
+    assert "users reached only by outreach, not counted: clevertap" in demo.stderr
+    assert orjson.loads(run(db, "mtu", "--json").stdout)["exempt_events"] > 0
     again = run(db, "demo", "sync", "--skip-if-done")
     assert "ran on this database already" in again.stdout
     listed = run(db, "syncs", "list")
