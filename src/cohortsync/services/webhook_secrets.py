@@ -55,17 +55,9 @@ def rotate(
             webhook_secrets.c.integration_id == integration_id
         )
     ).first()
-    secret = new_secret()
     if row is None:
-        connection.execute(
-            webhook_secrets.insert().values(
-                integration_id=integration_id,
-                sealed=keyring.seal({"current": secret}),
-                previous_until=None,
-                rotated_at=now,
-            )
-        )
-        return secret, None
+        return issue(connection, keyring, integration_id, now), None
+    secret = new_secret()
     previous = keyring.open(row.sealed)["current"]
     until = now + overlap
     connection.execute(

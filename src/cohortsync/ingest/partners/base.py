@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -98,6 +98,19 @@ def items_of(body: Any, what: str) -> list[Any]:
     if isinstance(body, list):
         return body
     raise BatchError(f"the body must be a JSON object (or a list of them): {what}")
+
+
+def parse_each(
+    items: list[Any], parse: Callable[[Any], PartnerEvent]
+) -> list[PartnerEvent | RecordError]:
+    """``parse`` applied to each item; an item that fails is its RecordError, in its place."""
+    out: list[PartnerEvent | RecordError] = []
+    for item in items:
+        try:
+            out.append(parse(item))
+        except RecordError as error:
+            out.append(error)
+    return out
 
 
 def datetime_ms(value: datetime) -> int:

@@ -28,6 +28,7 @@ from cohortsync.ingest.partners.base import (
     WebhookRequest,
     items_of,
     object_field,
+    parse_each,
     payload_insert_id,
     text_field,
 )
@@ -54,13 +55,8 @@ class CleverTapFormat:
         """Event records as they are; a webhook campaign call as one event per profile."""
         if isinstance(body, dict) and "profiles" in body:
             return self._campaign(body)
-        out: list[PartnerEvent | RecordError] = []
-        for item in items_of(body, "CleverTap sends {event, properties} or {targetId, profiles}"):
-            try:
-                out.append(self._record(item))
-            except RecordError as error:
-                out.append(error)
-        return out
+        shapes = "CleverTap sends {event, properties} or {targetId, profiles}"
+        return parse_each(items_of(body, shapes), self._record)
 
     def _record(self, item: Any) -> PartnerEvent:
         if not isinstance(item, dict):
@@ -96,13 +92,8 @@ class CleverTapFormat:
         listed = profiles if isinstance(profiles, list) else [profiles]
         key_values = object_field(body, "key_values")
         name = text_field(key_values, "event", "key_values.") or WEBHOOK_EVENT
-        out: list[PartnerEvent | RecordError] = []
-        for index, profile in enumerate(listed):
-            try:
-                out.append(self._delivery(body, name, key_values, index, profile))
-            except RecordError as error:
-                out.append(error)
-        return out
+        numbered = list(enumerate(listed))
+        return parse_each(numbered, lambda pair: self._delivery(body, name, key_values, *pair))
 
     def _delivery(
         self, body: dict[str, Any], name: str, key_values: dict[str, Any], index: int, raw: Any

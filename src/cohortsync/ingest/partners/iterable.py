@@ -27,6 +27,7 @@ from cohortsync.ingest.partners.base import (
     datetime_ms,
     items_of,
     object_field,
+    parse_each,
     payload_insert_id,
     text_field,
 )
@@ -79,13 +80,9 @@ class IterableFormat:
 
     def events(self, body: Any) -> list[PartnerEvent | RecordError]:
         """One event per webhook object."""
-        out: list[PartnerEvent | RecordError] = []
-        for item in items_of(body, "Iterable sends {email, eventName, dataFields}"):
-            try:
-                out.append(self._event(item))
-            except RecordError as error:
-                out.append(error)
-        return out
+        return parse_each(
+            items_of(body, "Iterable sends {email, eventName, dataFields}"), self._event
+        )
 
     def _event(self, item: Any) -> PartnerEvent:
         if not isinstance(item, dict):

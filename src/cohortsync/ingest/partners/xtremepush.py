@@ -25,6 +25,7 @@ from cohortsync.ingest.partners.base import (
     WebhookRequest,
     items_of,
     object_field,
+    parse_each,
     payload_insert_id,
     text_field,
 )
@@ -75,13 +76,7 @@ class XtremepushFormat:
 
     def events(self, body: Any) -> list[PartnerEvent | RecordError]:
         """One event per object."""
-        out: list[PartnerEvent | RecordError] = []
-        for item in items_of(body, "Xtremepush sends {event, time, properties}"):
-            try:
-                out.append(self._event(item))
-            except RecordError as error:
-                out.append(error)
-        return out
+        return parse_each(items_of(body, "Xtremepush sends {event, time, properties}"), self._event)
 
     def _event(self, item: Any) -> PartnerEvent:
         if not isinstance(item, dict):
