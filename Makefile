@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench bench-ingest install demo clean
+.PHONY: run test lint browser bench bench-ingest install demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,25 @@ demo: $(STAMP)
 	$(BIN)/cohortsync demo sync
 
 ## Set up, lint, type-check and run the whole test suite
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+## Debian's Chromium for the web UI tests, installed when missing and apt-get can run as root;
+## elsewhere the browser tests skip and say why
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: the browser tests will be skipped"; \
+	  else \
+	    echo "no /usr/bin/chromium and no apt-get as root: the browser tests will be skipped"; \
+	  fi; \
+	fi
 
 ## Benchmarks: prints a table and writes bench/results/latest.md
 bench: $(STAMP)

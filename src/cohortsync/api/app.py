@@ -24,6 +24,7 @@ from cohortsync.services.partner_events import PartnerEventService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
+from cohortsync.web.app import mount_web
 
 
 def create_app(
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(syncs.router)
     app.include_router(mtu.router)
     app.include_router(webhooks.router)
+    mount_web(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -236,6 +236,11 @@ def login(engine: Engine, email: str, password: str) -> str:
         return create_token(connection, email, name="login")
 
 
+def revoke_token(connection: Connection, token: str) -> None:
+    """Make a bearer token unusable (signing out of the web UI)."""
+    connection.execute(api_tokens.delete().where(api_tokens.c.token_hash == hash_secret(token)))
+
+
 def user_for_token(connection: Connection, token: str) -> User | None:
     """The user a bearer token belongs to."""
     row = connection.execute(

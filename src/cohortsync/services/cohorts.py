@@ -257,6 +257,16 @@ def delete_cohort(connection: Connection, project_id: int, cohort_id: int) -> No
     connection.execute(cohorts.delete().where(cohorts.c.id == cohort_id))
 
 
+def _compiler(connection: Connection, project_id: int, now_ms: int) -> CohortCompiler:
+    """A compiler that resolves ``in_cohort`` references to the project's stored cohorts."""
+
+    def resolve(reference: int) -> Condition | None:
+        target = get_cohort(connection, project_id, reference)
+        return parse_definition(target.definition) if target.kind == DYNAMIC else None
+
+    return CohortCompiler(connection.dialect.name, project_id, now_ms, resolve)
+
+
 def members_query(
     connection: Connection,
     project_id: int,
@@ -266,16 +276,19 @@ def members_query(
 ) -> Select[Any]:
     """SELECT distinct_id (and profile properties) of the cohort's members as of ``now_ms``."""
     cohort = get_cohort(connection, project_id, cohort_id)
-
-    def resolve(reference: int) -> Condition | None:
-        target = get_cohort(connection, project_id, reference)
-        return parse_definition(target.definition) if target.kind == DYNAMIC else None
-
-    compiler = CohortCompiler(connection.dialect.name, project_id, now_ms, resolve)
     condition = (
         CohortReference(cohort.id) if cohort.kind == STATIC else parse_definition(cohort.definition)
     )
-    return compiler.members(condition, with_properties)
+    return _compiler(connection, project_id, now_ms).members(condition, with_properties)
+
+
+def count_definition(connection: Connection, project_id: int, definition: Any, now_ms: int) -> int:
+    """How many users a definition not yet saved would hold now (a builder's live count);
+    validated and reference-checked like one being saved."""
+    condition = parse_definition(definition)
+    _check_references(connection, project_id, definition, None)
+    query = _compiler(connection, project_id, now_ms).members(condition, False).subquery()
+    return int(connection.execute(sa.select(sa.func.count()).select_from(query)).scalar_one())
 
 
 def count_members(connection: Connection, project_id: int, cohort_id: int, now_ms: int) -> int:

@@ -1,0 +1,109 @@
+"""Rendering pages and fragments, and turning service errors into readable messages.
+
+Every web route uses :class:`PageRoute`: a signed-out browser is sent to the login page, and a
+service error becomes a message (a page, or for htmx requests a notice swapped into
+``#flash``), never a stack trace or a JSON body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from cohortsync.api.errors import status_for
+from cohortsync.clock import as_utc
+from cohortsync.domain.errors import CohortsyncError, NotFound, PermissionDenied
+from cohortsync.web.session import LoginRequired
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _when(moment: datetime | None) -> str:
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def _number(value: int | float | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{share:.0%}"
+
+
+TEMPLATES.env.filters.update(when=_when, number=_number, percent=_percent)
+
+
+def is_htmx(request: Request) -> bool:
+    """Whether htmx made the request (it swaps a fragment instead of loading a page)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """A template rendered with ``context``."""
+    response: HTMLResponse = TEMPLATES.TemplateResponse(
+        request, template, dict(context or {}), status_code=status, headers=headers
+    )
+    return response
+
+
+def go_to(request: Request, url: str) -> Response:
+    """Send the browser to ``url``: a 303 for a plain form, a client redirect for htmx."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def notice(request: Request, message: str, *, status: int = 200) -> HTMLResponse:
+    """A message for the person: into ``#flash`` for htmx, else a page of its own."""
+    if is_htmx(request):
+        headers = {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
+        return render(request, "_flash.html", {"message": message}, status=status, headers=headers)
+    return render(request, "error.html", {"message": message}, status=status)
+
+
+def error_status(request: Request, error: CohortsyncError) -> int:
+    """403 and 404 keep their status; other errors the person can correct are shown as a
+    message in place (htmx) or a 4xx page."""
+    if isinstance(error, PermissionDenied | NotFound) or not is_htmx(request):
+        return status_for(error)
+    return 200
+
+
+class PageRoute(APIRoute):
+    """A route of the web UI: login redirects and readable errors."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The FastAPI handler, wrapped."""
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                return go_to(request, "/login")
+            except CohortsyncError as error:
+                if status_for(error) >= 500:
+                    log.exception("web request failed", exc_info=error)
+                return notice(request, error.message, status=error_status(request, error))
+            except Exception:
+                log.exception("web request failed")
+                return notice(request, "Something went wrong; see the server log.", status=500)
+
+        return guarded

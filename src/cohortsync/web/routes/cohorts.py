@@ -1,0 +1,132 @@
+"""The Cohorts page: the list with counts, a cohort's members, and static uploads (CSV)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from cohortsync.api.cohorts import _csv_members
+from cohortsync.api.deps import StateDep
+from cohortsync.api.state import AppState
+from cohortsync.clock import now_ms
+from cohortsync.domain.errors import BatchError
+from cohortsync.services import cohorts
+from cohortsync.services.integrations import CONNECTED
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
+from cohortsync.web.pages import PageRoute, go_to, render
+
+router = APIRouter(
+    prefix="/projects/{project_id}/cohorts", route_class=PageRoute, include_in_schema=False
+)
+
+PAGE_SIZE = 50
+MEMBER_COLUMNS = ("$email", "$first_name", "$last_name", "$phone")
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def _export_targets(state: AppState, view: ProjectView) -> list[Any]:
+    """The integrations an admin may export to now (none are offered to members)."""
+    if not view.is_admin:
+        return []
+    return [i for i in state.integrations.list(view.project.id) if i.status == CONNECTED]
+
+
+@router.get("")
+def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
+    """Every cohort of the project; counts load one by one."""
+    with read_transaction(state.engine) as connection:
+        found = cohorts.list_cohorts(connection, view.project.id)
+    context = {
+        "view": view,
+        "cohorts": found,
+        "targets": _export_targets(state, view),
+        "active": "/cohorts",
+    }
+    return render(request, "cohorts.html", context)
+
+
+@router.get("/{cohort_id}/count")
+def cohort_count(cohort_id: int, state: StateDep, view: ViewDep) -> Response:
+    """How many users are in the cohort now (a fragment of the list)."""
+    with read_transaction(state.engine) as connection:
+        count = cohorts.count_members(connection, view.project.id, cohort_id, now_ms(state.clock))
+    return Response(f"{count:,}", media_type="text/html")
+
+
+def _members(state: AppState, view: ProjectView, cohort_id: int, cursor: str | None) -> Any:
+    with read_transaction(state.engine) as connection:
+        return cohorts.member_page(
+            connection,
+            view.project.id,
+            cohort_id,
+            now_ms(state.clock),
+            limit=PAGE_SIZE,
+            cursor=cursor,
+            properties=MEMBER_COLUMNS,
+        )
+
+
+@router.get("/{cohort_id}")
+def cohort_page(request: Request, cohort_id: int, state: StateDep, view: ViewDep) -> Response:
+    """One cohort: its definition, its count, and the first page of its members."""
+    with read_transaction(state.engine) as connection:
+        cohort = cohorts.get_cohort(connection, view.project.id, cohort_id)
+    page = _members(state, view, cohort_id, None)
+    context = {
+        "view": view,
+        "cohort": cohort,
+        "definition": json.dumps(cohort.definition, indent=2) if cohort.definition else None,
+        "page": page,
+        "columns": MEMBER_COLUMNS,
+        "targets": _export_targets(state, view),
+        "active": "/cohorts",
+    }
+    return render(request, "cohort.html", context)
+
+
+@router.get("/{cohort_id}/members")
+def member_rows(
+    request: Request, cohort_id: int, state: StateDep, view: ViewDep, cursor: str
+) -> Response:
+    """The next page of members (rows appended to the table)."""
+    context = {
+        "view": view,
+        "cohort_id": cohort_id,
+        "page": _members(state, view, cohort_id, cursor),
+        "columns": MEMBER_COLUMNS,
+    }
+    return render(request, "_member_rows.html", context)
+
+
+@router.post("/static")
+async def upload_static(
+    request: Request,
+    state: StateDep,
+    view: MemberActionDep,
+    name: Annotated[str, Form(max_length=255)],
+    file: UploadFile,
+) -> Response:
+    """A static cohort from a CSV with a ``distinct_id`` or ``email`` column (as the API takes)."""
+    raw = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise BatchError("the file is over 50 MB; upload it through the API in parts")
+    _, ids, emails = _csv_members(raw.decode("utf-8-sig", "replace"))
+
+    def save() -> cohorts.Cohort:
+        with write_transaction(state.engine) as connection:
+            return cohorts.create_static_cohort(
+                connection,
+                view.project.id,
+                name,
+                ids,
+                emails,
+                created_by=view.session.user.id,
+                now_ms=now_ms(state.clock),
+            )
+
+    cohort = await run_in_threadpool(save)
+    return go_to(request, f"/projects/{view.project.id}/cohorts/{cohort.id}")

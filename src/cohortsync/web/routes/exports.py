@@ -1,0 +1,75 @@
+"""Export to → partner: the dialog (one-time or dynamic), its preview, and Start Sync."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from cohortsync.api.deps import StateDep
+from cohortsync.destinations import registry
+from cohortsync.services import cohorts
+from cohortsync.storage.database import read_transaction
+from cohortsync.web.access import AdminActionDep, AdminViewDep
+from cohortsync.web.pages import PageRoute, go_to, render
+
+router = APIRouter(
+    prefix="/projects/{project_id}/cohorts/{cohort_id}/export/{integration_id}",
+    route_class=PageRoute,
+    include_in_schema=False,
+)
+
+
+def _every(interval: timedelta) -> str:
+    minutes = int(interval.total_seconds() // 60)
+    return f"every {minutes // 60} hours" if minutes % 60 == 0 else f"every {minutes} minutes"
+
+
+@router.get("")
+def export_dialog(
+    request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
+) -> Response:
+    """Choose one-time or dynamic; the preview loads while the admin reads."""
+    with read_transaction(state.engine) as connection:
+        cohort = cohorts.get_cohort(connection, view.project.id, cohort_id)
+    integration = state.integrations.get(view.project.id, integration_id)
+    interval = registry.partner(integration.type).capabilities.interval
+    context = {
+        "view": view,
+        "cohort": cohort,
+        "integration": integration,
+        "every": _every(interval),
+        "list_name": registry.list_name(integration.settings, cohort.name, cohort.id),
+    }
+    return render(request, "_export_dialog.html", context)
+
+
+@router.get("/preview")
+async def export_preview(
+    request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
+) -> Response:
+    """What a run would add, remove and skip (by reason), and identity coverage; sends nothing."""
+    preview = await run_in_threadpool(
+        state.syncs.preview, view.project.id, cohort_id, integration_id
+    )
+    return render(request, "_export_preview.html", {"preview": preview.as_json()})
+
+
+@router.post("")
+async def start_sync(
+    request: Request,
+    cohort_id: int,
+    integration_id: int,
+    state: StateDep,
+    view: AdminActionDep,
+    mode: Annotated[str, Form()],
+) -> Response:
+    """Start the export; its first run is due at once. The Syncs page shows it."""
+    sync = await run_in_threadpool(
+        lambda: state.syncs.export(
+            view.project.id, cohort_id, integration_id, mode, user_id=view.session.user.id
+        )
+    )
+    return go_to(request, f"/projects/{view.project.id}/syncs#sync-{sync.id}")

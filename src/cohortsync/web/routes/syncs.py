@@ -1,0 +1,106 @@
+"""The Syncs page: each export's status, last and next run, run history, and (for admins)
+Run now, Stop, and Confirm of a blocked run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from cohortsync.api.deps import StateDep
+from cohortsync.api.state import AppState
+from cohortsync.services import cohorts
+from cohortsync.services.integrations import Integration
+from cohortsync.storage.database import read_transaction
+from cohortsync.sync.records import BLOCKED, UNFINISHED, Sync, SyncRun
+from cohortsync.web.access import AdminActionDep, ProjectView, ViewDep
+from cohortsync.web.pages import PageRoute, render
+
+router = APIRouter(
+    prefix="/projects/{project_id}/syncs", route_class=PageRoute, include_in_schema=False
+)
+HISTORY = 20
+
+
+@dataclass(frozen=True)
+class SyncLine:
+    """A sync as its row shows it: names of what it joins, and its latest run."""
+
+    sync: Sync
+    cohort: str
+    integration: Integration
+    last_run: SyncRun | None
+
+    @property
+    def busy(self) -> bool:
+        """A run is planning or sending (the row refreshes itself until it ends)."""
+        unfinished = self.last_run is not None and self.last_run.status in UNFINISHED
+        return self.sync.running or unfinished
+
+    @property
+    def blocked(self) -> bool:
+        """The latest run waits for an admin's confirm."""
+        return self.last_run is not None and self.last_run.status == BLOCKED
+
+
+def _line(state: AppState, project_id: int, sync: Sync, cohort: str) -> SyncLine:
+    runs = state.syncs.runs(project_id, sync.id, limit=1)
+    integration = state.integrations.get(project_id, sync.integration_id)
+    return SyncLine(sync, cohort, integration, runs[0] if runs else None)
+
+
+def _row(request: Request, state: AppState, view: ProjectView, sync: Sync) -> Response:
+    with read_transaction(state.engine) as connection:
+        cohort = cohorts.get_cohort(connection, view.project.id, sync.cohort_id).name
+    line = _line(state, view.project.id, sync, cohort)
+    return render(request, "_sync_row.html", {"view": view, "line": line})
+
+
+@router.get("")
+def syncs_page(request: Request, state: StateDep, view: ViewDep) -> Response:
+    """Every export of the project, newest first."""
+    with read_transaction(state.engine) as connection:
+        names = {c.id: c.name for c in cohorts.list_cohorts(connection, view.project.id)}
+    found = reversed(state.syncs.all(view.project.id))
+    lines = [_line(state, view.project.id, s, names.get(s.cohort_id, "?")) for s in found]
+    context = {"view": view, "lines": lines, "active": "/syncs"}
+    return render(request, "syncs.html", context)
+
+
+@router.get("/{sync_id}/row")
+def sync_row(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> Response:
+    """One sync's row, as it is now (polled while a run is in progress)."""
+    return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
+
+
+@router.get("/{sync_id}/runs")
+def run_history(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> Response:
+    """The latest runs with their counts, skips and rejections by reason, and errors."""
+    runs = state.syncs.runs(view.project.id, sync_id, limit=HISTORY)
+    return render(request, "_run_history.html", {"runs": runs})
+
+
+@router.post("/{sync_id}/run")
+async def run_now(
+    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+) -> Response:
+    """Start a run now (in the background); the row then follows its progress."""
+    await run_in_threadpool(state.syncs.run_now, view.project.id, sync_id)
+    return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
+
+
+@router.post("/{sync_id}/stop")
+def stop(request: Request, sync_id: int, state: StateDep, view: AdminActionDep) -> Response:
+    """Stop the sync; a run in progress ends after its current batch."""
+    sync = state.syncs.stop(view.project.id, sync_id, view.session.user.id)
+    return _row(request, state, view, sync)
+
+
+@router.post("/{sync_id}/confirm")
+async def confirm(
+    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+) -> Response:
+    """Let a blocked run go ahead (audited)."""
+    await run_in_threadpool(state.syncs.confirm, view.project.id, sync_id, view.session.user.id)
+    return _row(request, state, view, state.syncs.get(view.project.id, sync_id))

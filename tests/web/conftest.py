@@ -1,0 +1,132 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright against the live server, on SQLite.
+
+Every page a test opens is watched: a console error or an uncaught exception fails the test.
+Screenshots go to ``$COHORTSYNC_SCREENSHOTS`` (default ``build/screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from cohortsync.domain.accounts import Project, Role
+from cohortsync.services import accounts
+from cohortsync.storage.database import write_transaction
+from tests.conftest import LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+ADMIN = "admin@example.com"
+MEMBER = "analyst@example.com"
+SCREENSHOTS = Path(os.environ.get("COHORTSYNC_SCREENSHOTS", "build/screenshots"))
+
+# Each test module's pytestmark: the browser tests run on SQLite only (the services they call
+# are covered on PostgreSQL by their own tests).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"browser tests skipped: {CHROMIUM} is missing "
+            "(`make test` installs Debian's chromium with apt-get when run as root)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Console:
+    """Console errors and uncaught exceptions of every page of a test."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        """Record what goes wrong on ``page``."""
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text} ({message.location})")
+
+
+@dataclass
+class Browsing:
+    """A signed-out browser on the live server, with its console watched."""
+
+    server: LiveServer
+    context: BrowserContext
+    page: Page
+    console: Console
+
+    def sign_in(self, email: str, password: str = PASSWORD) -> None:
+        """Sign in through the login form."""
+        self.page.goto("/login")
+        self.page.get_by_label("Email").fill(email)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(re.compile(r"/projects/\d+/cohorts$"))
+
+    def csrf(self) -> str:
+        """The CSRF token the page's forms carry."""
+        token = self.page.locator("input[name=csrf_token]").first.get_attribute("value")
+        assert token, "the page has no CSRF token"
+        return token
+
+    def cookies(self) -> dict[str, str]:
+        """The browser's cookies, for posting outside the page."""
+        return {c["name"]: c["value"] for c in self.context.cookies() if "name" in c}
+
+    def post(self, path: str, data: dict[str, str], **headers: str) -> httpx.Response:
+        """POST a form as this browser would, with its cookies (not through a page's UI)."""
+        with self.server.client(cookies=self.cookies()) as client:
+            return client.post(path, data=data, headers=headers)
+
+    def shoot(self, name: str) -> None:
+        """Save a screenshot of the whole page as a test artifact."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+def browsing(browser: Browser, live_server: LiveServer) -> Iterator[Browsing]:
+    """A fresh browser context on the live server; fails the test on console errors."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    console = Console()
+    console.watch(page)
+    yield Browsing(live_server, context, page, console)
+    context.close()
+    assert console.problems == [], "\n".join(console.problems)
+
+
+@pytest.fixture
+def people(live_server: LiveServer, project: Project) -> Project:
+    """An admin and a member of the project, both with PASSWORD."""
+    with write_transaction(live_server.engine) as connection:
+        accounts.create_user(connection, ADMIN, PASSWORD, Role.ADMIN, project.id)
+        accounts.create_user(connection, MEMBER, PASSWORD, Role.MEMBER, project.id)
+    return project
