@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
-import httpx
+from playwright.sync_api import expect
 
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
 from tests.conftest import LiveServer
+from tests.helpers import admin_token
+from tests.sync.test_api import connect, create_cohort, export
 from tests.web.conftest import ADMIN, MEMBER, SQLITE_ONLY, Browsing
 
 pytestmark = SQLITE_ONLY
@@ -68,32 +70,69 @@ def test_a_member_is_not_offered_admin_actions_and_is_refused_them(
     live_server: LiveServer,
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
+    sandbox = sandboxes["iterable"]
+    with live_server.client(
+        headers={"Authorization": f"Bearer {admin_token(live_server.engine, people.id)}"}
+    ) as api:
+        integration_id = connect(api, people, sandbox)
+        cohort_id = create_cohort(
+            api, people, "Pro", {"property": "plan", "op": "equals", "value": "pro"}
+        )
+        sync_id = export(api, people, cohort_id, integration_id, "dynamic")["id"]
+    sandbox.state.reset()
+
     browsing.sign_in(MEMBER)
-    page = browsing.page
+    page, base = browsing.page, f"/projects/{people.id}"
     assert page.get_by_test_id("role").text_content() == "member"
-    page.goto(f"/projects/{people.id}/integrations")
+
+    page.goto(f"{base}/integrations")
     assert page.locator("[data-partner]").count() == 4
-    assert page.get_by_role("button", name="Connect").count() == 0
-    assert "Ask a project admin" in page.locator("[data-partner=iterable]").inner_text()
+    iterable = page.locator("[data-partner=iterable]")
+    expect(iterable.get_by_text("Connected", exact=True)).to_be_visible()
+    for offered in ("Connect", "Disconnect", "Rotate webhook secret"):
+        expect(page.get_by_role("button", name=offered)).to_have_count(0)
+    expect(page.locator("[data-partner=clevertap]")).to_contain_text("Ask a project admin")
     browsing.shoot("integrations-member")
 
+    page.goto(f"{base}/cohorts")
+    page.get_by_label("Actions for Pro").click()
+    menu = page.locator(".cohort-menu .menu-items")
+    expect(menu.get_by_role("link", name="Members")).to_be_visible()
+    expect(menu).not_to_contain_text("Export to")
+    expect(menu.get_by_role("button")).to_have_count(0)
+
+    page.goto(f"{base}/syncs")
+    expect(page.get_by_test_id("sync")).to_have_count(1)
+    for offered in ("Run now", "Stop", "Confirm"):
+        expect(page.get_by_role("button", name=offered)).to_have_count(0)
+
+    # posted anyway, with the member's own session and CSRF token: 403, and nothing happens
     csrf = browsing.csrf()
-    sandbox = sandboxes["iterable"]
-    form = {
+    connect_form = {
         "csrf_token": csrf,
         "credential.api_key": sandbox.state.credentials["api_key"],
         "setting.base_url": sandbox.server.url,
     }
-    base = f"/projects/{people.id}"
-    refused = browsing.post(f"{base}/integrations/connect/iterable", form)
-    assert refused.status_code == 403
-    assert "only project admins" in refused.text
-    assert (
+    refused = [
+        browsing.post(f"{base}/integrations/connect/iterable", connect_form),
+        browsing.post(f"{base}/integrations/{integration_id}/disconnect", {"csrf_token": csrf}),
+        browsing.post(f"{base}/integrations/{integration_id}/webhook-secret", {"csrf_token": csrf}),
         browsing.post(
-            f"{base}/integrations/connect/iterable", {}, **{"X-CSRF-Token": csrf}
-        ).status_code
-        == 403
-    )
-    with httpx.Client(base_url=live_server.url, cookies=browsing.cookies()) as client:
+            f"{base}/cohorts/{cohort_id}/export/{integration_id}",
+            {"csrf_token": csrf, "mode": "one_time"},
+        ),
+        browsing.post(f"{base}/syncs/{sync_id}/run", {}, **{"X-CSRF-Token": csrf}),
+        browsing.post(f"{base}/syncs/{sync_id}/stop", {"csrf_token": csrf}),
+        browsing.post(f"{base}/syncs/{sync_id}/confirm", {"csrf_token": csrf}),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert all("only project admins may do this" in r.text for r in refused)
+    with live_server.client(cookies=browsing.cookies()) as client:
         assert client.get(f"{base}/integrations/connect/iterable").status_code == 403
+        assert client.get(f"{base}/cohorts/{cohort_id}/export/{integration_id}").status_code == 403
     assert sandbox.state.requests == []  # the partner was never called
+    page.goto(f"{base}/integrations")
+    expect(iterable.get_by_text("Connected", exact=True)).to_have_count(1)
+    page.goto(f"{base}/syncs")
+    expect(page.get_by_test_id("sync-status")).to_contain_text("active")
+    expect(page.get_by_test_id("last-run")).to_contain_text("none yet")
