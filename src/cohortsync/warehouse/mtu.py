@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
-from cohortsync.storage.tables import events, identities, mtu_exemptions
+from cohortsync.storage.tables import events, mtu_exemptions
+from cohortsync.warehouse.events import CANONICAL_USER, EVENTS_WITH_IDENTITIES
 
 
 @dataclass
@@ -97,7 +98,7 @@ def month_activity(
         return activity
     _count_exempt(connection, in_month, exemptions, activity)
 
-    user = sa.func.coalesce(identities.c.canonical_id, events.c.distinct_id)
+    user = CANONICAL_USER
     reached = {
         source: sa.func.max(sa.case((outreach, 1), else_=0))
         for source, outreach in by_partner.items()
@@ -108,15 +109,7 @@ def month_activity(
             sa.func.max(sa.case((exempt, 0), else_=1)).label("qualifies"),
             *(flag.label(f"reached_{i}") for i, flag in enumerate(reached.values())),
         )
-        .select_from(
-            events.outerjoin(
-                identities,
-                sa.and_(
-                    identities.c.project_id == events.c.project_id,
-                    identities.c.distinct_id == events.c.distinct_id,
-                ),
-            )
-        )
+        .select_from(EVENTS_WITH_IDENTITIES)
         .where(in_month)
         .group_by(user)
         .subquery()
