@@ -23,8 +23,9 @@
     if (event.key === "Escape") { closeModal(); }
   });
   document.addEventListener("htmx:beforeRequest", function (event) {
-    // a new action replaces the previous one's message
-    if (event.detail.requestConfig && event.detail.requestConfig.verb === "post") {
+    // a new action (a button or a form, not a live count or a poll) replaces the last message
+    var elt = event.detail.elt;
+    if (elt instanceof Element && elt.matches("button, form")) {
       var flash = document.getElementById("flash");
       if (flash) { flash.innerHTML = ""; }
     }
