@@ -20,6 +20,7 @@ from cohortsync.domain.accounts import Project, Role
 from cohortsync.services import accounts
 from cohortsync.storage.database import write_transaction
 from tests.conftest import LiveServer
+from tests.helpers import admin_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -130,3 +131,11 @@ def people(live_server: LiveServer, project: Project) -> Project:
         accounts.create_user(connection, ADMIN, PASSWORD, Role.ADMIN, project.id)
         accounts.create_user(connection, MEMBER, PASSWORD, Role.MEMBER, project.id)
     return project
+
+
+@pytest.fixture
+def admin_api(live_server: LiveServer, people: Project) -> Iterator[httpx.Client]:
+    """The JSON API as the project's admin: setting the scene a browser test starts from."""
+    token = admin_token(live_server.engine, people.id, ADMIN)
+    with live_server.client(headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from playwright.sync_api import expect
 
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
-from tests.conftest import LiveServer
-from tests.helpers import admin_token
-from tests.sync.test_api import connect, create_cohort, export
+from tests.sync.test_api import PRO, connect, create_cohort, export
 from tests.web.conftest import ADMIN, MEMBER, SQLITE_ONLY, Browsing
 
 pytestmark = SQLITE_ONLY
@@ -67,18 +66,13 @@ def test_a_post_without_the_csrf_token_is_refused(
 def test_a_member_is_not_offered_admin_actions_and_is_refused_them(
     browsing: Browsing,
     people: Project,
-    live_server: LiveServer,
+    admin_api: httpx.Client,
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
     sandbox = sandboxes["iterable"]
-    with live_server.client(
-        headers={"Authorization": f"Bearer {admin_token(live_server.engine, people.id)}"}
-    ) as api:
-        integration_id = connect(api, people, sandbox)
-        cohort_id = create_cohort(
-            api, people, "Pro", {"property": "plan", "op": "equals", "value": "pro"}
-        )
-        sync_id = export(api, people, cohort_id, integration_id, "dynamic")["id"]
+    integration_id = connect(admin_api, people, sandbox)
+    cohort_id = create_cohort(admin_api, people, "Pro", PRO)
+    sync_id = export(admin_api, people, cohort_id, integration_id, "dynamic")["id"]
     sandbox.state.reset()
 
     browsing.sign_in(MEMBER)
@@ -127,7 +121,7 @@ def test_a_member_is_not_offered_admin_actions_and_is_refused_them(
     ]
     assert [r.status_code for r in refused] == [403] * len(refused)
     assert all("only project admins may do this" in r.text for r in refused)
-    with live_server.client(cookies=browsing.cookies()) as client:
+    with browsing.server.client(cookies=browsing.cookies()) as client:
         assert client.get(f"{base}/integrations/connect/iterable").status_code == 403
         assert client.get(f"{base}/cohorts/{cohort_id}/export/{integration_id}").status_code == 403
     assert sandbox.state.requests == []  # the partner was never called

@@ -11,7 +11,6 @@ from playwright.sync_api import expect
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
 from tests.sync.test_api import PRO, connect, create_cohort, engage, export, run_now
 from tests.web.conftest import ADMIN, SQLITE_ONLY, Browsing
 
@@ -146,16 +145,15 @@ def test_a_blocked_run_shows_why_and_goes_ahead_once_confirmed(
     browsing: Browsing,
     people: Project,
     live_server: LiveServer,
+    admin_api: httpx.Client,
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
     sandbox = sandboxes["xtremepush"]
     users = [f"u{i:02d}" for i in range(12)]
     engage(live_server, people, {u: {"plan": "pro"} for u in users})
-    token = admin_token(live_server.engine, people.id)
-    with live_server.client(headers={"Authorization": f"Bearer {token}"}) as api:
-        cohort_id = create_cohort(api, people, "Pro", PRO)
-        sync = export(api, people, cohort_id, connect(api, people, sandbox), "dynamic")
-        assert run_now(api, people, sync["id"])["status"] == "succeeded"
+    cohort_id = create_cohort(admin_api, people, "Pro", PRO)
+    sync = export(admin_api, people, cohort_id, connect(admin_api, people, sandbox), "dynamic")
+    assert run_now(admin_api, people, sync["id"])["status"] == "succeeded"
     engage(live_server, people, {u: {"plan": "free"} for u in users})
 
     browsing.sign_in(ADMIN)
