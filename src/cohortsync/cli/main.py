@@ -88,11 +88,11 @@ def serve(
     bind_host, bind_port = host or config.host, port or config.port
     out.print(
         f"cohortsync serving on [bold]http://{bind_host}:{bind_port}[/] "
-        f"(API docs at /docs); project {project.id} token {project.token}"
+        f"(web UI there, API docs at /docs); project {project.id} token {project.token}"
     )
     if people == 0:
         out.print(
-            "no users yet; create the first admin with:\n"
+            "no users yet; create the first admin (then sign in to the web UI) with:\n"
             f"  {_this_command()} users create --email you@example.com --password '…' --role admin"
         )
     uvicorn.run(
