@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, s
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.services import accounts
 from cohortsync.storage.database import write_transaction
+from cohortsync.web.session import COOKIE, csrf_for
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 
@@ -139,3 +140,27 @@ def admin_api(live_server: LiveServer, people: Project) -> Iterator[httpx.Client
     token = admin_token(live_server.engine, people.id, ADMIN)
     with live_server.client(headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
+
+
+@dataclass
+class Signed:
+    """A signed-in HTTP client (no browser): its session cookie and the CSRF token of it."""
+
+    client: httpx.Client
+    csrf: str
+
+
+def sign_in_http(server: LiveServer, email: str, password: str = PASSWORD) -> Signed:
+    """Sign in through ``POST /login`` as a browser form would, keeping the session cookie."""
+    client = server.client()
+    answer = client.post("/login", data={"email": email, "password": password})
+    assert answer.status_code == 303, answer.text
+    return Signed(client, csrf_for(client.cookies[COOKIE]))
+
+
+@pytest.fixture
+def admin_http(live_server: LiveServer, people: Project) -> Iterator[Signed]:
+    """The project's admin, signed in over plain HTTP."""
+    signed = sign_in_http(live_server, ADMIN)
+    yield signed
+    signed.client.close()

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
 
 from cohortsync.api.errors import status_for
 from cohortsync.clock import as_utc
-from cohortsync.domain.errors import CohortsyncError, NotFound, PermissionDenied
+from cohortsync.domain.errors import BatchError, CohortsyncError, NotFound, PermissionDenied
 from cohortsync.web.session import LoginRequired
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,20 @@ def error_status(request: Request, error: CohortsyncError) -> int:
     return 200
 
 
+_WHERE = frozenset({"body", "query", "path", "form", "header", "cookie"})
+
+
+def invalid_request(error: RequestValidationError) -> BatchError:
+    """What was missing or malformed in a request, naming its fields and never their values
+    (FastAPI's errors carry the submitted input: a password must not reach a page or a log)."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item.get("loc", ()) if p not in _WHERE) or "request"
+        problem = "missing" if item.get("type") == "missing" else item.get("msg", "not valid")
+        problems.append(f"{field}: {problem}")
+    return BatchError("this request was not accepted; " + "; ".join(problems))
+
+
 class PageRoute(APIRoute):
     """A route of the web UI: login redirects and readable errors."""
 
@@ -98,6 +114,11 @@ class PageRoute(APIRoute):
                 return await handler(request)
             except LoginRequired:
                 return go_to(request, "/login")
+            except RequestValidationError as error:  # logged nowhere: it holds what was sent
+                invalid = invalid_request(error)
+                return notice(request, invalid.message, status=error_status(request, invalid))
+            except HTTPException as error:  # e.g. a body that is not a form
+                return notice(request, str(error.detail), status=error.status_code)
             except CohortsyncError as error:
                 if status_for(error) >= 500:
                     log.exception("web request failed", exc_info=error)
