@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from starlette.datastructures import FormData
 
-from cohortsync.domain.cohorts import PROPERTY_OPERATORS, parse_definition
+from cohortsync.domain.cohorts import COUNT_OPERATORS, PROPERTY_OPERATORS, parse_definition
 from cohortsync.domain.errors import BatchError
 from cohortsync.services.mtu import Month
-from cohortsync.web.builder import OPERATOR_LABELS, definition_from_form
+from cohortsync.web.builder import COUNT_LABELS, OPERATOR_LABELS, definition_from_form
 from cohortsync.web.mtu_chart import HEIGHT, months_up_to, mtu_chart
 
 
@@ -131,3 +131,66 @@ def test_the_chart_scales_bars_to_the_largest_month() -> None:
     assert all(bar.y + bar.height == chart.baseline < HEIGHT for bar in chart.bars)
     assert [bar.current for bar in chart.bars] == [False, False, True, False]
     assert all(a.x + a.width < b.x for a, b in zip(chart.bars, chart.bars[1:], strict=False))
+
+
+def comparison(op: str, value: str, *kind: str) -> FormData:
+    chosen = (("c.type", kind[0]),) if kind else ()
+    return form(
+        ("condition", "c"), ("c.property", "amount"), ("c.op", op), ("c.value", value), *chosen
+    )
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "expected"),
+    [
+        ("gt", "20", 20),
+        ("lte", "2.5", 2.5),
+        ("between", "10, 20", [10, 20]),
+        ("gte", "2026-01-01", "2026-01-01"),  # a date stays a string
+        ("equals", "20", "20"),  # equality keeps what was typed
+    ],
+)
+def test_an_ordering_compares_numbers_when_a_number_is_typed(
+    op: str, value: str, expected: Any
+) -> None:
+    condition = definition_from_form(comparison(op, value))["all"][0]
+    assert condition["value"] == expected
+    assert type(condition["value"]) is type(expected)
+    parse_definition({"all": [condition]})
+
+
+def test_an_explicit_type_wins() -> None:
+    assert definition_from_form(comparison("gt", "20", "text"))["all"][0]["value"] == "20"
+    assert definition_from_form(comparison("equals", "20", "number"))["all"][0]["value"] == 20
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
+def test_numbers_must_be_finite(value: str) -> None:
+    with pytest.raises(BatchError) as raised:
+        definition_from_form(comparison("gt", value, "number"))
+    assert raised.value.message == f"Condition 1: {value!r} is not a finite number"
+    # typed without a chosen type, it is compared as text, never as nan
+    assert definition_from_form(comparison("gt", value))["all"][0]["value"] == value
+
+
+@pytest.mark.parametrize("count", ["²", "٣x", "1.5", "-1", ""])
+def test_a_count_that_is_not_a_whole_number_is_named(count: str) -> None:
+    posted = form(("condition", "c"), ("c.kind", "event"), ("c.event", "E"), ("c.count", count))
+    if not count:  # left empty: at least once
+        assert definition_from_form(posted)["all"][0]["count"] == {"op": ">=", "value": 1}
+        return
+    with pytest.raises(BatchError) as raised:
+        definition_from_form(posted)
+    assert raised.value.message == "Condition 1: the count must be a whole number"
+
+
+def test_count_labels_are_keyed_by_operator() -> None:
+    assert set(COUNT_LABELS) == set(COUNT_OPERATORS)
+    assert COUNT_LABELS == {
+        ">=": "at least",
+        ">": "more than",
+        "=": "exactly",
+        "!=": "not exactly",
+        "<": "fewer than",
+        "<=": "at most",
+    }

@@ -6,22 +6,29 @@ conditions in page order; each carries its fields under its own id (``<id>.kind`
 ``<group>.match``; a condition may be negated. Only what a person could leave incomplete is
 checked here (a missing name, a number that is not one); the definition itself is validated
 by the cohorts service, as for the API.
+
+A value is compared as what its type select says; left on "auto", a number typed for an
+ordering (>, ≥, <, ≤, between) is a number (``amount > 20`` compares with 20, not "20"), and
+anything else is text (a date, an equality).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import FormData
 
-from cohortsync.domain.cohorts import COUNT_OPERATORS, UNIT_SECONDS
+from cohortsync.domain.cohorts import UNIT_SECONDS
 from cohortsync.domain.errors import BatchError
 
 MATCHES = ("all", "any")
 KINDS = {"property": "Profile property", "event": "Did event", "in_cohort": "In cohort"}
-VALUE_TYPES = {"text": "text", "number": "number", "boolean": "true/false"}
+AUTO = "auto"
+VALUE_TYPES = {AUTO: "auto", "text": "text", "number": "number", "boolean": "true/false"}
+ORDERINGS = frozenset({"gt", "gte", "lt", "lte", "between"})
 OPERATOR_LABELS = {
     "equals": "equals",
     "not_equals": "does not equal",
@@ -37,13 +44,14 @@ OPERATOR_LABELS = {
     "in": "is one of (a, b, …)",
     "not_in": "is none of (a, b, …)",
 }
-COUNT_LABELS = dict(
-    zip(
-        COUNT_OPERATORS,
-        ("at least", "more than", "exactly", "not exactly", "fewer than", "at most"),
-        strict=True,
-    )
-)
+COUNT_LABELS = {
+    ">=": "at least",
+    ">": "more than",
+    "=": "exactly",
+    "!=": "not exactly",
+    "<": "fewer than",
+    "<=": "at most",
+}
 UNITS = tuple(UNIT_SECONDS)
 
 
@@ -62,13 +70,40 @@ def _text(form: FormData, key: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _number(raw: str, where: str) -> int | float:
+    """A whole number when written as one, else a finite decimal; never nan or infinity (JSON
+    has neither)."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        raise BatchError(f"{where}: {raw!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BatchError(f"{where}: {raw!r} is not a finite number")
+    return number
+
+
+def _is_number(raw: str) -> bool:
+    try:
+        _number(raw, "")
+    except BatchError:
+        return False
+    return True
+
+
+def _value_type(chosen: str, op: str, raws: Sequence[str]) -> str:
+    """The chosen type, or for "auto": number for an ordering of numbers, else text."""
+    if chosen in VALUE_TYPES and chosen != AUTO:
+        return chosen
+    return "number" if op in ORDERINGS and raws and all(map(_is_number, raws)) else "text"
+
+
 def _scalar(raw: str, kind: str, where: str) -> Any:
     if kind == "number":
-        try:
-            number = float(raw)
-        except ValueError:
-            raise BatchError(f"{where}: {raw!r} is not a number") from None
-        return int(number) if number.is_integer() and "." not in raw else number
+        return _number(raw, where)
     if kind == "boolean":
         if raw.lower() not in ("true", "false"):
             raise BatchError(f"{where}: write true or false")
@@ -85,21 +120,27 @@ def property_condition(form: FormData, key: str, where: str) -> dict[str, Any]:
     condition: dict[str, Any] = {"property": name, "op": op}
     if op in ("is_set", "is_not_set"):
         return condition
-    raw, kind = _text(form, f"{key}.value"), _text(form, f"{key}.type") or "text"
+    raw, chosen = _text(form, f"{key}.value"), _text(form, f"{key}.type") or AUTO
     if op in ("between", "in", "not_in"):
         parts = [p.strip() for p in raw.split(",") if p.strip()]
+        kind = _value_type(chosen, op, parts)
         condition["value"] = [_scalar(p, kind, where) for p in parts]
-    elif raw or kind == "text":
-        condition["value"] = _scalar(raw, kind, where)
-    else:
+        return condition
+    kind = _value_type(chosen, op, [raw] if raw else [])
+    if not raw and (kind != "text" or op in ORDERINGS):
         raise BatchError(f"{where}: give a value to compare with")
+    condition["value"] = _scalar(raw, kind, where)
     return condition
 
 
 def _whole(raw: str, where: str, what: str) -> int:
-    if not raw.isdigit():
+    try:
+        number = int(raw)
+    except ValueError:
+        number = -1
+    if number < 0:
         raise BatchError(f"{where}: {what} must be a whole number")
-    return int(raw)
+    return number
 
 
 def event_condition(form: FormData, key: str, where: str) -> dict[str, Any]:
