@@ -6,6 +6,7 @@ Every setting is listed, with its default, in the README's settings table.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,22 @@ class Settings(BaseSettings):
     webhook_secret_overlap_hours: float = Field(
         default=24, description="How long a rotated webhook secret keeps working."
     )
+    session_hours: float = Field(
+        default=12,
+        gt=0,
+        description="How long a sign-in lasts (a web session, a POST /api/v1/login token); "
+        "tokens from `cohortsync tokens create` do not expire.",
+    )
+    trust_proxy: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-Host from the reverse proxy in "
+        "front: behind TLS the session cookie is Secure and sign-in checks the public origin.",
+    )
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        """How long a sign-in token lasts (``session_hours``)."""
+        return timedelta(hours=self.session_hours)
 
 
 def config_file_path() -> Path | None:

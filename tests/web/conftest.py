@@ -6,14 +6,17 @@ Screenshots go to ``$COHORTSYNC_SCREENSHOTS`` (default ``build/screenshots``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from cohortsync.domain.accounts import Project, Role
@@ -164,3 +167,15 @@ def admin_http(live_server: LiveServer, people: Project) -> Iterator[Signed]:
     signed = sign_in_http(live_server, ADMIN)
     yield signed
     signed.client.close()
+
+
+def in_process(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to ``app`` in this process (no server, no lifespan), as from
+    ``http://cohorts.example``: for apps built with settings the live server does not use."""
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cohorts.example") as c:
+            return await c.request(method, path, **kwargs)
+
+    return asyncio.run(send())

@@ -7,15 +7,22 @@ import html
 import json
 import logging
 import re
+from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
 
+from cohortsync.api.app import create_app
+from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
 from cohortsync.services import cohorts
+from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction
-from tests.conftest import LiveServer
+from cohortsync.web.session import COOKIE
+from tests.conftest import NOW, TEST_KEY, LiveServer
 from tests.sync.test_api import engage
-from tests.web.conftest import ADMIN, SQLITE_ONLY, Signed
+from tests.web.conftest import ADMIN, PASSWORD, SQLITE_ONLY, Signed, in_process
 
 pytestmark = SQLITE_ONLY
 
@@ -85,3 +92,56 @@ def test_the_definition_the_builder_shows_is_the_one_it_saves(
     cohort_id = int(saved.headers["location"].rsplit("/", 1)[1])
     with read_transaction(live_server.engine) as connection:
         assert cohorts.get_cohort(connection, people.id, cohort_id).definition == definition
+
+
+def test_a_web_session_ends_after_the_session_hours(
+    live_server: LiveServer, people: Project, admin_http: Signed
+) -> None:
+    cookie = admin_http.client.cookies.jar
+    (session,) = [c for c in cookie if c.name == COOKIE]
+    assert session.expires is not None  # Max-Age=43200: the browser drops it too
+    page = f"/projects/{people.id}/cohorts"
+    assert admin_http.client.get(page).status_code == 200
+    live_server.clock.advance(timedelta(hours=11, minutes=59))
+    assert admin_http.client.get(page).status_code == 200
+    live_server.clock.advance(timedelta(minutes=1))
+    ended = admin_http.client.get(page)
+    assert ended.status_code == 303 and ended.headers["location"] == "/login"
+
+
+def test_the_session_cookie_lasts_as_long_as_the_session_and_is_secure_behind_tls(
+    engine: Engine, database_url: str, people: Project
+) -> None:
+    def set_cookie(trust_proxy: bool, **headers: str) -> str:
+        settings = Settings(
+            database_url=database_url,
+            secret_key=SecretStr(TEST_KEY),
+            session_hours=2,
+            trust_proxy=trust_proxy,
+        )
+        app = create_app(settings, engine=engine, clock=FrozenClock(NOW))
+        form = {"email": ADMIN, "password": PASSWORD}
+        answer = in_process(app, "POST", "/login", data=form, headers=headers)
+        assert answer.status_code == 303, answer.text
+        return answer.headers["set-cookie"].lower()
+
+    behind_tls = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cohorts.example"}
+    plain = set_cookie(False)
+    assert "max-age=7200" in plain and "httponly" in plain and "samesite=strict" in plain
+    assert "secure" not in plain
+    assert "secure" not in set_cookie(False, **behind_tls)  # anyone can send the header
+    trusted = set_cookie(True, Origin="https://cohorts.example", **behind_tls)
+    assert "secure" in trusted and "max-age=7200" in trusted
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(
+    live_server: LiveServer, people: Project
+) -> None:
+    form = {"email": ADMIN, "password": PASSWORD}
+    with live_server.client() as client:
+        for origin in ("http://evil.example", "null", live_server.url.replace("127.0.0.1", "x")):
+            refused = client.post("/login", data=form, headers={"Origin": origin})
+            assert refused.status_code == 403, origin
+            assert "set-cookie" not in refused.headers
+        same = client.post("/login", data=form, headers={"Origin": live_server.url})
+        assert same.status_code == 303 and COOKIE in same.cookies

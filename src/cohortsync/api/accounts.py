@@ -38,8 +38,11 @@ class ProjectOut(BaseModel):
 
 @router.post("/login", response_model=LoginResponse)
 async def login(body: LoginRequest, state: StateDep) -> LoginResponse:
-    """Exchange email and password for a bearer token."""
-    token = await run_in_threadpool(accounts.login, state.engine, body.email, body.password)
+    """Exchange email and password for a bearer token (it expires after
+    ``COHORTSYNC_SESSION_HOURS``)."""
+    token = await run_in_threadpool(
+        accounts.login, state.engine, body.email, body.password, state.clock.now()
+    )
     return LoginResponse(token=token)
 
 

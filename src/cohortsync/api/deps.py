@@ -33,7 +33,12 @@ def current_user(
     if credentials is None:
         raise AuthenticationError("send 'Authorization: Bearer <token>' (POST /api/v1/login)")
     with read_transaction(state.engine) as connection:
-        user = accounts.user_for_token(connection, credentials.credentials)
+        user = accounts.user_for_token(
+            connection,
+            credentials.credentials,
+            now=state.clock.now(),
+            login_lifetime=state.settings.session_lifetime,
+        )
     if user is None:
         raise AuthenticationError("the bearer token is not valid")
     return user

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from cohortsync.clock import as_utc
 from cohortsync.credentials import (
     hash_password,
     hash_secret,
@@ -32,6 +33,10 @@ DEFAULT_PROJECT_NAME = "Default project"
 TOKEN_PREFIX = "cst_"
 SERVICE_SECRET_PREFIX = "css_"
 API_SECRET_PREFIX = "csa_"
+# Tokens handed out by signing in (web sessions, POST /api/v1/login) expire; tokens an operator
+# makes (`cohortsync tokens create`) are meant for scripts and do not.
+LOGIN_TOKEN = "login"
+DEFAULT_LOGIN_LIFETIME = timedelta(hours=12)
 
 
 def _now() -> datetime:
@@ -208,8 +213,11 @@ def load_user(connection: Connection, user_id: int) -> User:
     return User(row.id, row.email, roles)
 
 
-def create_token(connection: Connection, email: str, name: str = "cli") -> str:
-    """A new bearer token for the user with ``email``; returned once, stored hashed."""
+def create_token(
+    connection: Connection, email: str, name: str = "cli", now: datetime | None = None
+) -> str:
+    """A new bearer token for the user with ``email``, made at ``now`` (default: the wall
+    clock); returned once, stored hashed."""
     row = connection.execute(
         sa.select(users.c.id).where(users.c.email == email.strip().lower())
     ).first()
@@ -218,14 +226,15 @@ def create_token(connection: Connection, email: str, name: str = "cli") -> str:
     token = new_secret(TOKEN_PREFIX)
     connection.execute(
         api_tokens.insert().values(
-            user_id=row.id, token_hash=hash_secret(token), name=name, created_at=_now()
+            user_id=row.id, token_hash=hash_secret(token), name=name, created_at=now or _now()
         )
     )
     return token
 
 
-def login(engine: Engine, email: str, password: str) -> str:
-    """Check a password and hand out a bearer token."""
+def login(engine: Engine, email: str, password: str, now: datetime | None = None) -> str:
+    """Check a password and hand out a sign-in token, made at ``now`` (it expires; see
+    :func:`user_for_token`)."""
     with read_transaction(engine) as connection:
         row = connection.execute(
             sa.select(users.c.password_hash).where(users.c.email == email.strip().lower())
@@ -233,7 +242,7 @@ def login(engine: Engine, email: str, password: str) -> str:
     if row is None or not verify_password(password, row.password_hash):
         raise AuthenticationError("email or password is wrong")
     with write_transaction(engine) as connection:
-        return create_token(connection, email, name="login")
+        return create_token(connection, email, name=LOGIN_TOKEN, now=now)
 
 
 def revoke_token(connection: Connection, token: str) -> None:
@@ -241,12 +250,25 @@ def revoke_token(connection: Connection, token: str) -> None:
     connection.execute(api_tokens.delete().where(api_tokens.c.token_hash == hash_secret(token)))
 
 
-def user_for_token(connection: Connection, token: str) -> User | None:
-    """The user a bearer token belongs to."""
+def user_for_token(
+    connection: Connection,
+    token: str,
+    *,
+    now: datetime | None = None,
+    login_lifetime: timedelta = DEFAULT_LOGIN_LIFETIME,
+) -> User | None:
+    """The user a bearer token belongs to; None for an unknown token, and for a sign-in token
+    (:func:`login`) older than ``login_lifetime`` at ``now`` (default: the wall clock)."""
     row = connection.execute(
-        sa.select(api_tokens.c.user_id).where(api_tokens.c.token_hash == hash_secret(token))
+        sa.select(api_tokens.c.user_id, api_tokens.c.name, api_tokens.c.created_at).where(
+            api_tokens.c.token_hash == hash_secret(token)
+        )
     ).first()
-    return load_user(connection, row.user_id) if row else None
+    if row is None:
+        return None
+    if row.name == LOGIN_TOKEN and as_utc(row.created_at) + login_lifetime <= (now or _now()):
+        return None
+    return load_user(connection, row.user_id)
 
 
 def count_users(connection: Connection) -> int:

@@ -1,5 +1,6 @@
-"""A signed-in browser: the session cookie (a bearer token of the accounts service), the CSRF
-token derived from it, and signing in and out."""
+"""A signed-in browser: the session cookie (a sign-in token of the accounts service, which
+expires after ``COHORTSYNC_SESSION_HOURS``), the CSRF token derived from it, and signing in and
+out."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cohortsync.api.deps import StateDep
 from cohortsync.domain.accounts import User
 from cohortsync.domain.errors import PermissionDenied
 from cohortsync.services import accounts
+from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction
 
 COOKIE = "cohortsync_session"
@@ -50,7 +52,9 @@ def session_user(request: Request, state: StateDep) -> WebSession | None:
     if not token:
         return None
     with read_transaction(state.engine) as connection:
-        user = accounts.user_for_token(connection, token)
+        user = accounts.user_for_token(
+            connection, token, now=state.clock.now(), login_lifetime=state.settings.session_lifetime
+        )
     return WebSession(user, token) if user is not None else None
 
 
@@ -78,14 +82,39 @@ async def posted_session(request: Request, session: SessionDep) -> WebSession:
 PostedSessionDep = Annotated[WebSession, Depends(posted_session)]
 
 
-def sign_in(request: Request, response: Response, token: str) -> None:
-    """Keep the bearer token in an HttpOnly, SameSite=Strict cookie."""
+def _forwarded(request: Request, header: str) -> str | None:
+    value = request.headers.get(header, "").split(",")[0].strip()
+    return value or None
+
+
+def public_origin(request: Request, settings: Settings) -> str:
+    """``scheme://host`` as the browser sees this server: the request's own, or behind a
+    trusted proxy (``COHORTSYNC_TRUST_PROXY``) what its X-Forwarded-Proto/-Host say."""
+    scheme, host = request.url.scheme, request.headers.get("host") or request.url.netloc
+    if settings.trust_proxy:
+        scheme = _forwarded(request, "x-forwarded-proto") or scheme
+        host = _forwarded(request, "x-forwarded-host") or host
+    return f"{scheme}://{host}".lower()
+
+
+def check_origin(request: Request, settings: Settings) -> None:
+    """Refuse a form posted from another site: its ``Origin``, when the browser sends one, must
+    be this server's (the login form has no session yet, hence no CSRF token)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/").lower() != public_origin(request, settings):
+        raise PermissionDenied("sign in from this server's own page")
+
+
+def sign_in(request: Request, response: Response, token: str, settings: Settings) -> None:
+    """Keep the sign-in token in an HttpOnly, SameSite=Strict cookie that lasts as long as the
+    token does, Secure when the browser reached the server over HTTPS."""
     response.set_cookie(
         COOKIE,
         token,
+        max_age=int(settings.session_lifetime.total_seconds()),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=public_origin(request, settings).startswith("https:"),
         path="/",
     )
 

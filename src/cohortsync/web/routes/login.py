@@ -15,6 +15,7 @@ from cohortsync.web.pages import PageRoute, go_to, render
 from cohortsync.web.session import (
     PostedSessionDep,
     WebSession,
+    check_origin,
     session_user,
     sign_in,
     sign_out,
@@ -49,13 +50,17 @@ async def login(
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
-    """Check the password with the accounts service (the same as ``POST /api/v1/login``)."""
+    """Check the password with the accounts service (the same as ``POST /api/v1/login``);
+    a form posted from another site is refused."""
+    check_origin(request, state.settings)
     try:
-        token = await run_in_threadpool(accounts.login, state.engine, email, password)
+        token = await run_in_threadpool(
+            accounts.login, state.engine, email, password, state.clock.now()
+        )
     except AuthenticationError as error:
         return render(request, "login.html", {"email": email, "message": error.message})
     response = go_to(request, "/")
-    sign_in(request, response, token)
+    sign_in(request, response, token, state.settings)
     return response
 
 
