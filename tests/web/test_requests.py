@@ -9,6 +9,7 @@ import logging
 import re
 from datetime import timedelta
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -16,13 +17,22 @@ from sqlalchemy.engine import Engine
 from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
+from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.services import cohorts
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction
 from cohortsync.web.session import COOKIE
 from tests.conftest import NOW, TEST_KEY, LiveServer
 from tests.sync.test_api import engage
-from tests.web.conftest import ADMIN, PASSWORD, SQLITE_ONLY, Signed, in_process
+from tests.web.conftest import (
+    ADMIN,
+    MEMBER,
+    PASSWORD,
+    SQLITE_ONLY,
+    Signed,
+    in_process,
+    sign_in_http,
+)
 
 pytestmark = SQLITE_ONLY
 
@@ -145,3 +155,35 @@ def test_a_sign_in_posted_from_another_site_is_refused(
             assert "set-cookie" not in refused.headers
         same = client.post("/login", data=form, headers={"Origin": live_server.url})
         assert same.status_code == 303 and COOKIE in same.cookies
+
+
+def test_a_failed_connect_shows_no_secret_and_a_webhook_url_hides_its_credentials(
+    live_server: LiveServer,
+    people: Project,
+    admin_http: Signed,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    base, iterable = f"/projects/{people.id}/integrations", sandboxes["iterable"]
+    htmx = {"HX-Request": "true", "X-CSRF-Token": admin_http.csrf}
+
+    def connect(kind: str, fields: dict[str, str]) -> httpx.Response:
+        return admin_http.client.post(f"{base}/connect/{kind}", data=fields, headers=htmx)
+
+    iterable_form = {"setting.region": "us", "setting.base_url": iterable.server.url}
+    failed = connect("iterable", {**iterable_form, "credential.api_key": "not-the-key"})
+    assert "Iterable refused the credentials" in failed.text
+    assert "cswh_" not in failed.text and "only now" not in failed.text
+
+    key = iterable.state.credentials["api_key"]
+    connected = connect("iterable", {**iterable_form, "credential.api_key": key})
+    assert "Connected" in connected.text and "cswh_" in connected.text
+    assert connected.headers["cache-control"] == "no-store"
+
+    hook = sandboxes["webhook"].base_url
+    host = hook.split("://", 1)[1]
+    connect("webhook", {"setting.url": f"http://bob:pa55word@{host}?token=t0ken"})
+    member = sign_in_http(live_server, MEMBER)
+    page = member.client.get(base).text
+    member.client.close()
+    assert f"<dd>http://{host}</dd>" in page
+    assert "pa55word" not in page and "t0ken" not in page and "bob" not in page

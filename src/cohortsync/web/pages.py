@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +43,33 @@ def _percent(share: float | None) -> str:
     return "—" if share is None else f"{share:.0%}"
 
 
-TEMPLATES.env.filters.update(when=_when, number=_number, percent=_percent)
+def _every(seconds: float) -> str:
+    """A sync interval as people say it: every 15 minutes, every 2 hours."""
+    minutes = int(seconds // 60)
+    if minutes % 60:
+        return f"every {minutes} minutes"
+    hours = minutes // 60
+    return "every hour" if hours == 1 else f"every {hours} hours"
+
+
+def public_url(url: str) -> str:
+    """A URL fit to show every member: without user-info (``user:pass@``), query string or
+    fragment, where credentials and tokens ride."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(not a valid URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+TEMPLATES.env.filters.update(
+    when=_when, number=_number, percent=_percent, every=_every, public_url=public_url
+)
 
 
 def is_htmx(request: Request) -> bool:

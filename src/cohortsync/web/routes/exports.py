@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
@@ -22,11 +21,6 @@ router = APIRouter(
 )
 
 
-def _every(interval: timedelta) -> str:
-    minutes = int(interval.total_seconds() // 60)
-    return f"every {minutes // 60} hours" if minutes % 60 == 0 else f"every {minutes} minutes"
-
-
 @router.get("")
 def export_dialog(
     request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
@@ -40,7 +34,7 @@ def export_dialog(
         "view": view,
         "cohort": cohort,
         "integration": integration,
-        "every": _every(interval),
+        "interval_seconds": interval.total_seconds(),
         "list_name": registry.list_name(integration.settings, cohort.name, cohort.id),
     }
     return render(request, "_export_dialog.html", context)

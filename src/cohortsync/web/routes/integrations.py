@@ -72,11 +72,17 @@ async def connect(request: Request, kind: str, state: StateDep, view: AdminActio
 
 
 def _result(
-    request: Request, state: AppState, view: ProjectView, integration: Integration
+    request: Request,
+    state: AppState,
+    view: ProjectView,
+    integration: Integration,
+    *,
+    rotated: bool = False,
 ) -> Response:
-    """The dialog's answer, with the cards refreshed out of band."""
-    context = {**_cards(request, state, view), "integration": integration}
-    return render(request, "_connect_result.html", context)
+    """The dialog's answer, with the cards refreshed out of band; it may hold a secret shown
+    once, so no cache keeps it."""
+    context = {**_cards(request, state, view), "integration": integration, "rotated": rotated}
+    return render(request, "_connect_result.html", context, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{integration_id}/disconnect")
@@ -95,4 +101,4 @@ def rotate_secret(
 ) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for the overlap."""
     integration = state.integrations.rotate_webhook_secret(view.project.id, integration_id)
-    return _result(request, state, view, integration)
+    return _result(request, state, view, integration, rotated=True)
