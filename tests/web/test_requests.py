@@ -3,11 +3,13 @@ what one project's people may see of another's."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.services import cohorts
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction
+from cohortsync.web.routes.cohorts import MAX_UPLOAD_BYTES
 from cohortsync.web.session import COOKIE
 from tests.conftest import NOW, TEST_KEY, LiveServer
 from tests.sync.test_api import engage
@@ -187,3 +190,44 @@ def test_a_failed_connect_shows_no_secret_and_a_webhook_url_hides_its_credential
     member.client.close()
     assert f"<dd>http://{host}</dd>" in page
     assert "pa55word" not in page and "t0ken" not in page and "bob" not in page
+
+
+def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(
+    engine: Engine, database_url: str, people: Project
+) -> None:
+    settings = Settings(database_url=database_url, secret_key=SecretStr(TEST_KEY))
+    app = create_app(settings, engine=engine, clock=FrozenClock(NOW))
+    path = f"/projects/{people.id}/cohorts/static"
+    received: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append("body")
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    declared = MAX_UPLOAD_BYTES + 1024 * 1024
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"cohorts.example"),
+            (b"content-type", b"multipart/form-data; boundary=b"),
+            (b"content-length", str(declared).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("cohorts.example", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert b"over 50 MB" in b"".join(m.get("body", b"") for m in sent[1:])
+    assert received == []

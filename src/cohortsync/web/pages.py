@@ -23,7 +23,13 @@ from starlette.exceptions import HTTPException
 
 from cohortsync.api.errors import status_for
 from cohortsync.clock import as_utc
-from cohortsync.domain.errors import BatchError, CohortsyncError, NotFound, PermissionDenied
+from cohortsync.domain.errors import (
+    BatchError,
+    CohortsyncError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from cohortsync.web.session import LoginRequired
 
 log = logging.getLogger(__name__)
@@ -115,6 +121,30 @@ def error_status(request: Request, error: CohortsyncError) -> int:
     return 200
 
 
+Endpoint = Callable[..., Any]
+_BODY_LIMITS: dict[Endpoint, tuple[int, str]] = {}
+
+
+def body_limit(limit: int, message: str) -> Callable[[Endpoint], Endpoint]:
+    """Refuse a request to the decorated route whose declared ``Content-Length`` is over
+    ``limit`` with a 413 saying ``message``, before any of its body is received (FastAPI reads
+    a whole form before the route runs); the route still checks what actually arrives."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _BODY_LIMITS[endpoint] = (limit, message)
+        return endpoint
+
+    return mark
+
+
+def _refuse_declared_size(request: Request, limit: tuple[int, str] | None) -> None:
+    if limit is None:
+        return
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit[0]:
+        raise PayloadTooLarge(limit[1])
+
+
 _WHERE = frozenset({"body", "query", "path", "form", "header", "cookie"})
 
 
@@ -135,9 +165,11 @@ class PageRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """The FastAPI handler, wrapped."""
         handler = super().get_route_handler()
+        limit = _BODY_LIMITS.get(self.endpoint)
 
         async def guarded(request: Request) -> Response:
             try:
+                _refuse_declared_size(request, limit)
                 return await handler(request)
             except LoginRequired:
                 return go_to(request, "/login")

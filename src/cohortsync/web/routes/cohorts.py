@@ -12,12 +12,12 @@ from cohortsync.api.cohorts import _csv_members
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
 from cohortsync.clock import now_ms
-from cohortsync.domain.errors import BatchError
+from cohortsync.domain.errors import PayloadTooLarge
 from cohortsync.services import cohorts
 from cohortsync.services.integrations import CONNECTED
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
-from cohortsync.web.pages import PageRoute, go_to, render
+from cohortsync.web.pages import PageRoute, body_limit, go_to, render
 
 router = APIRouter(
     prefix="/projects/{project_id}/cohorts", route_class=PageRoute, include_in_schema=False
@@ -26,6 +26,8 @@ router = APIRouter(
 PAGE_SIZE = 50
 MEMBER_COLUMNS = ("$email", "$first_name", "$last_name", "$phone")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+TOO_LARGE = "the file is over 50 MB; upload it through the API in parts"
+FORM_OVERHEAD = 64 * 1024  # the name, the CSRF token and the multipart boundaries
 
 
 def _export_targets(state: AppState, view: ProjectView) -> list[Any]:
@@ -103,6 +105,7 @@ def member_rows(
 
 
 @router.post("/static")
+@body_limit(MAX_UPLOAD_BYTES + FORM_OVERHEAD, TOO_LARGE)
 async def upload_static(
     request: Request,
     state: StateDep,
@@ -112,8 +115,8 @@ async def upload_static(
 ) -> Response:
     """A static cohort from a CSV with a ``distinct_id`` or ``email`` column (as the API takes)."""
     raw = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise BatchError("the file is over 50 MB; upload it through the API in parts")
+    if len(raw) > MAX_UPLOAD_BYTES:  # sent without a Content-Length
+        raise PayloadTooLarge(TOO_LARGE)
     _, ids, emails = _csv_members(raw.decode("utf-8-sig", "replace"))
 
     def save() -> cohorts.Cohort:
