@@ -9,12 +9,12 @@ import json
 import logging
 import re
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from starlette.types import Message
 
 from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock
@@ -199,13 +199,13 @@ def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(
     app = create_app(settings, engine=engine, clock=FrozenClock(NOW))
     path = f"/projects/{people.id}/cohorts/static"
     received: list[str] = []
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         received.append("body")
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     declared = MAX_UPLOAD_BYTES + 1024 * 1024
