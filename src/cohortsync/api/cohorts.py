@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -54,23 +52,6 @@ def create(project_id: int, body: CohortIn, user: CurrentUser, state: StateDep) 
     return cohort.as_json()
 
 
-def _csv_members(text: str) -> tuple[str, list[str], list[str]]:
-    """(name-less) distinct_ids and emails from a CSV with a distinct_id or email column."""
-    reader = csv.DictReader(io.StringIO(text))
-    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
-    id_column = columns.get("distinct_id") or columns.get("$distinct_id")
-    email_column = columns.get("email") or columns.get("$email")
-    if id_column is None and email_column is None:
-        raise BatchError("the CSV needs a 'distinct_id' or an 'email' column")
-    ids, emails = [], []
-    for row in reader:
-        if id_column and row.get(id_column):
-            ids.append(row[id_column].strip())
-        elif email_column and row.get(email_column):
-            emails.append(row[email_column].strip())
-    return text, ids, emails
-
-
 @router.post("/static", status_code=201)
 async def create_static(
     project_id: int,
@@ -86,7 +67,7 @@ async def create_static(
     if request.headers.get("content-type", "").startswith("text/csv"):
         if not name:
             raise BatchError("a CSV upload needs the cohort name in ?name=")
-        _, ids, emails = _csv_members(raw.decode("utf-8-sig", "replace"))
+        ids, emails = cohorts.members_from_csv(raw.decode("utf-8-sig", "replace"))
         body = StaticCohortIn(name=name, distinct_ids=ids, emails=emails)
     else:
         try:

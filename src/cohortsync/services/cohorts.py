@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,6 +190,26 @@ def create_cohort(
     _check_references(connection, project_id, definition, None)
     cohort_id = _insert(connection, project_id, name, description, DYNAMIC, definition, created_by)
     return get_cohort(connection, project_id, cohort_id)
+
+
+def members_from_csv(text: str) -> tuple[list[str], list[str]]:
+    """``(distinct_ids, emails)`` listed by a CSV (a static cohort's upload, through the API or
+    the web UI): its ``distinct_id`` (or ``$distinct_id``) column, else its ``email`` (or
+    ``$email``) column, per row, whatever the headers' case; empty cells are left out. A CSV
+    with neither column is a BatchError saying so."""
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+    id_column = columns.get("distinct_id") or columns.get("$distinct_id")
+    email_column = columns.get("email") or columns.get("$email")
+    if id_column is None and email_column is None:
+        raise BatchError("the CSV needs a 'distinct_id' or an 'email' column")
+    ids, emails = [], []
+    for row in reader:
+        if id_column and row.get(id_column):
+            ids.append(row[id_column].strip())
+        elif email_column and row.get(email_column):
+            emails.append(row[email_column].strip())
+    return ids, emails
 
 
 def create_static_cohort(

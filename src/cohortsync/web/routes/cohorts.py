@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.cohorts import _csv_members
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
 from cohortsync.clock import now_ms
@@ -117,7 +116,7 @@ async def upload_static(
     raw = await file.read(MAX_UPLOAD_BYTES + 1)
     if len(raw) > MAX_UPLOAD_BYTES:  # sent without a Content-Length
         raise PayloadTooLarge(TOO_LARGE)
-    _, ids, emails = _csv_members(raw.decode("utf-8-sig", "replace"))
+    ids, emails = cohorts.members_from_csv(raw.decode("utf-8-sig", "replace"))
 
     def save() -> cohorts.Cohort:
         with write_transaction(state.engine) as connection:
