@@ -9,7 +9,7 @@ import pytest
 
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import accounts
+from cohortsync.services import accounts, integrations
 from cohortsync.storage.database import write_transaction
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
@@ -173,3 +173,20 @@ def test_base_url_needs_the_operators_permission(
     with pytest.raises(BatchError, match="COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS=1"):
         strict.connect(project.id, "iterable", body["credentials"], body["settings"])
     assert strict.list(project.id) == []
+
+
+def test_disconnecting_also_drops_the_webhook_from_the_cache_at_once() -> None:
+    done: list[str] = []
+
+    class Service:
+        def disconnect(self, project_id: int, integration_id: int) -> str:
+            done.append(f"disconnect {project_id}/{integration_id}")
+            return "disconnected"
+
+    class Webhooks:
+        def forget(self, integration_id: int) -> None:
+            done.append(f"forget {integration_id}")
+
+    answer: object = integrations.disconnect(Service(), Webhooks(), 3, 7)  # type: ignore[arg-type]
+    assert answer == "disconnected"
+    assert done == ["disconnect 3/7", "forget 7"]

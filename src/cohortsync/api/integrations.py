@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from cohortsync.api.deps import CurrentUser, StateDep, project_role, require_admin
+from cohortsync.services import integrations
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
 
@@ -83,6 +84,7 @@ def disconnect(
 ) -> dict[str, Any]:
     """Disconnect: the credentials are forgotten and the integration's syncs stop."""
     require_admin(user, project_id)
-    disconnected = state.integrations.disconnect(project_id, integration_id)
-    state.partner_events.forget(integration_id)  # its webhook calls are refused from now
+    disconnected = integrations.disconnect(
+        state.integrations, state.partner_events, project_id, integration_id
+    )
     return disconnected.as_json()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -339,6 +339,24 @@ class IntegrationService:
         spec = registry.partner(current.type)
         credentials = self._credentials(project_id, integration_id)
         return self._build(project_id, spec, credentials, current.settings, retry)
+
+
+class WebhookCache(Protocol):
+    """What keeps an integration's webhook in memory (the partner events service)."""
+
+    def forget(self, integration_id: int) -> None:
+        """Drop what is cached about the integration."""
+
+
+def disconnect(
+    service: IntegrationService, webhooks: WebhookCache, project_id: int, integration_id: int
+) -> Integration:
+    """Disconnect (credentials forgotten, syncs stopped) and have this process refuse the
+    integration's webhook calls at once rather than when its cached copy expires: what the API
+    and the web UI do."""
+    disconnected = service.disconnect(project_id, integration_id)
+    webhooks.forget(integration_id)
+    return disconnected
 
 
 def reseal_all(engine: Engine, keyring: Keyring) -> int:

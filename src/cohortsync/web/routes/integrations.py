@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
 from cohortsync.destinations import registry
+from cohortsync.services import integrations
 from cohortsync.services.integrations import DISCONNECTED, Integration
 from cohortsync.web.access import AdminActionDep, AdminViewDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
@@ -90,8 +91,9 @@ def disconnect(
     request: Request, integration_id: int, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Forget the credentials and stop the integration's syncs and webhook."""
-    state.integrations.disconnect(view.project.id, integration_id)
-    state.partner_events.forget(integration_id)
+    integrations.disconnect(
+        state.integrations, state.partner_events, view.project.id, integration_id
+    )
     return render(request, "_integration_cards.html", _cards(request, state, view))
 
 
