@@ -20,13 +20,15 @@ from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import cohorts
+from cohortsync.services import accounts, cohorts
 from cohortsync.settings import Settings
-from cohortsync.storage.database import read_transaction
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import integrations
 from cohortsync.web.routes.cohorts import MAX_UPLOAD_BYTES
 from cohortsync.web.session import COOKIE
 from tests.conftest import NOW, TEST_KEY, LiveServer
-from tests.sync.test_api import engage
+from tests.helpers import admin_token
+from tests.sync.test_api import PRO, connect, create_cohort, engage, export
 from tests.web.conftest import (
     ADMIN,
     MEMBER,
@@ -231,3 +233,77 @@ def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(
     assert sent[0]["status"] == 413
     assert b"over 50 MB" in b"".join(m.get("body", b"") for m in sent[1:])
     assert received == []
+
+
+def test_nothing_of_another_project_is_found(
+    live_server: LiveServer,
+    people: Project,
+    admin_http: Signed,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    with write_transaction(live_server.engine) as connection:
+        other = accounts.create_project(connection, "Other")
+    token = admin_token(live_server.engine, other.id, "other-admin@example.com")
+    with live_server.client(headers={"Authorization": f"Bearer {token}"}) as theirs:
+        integration = connect(theirs, other, sandboxes["iterable"])
+        cohort = create_cohort(theirs, other, "Theirs", PRO)
+        sync = export(theirs, other, cohort, integration, "dynamic")["id"]
+
+    mine, client = f"/projects/{people.id}", admin_http.client
+    post = {"csrf_token": admin_http.csrf}
+    answers = {
+        "their project": client.get(f"/projects/{other.id}/cohorts"),
+        "their integrations": client.get(f"/projects/{other.id}/integrations"),
+        "cohort": client.get(f"{mine}/cohorts/{cohort}"),
+        "cohort count": client.get(f"{mine}/cohorts/{cohort}/count"),
+        "members": client.get(f"{mine}/cohorts/{cohort}/members", params={"cursor": "a"}),
+        "export dialog": client.get(f"{mine}/cohorts/{cohort}/export/{integration}"),
+        "preview": client.get(f"{mine}/cohorts/{cohort}/export/{integration}/preview"),
+        "start sync": client.post(
+            f"{mine}/cohorts/{cohort}/export/{integration}", data={**post, "mode": "one_time"}
+        ),
+        "disconnect": client.post(f"{mine}/integrations/{integration}/disconnect", data=post),
+        "rotate": client.post(f"{mine}/integrations/{integration}/webhook-secret", data=post),
+        "sync row": client.get(f"{mine}/syncs/{sync}/row"),
+        "run history": client.get(f"{mine}/syncs/{sync}/runs"),
+        "run now": client.post(f"{mine}/syncs/{sync}/run", data=post),
+        "stop": client.post(f"{mine}/syncs/{sync}/stop", data=post),
+        "confirm": client.post(f"{mine}/syncs/{sync}/confirm", data=post),
+    }
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 404)
+    with live_server.client(headers={"Authorization": f"Bearer {token}"}) as theirs:
+        still = theirs.get(f"/api/v1/projects/{other.id}/integrations/{integration}").json()
+        assert still["status"] == "connected"
+        assert theirs.get(f"/api/v1/projects/{other.id}/syncs/{sync}").json()["status"] == "active"
+
+
+def test_names_and_partner_errors_are_escaped(
+    live_server: LiveServer,
+    people: Project,
+    admin_http: Signed,
+    admin_api: httpx.Client,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    name = '<script>alert("cohort")</script>'
+    error = 'Bad key <img src=x onerror="alert(1)"> refused'
+    integration = connect(admin_api, people, sandboxes["iterable"])
+    cohort = create_cohort(admin_api, people, name, PRO)
+    export(admin_api, people, cohort, integration, "dynamic")
+    with write_transaction(live_server.engine) as connection:  # as a sync's failure leaves it
+        connection.execute(
+            integrations.update()
+            .where(integrations.c.id == integration)
+            .values(status="error", error=error)
+        )
+    base = f"/projects/{people.id}"
+    shown = {
+        f"{base}/cohorts": ["&lt;script&gt;alert(&#34;cohort&#34;)&lt;/script&gt;"],
+        f"{base}/cohorts/{cohort}": ["&lt;script&gt;alert(&#34;cohort&#34;)&lt;/script&gt;"],
+        f"{base}/cohorts/{cohort}/export/{integration}": ["&lt;script&gt;alert("],
+        f"{base}/integrations": ["Bad key &lt;img src=x onerror=&#34;alert(1)&#34;&gt; refused"],
+        f"{base}/syncs": ["&lt;script&gt;alert(", "Bad key &lt;img src=x onerror=&#34;alert"],
+    }
+    for path, escaped in shown.items():
+        text = admin_http.client.get(path).text
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+        assert all(part in text for part in escaped), path
