@@ -1,7 +1,8 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against the live server, on SQLite.
 
 Every page a test opens is watched: a console error or an uncaught exception fails the test.
-Screenshots go to ``$COHORTSYNC_SCREENSHOTS`` (default ``build/screenshots``).
+Screenshots go to ``$COHORTSYNC_SCREENSHOTS`` (default ``build/screenshots``). Without Chromium the
+browser tests are skipped, unless ``COHORTSYNC_REQUIRE_BROWSER=1`` (CI) makes that a failure.
 """
 
 from __future__ import annotations
@@ -41,20 +42,31 @@ PASSWORD = "correct horse battery"
 ADMIN = "admin@example.com"
 MEMBER = "analyst@example.com"
 SCREENSHOTS = Path(os.environ.get("COHORTSYNC_SCREENSHOTS", "build/screenshots"))
+REQUIRE_BROWSER = "COHORTSYNC_REQUIRE_BROWSER"
 
 # Each test module's pytestmark: the browser tests run on SQLite only (the services they call
 # are covered on PostgreSQL by their own tests).
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+def require_chromium(chromium: Path = CHROMIUM) -> None:
+    """Skip the browser tests when Chromium is missing, or fail them where the environment
+    says they must run (``COHORTSYNC_REQUIRE_BROWSER=1``, as CI does)."""
+    if chromium.exists():
+        return
+    why = (
+        f"{chromium} is missing "
+        "(`make test` installs Debian's chromium with apt-get when run as root)"
+    )
+    if os.environ.get(REQUIRE_BROWSER, "") not in ("", "0"):
+        pytest.fail(f"browser tests cannot run: {why}; {REQUIRE_BROWSER} is set")
+    pytest.skip(f"browser tests skipped: {why}")
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium (never a downloaded browser)."""
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"browser tests skipped: {CHROMIUM} is missing "
-            "(`make test` installs Debian's chromium with apt-get when run as root)"
-        )
+    require_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched

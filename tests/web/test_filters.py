@@ -1,10 +1,13 @@
-"""How pages write URLs and intervals (no browser)."""
+"""How pages write URLs and intervals, and when the browser tests may be skipped (no browser)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from cohortsync.web.pages import TEMPLATES, public_url
+from tests.web.conftest import REQUIRE_BROWSER, require_chromium
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,17 @@ def test_one_way_of_saying_an_interval(seconds: int, said: str) -> None:
     every = TEMPLATES.env.filters["every"]
     assert every(seconds) == said
     assert every(float(seconds)) == said
+
+
+def test_a_missing_chromium_skips_the_browser_tests_unless_they_are_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "chromium"
+    monkeypatch.delenv(REQUIRE_BROWSER, raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium(missing)
+    monkeypatch.setenv(REQUIRE_BROWSER, "1")
+    with pytest.raises(pytest.fail.Exception, match="COHORTSYNC_REQUIRE_BROWSER"):
+        require_chromium(missing)
+    missing.touch()
+    require_chromium(missing)  # present: nothing to say
