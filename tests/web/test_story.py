@@ -137,9 +137,12 @@ def test_admin_connects_builds_exports_and_disconnects(
     build_cohort(page)
     expect(page.get_by_test_id("live-count")).to_have_text(str(len(IN_COHORT)))
     browsing.shoot("cohort-builder")
-    page.wait_for_load_state("networkidle")  # no count in flight when the page moves on
+    expect(page.locator("#count-progress")).to_be_hidden()  # no count in flight when saving
     page.get_by_role("button", name="Save cohort").click()
     page.wait_for_url(re.compile(rf"{base}/cohorts/\d+$"))
+    saved = re.search(r"/cohorts/(\d+)$", page.url)
+    assert saved is not None
+    cohort_id = int(saved.group(1))
     expect(page.get_by_test_id("member-count")).to_have_text(str(len(IN_COHORT)))
     shown = {row.locator("td").first.inner_text() for row in page.get_by_test_id("member").all()}
     assert shown == IN_COHORT
@@ -157,6 +160,8 @@ def test_admin_connects_builds_exports_and_disconnects(
     expect(dialog.get_by_test_id("preview-add")).to_have_text(str(len(IN_COHORT - NO_EMAIL)))
     expect(dialog.get_by_test_id("preview")).to_contain_text("Skipped: missing email")
     expect(dialog.get_by_test_id("preview-coverage")).to_have_text("67%")
+    list_name = dialog.get_by_test_id("list-name").inner_text()
+    assert list_name == f"mixpanel_Repeat web buyers_{cohort_id}"  # Iterable's template
     browsing.shoot("export-dialog")
     dialog.get_by_role("button", name="Start Sync").click()
     page.wait_for_url(re.compile(rf"{base}/syncs"))
@@ -176,11 +181,13 @@ def test_admin_connects_builds_exports_and_disconnects(
     # the partner's list, read through the emulator's control API, is the cohort
     with httpx.Client(base_url=sandbox.server.url) as control:
         lists = control.get("/_sandbox/lists").json()
-    assert list(lists) == ["mixpanel_Repeat web buyers_1"]
+    assert list(lists) == [list_name]
     with read_transaction(live_server.engine) as connection:
-        page_of_members = cohorts.member_page(connection, people.id, 1, now_ms(live_server.clock))
+        page_of_members = cohorts.member_page(
+            connection, people.id, cohort_id, now_ms(live_server.clock)
+        )
     members = {m["distinct_id"] for m in page_of_members.members if "$email" in m["properties"]}
-    assert set(lists["mixpanel_Repeat web buyers_1"]["members"]) == members == IN_COHORT - NO_EMAIL
+    assert set(lists[list_name]["members"]) == members == IN_COHORT - NO_EMAIL
 
     # Disconnect (confirmed): the card says so and the sync stops
     open_page(page, "Integrations")
