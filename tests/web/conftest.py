@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -190,4 +191,14 @@ def in_process(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Res
         async with httpx.AsyncClient(transport=transport, base_url="http://cohorts.example") as c:
             return await c.request(method, path, **kwargs)
 
-    return asyncio.run(send())
+    return run_async(send())
+
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end on a loop of its own thread (Playwright's sync API may hold
+    this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

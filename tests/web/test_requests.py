@@ -3,7 +3,6 @@ what one project's people may see of another's."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import logging
@@ -36,6 +35,7 @@ from tests.web.conftest import (
     SQLITE_ONLY,
     Signed,
     in_process,
+    run_async,
     sign_in_http,
 )
 
@@ -229,7 +229,7 @@ def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(
         "client": ("127.0.0.1", 50000),
         "server": ("cohorts.example", 80),
     }
-    asyncio.run(app(scope, receive, send))
+    run_async(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert b"over 50 MB" in b"".join(m.get("body", b"") for m in sent[1:])
     assert received == []
