@@ -17,8 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
-from cohortsync.storage.tables import events, mtu_exemptions
-from cohortsync.warehouse.events import CANONICAL_USER, EVENTS_WITH_IDENTITIES
+from cohortsync.storage.tables import events, identities, mtu_exemptions
 
 
 @dataclass
@@ -74,6 +73,28 @@ def _exempt_condition(
     return (sa.or_(*clauses) if clauses else sa.false()), partner
 
 
+# Above this many names, the events of unlisted names are found by exclusion instead.
+_MAX_NAMES = 5000
+
+
+def event_names(connection: Connection, project_id: int) -> list[str]:
+    """The project's distinct event names, by a loose index scan: one probe of the name index
+    a name, however many events there are."""
+    rows = connection.execute(
+        sa.text(
+            "WITH RECURSIVE names(event) AS ("
+            " SELECT MIN(event) FROM events WHERE project_id = :project_id"
+            " UNION ALL"
+            " SELECT (SELECT MIN(e.event) FROM events e"
+            "  WHERE e.project_id = :project_id AND e.event > names.event)"
+            " FROM names WHERE names.event IS NOT NULL"
+            ") SELECT event FROM names WHERE event IS NOT NULL"
+        ),
+        {"project_id": project_id},
+    )
+    return [row.event for row in rows]
+
+
 def month_activity(
     connection: Connection,
     project_id: int,
@@ -81,7 +102,13 @@ def month_activity(
     end_ms: int,
     exemptions: Sequence[Exemption],
 ) -> MonthActivity:
-    """MTU, event totals, exempt events and users not counted for [start_ms, end_ms)."""
+    """MTU, event totals, exempt events and users not counted for [start_ms, end_ms).
+
+    Events of a name nobody lists qualify whatever they carry, so for those only the distinct
+    ids as sent are read, from the (name, time, distinct_id) index without touching the rows;
+    only events of listed names are read in full. Identities are then resolved once an id,
+    not once an event.
+    """
     activity = MonthActivity()
     in_month = sa.and_(
         events.c.project_id == project_id, events.c.time >= start_ms, events.c.time < end_ms
@@ -98,19 +125,52 @@ def month_activity(
         return activity
     _count_exempt(connection, in_month, exemptions, activity)
 
-    user = CANONICAL_USER
-    reached = {
-        source: sa.func.max(sa.case((outreach, 1), else_=0))
-        for source, outreach in by_partner.items()
-    }
+    listed = sorted({e.event for e in exemptions})
+    unlisted = [name for name in event_names(connection, project_id) if name not in listed]
+    no_reach = [sa.literal(0).label(f"reached_{i}") for i in range(len(sources))]
+    branches = []
+    if unlisted:
+        of_unlisted = (
+            events.c.event.in_(unlisted)
+            if len(unlisted) <= _MAX_NAMES
+            else events.c.event.not_in(listed)
+        )
+        branches.append(
+            sa.select(events.c.distinct_id, sa.literal(1).label("qualifies"), *no_reach)
+            .where(in_month, of_unlisted)
+            .distinct()
+        )
+    if listed:
+        branches.append(
+            sa.select(
+                events.c.distinct_id,
+                sa.case((exempt, 0), else_=1).label("qualifies"),
+                *(
+                    sa.case((outreach, 1), else_=0).label(f"reached_{i}")
+                    for i, outreach in enumerate(by_partner.values())
+                ),
+            ).where(in_month, events.c.event.in_(listed))
+        )
+    per_id = sa.union_all(*branches).subquery()
+    user = sa.func.coalesce(identities.c.canonical_id, per_id.c.distinct_id)
     per_user = (
         sa.select(
             user.label("user"),
-            sa.func.max(sa.case((exempt, 0), else_=1)).label("qualifies"),
-            *(flag.label(f"reached_{i}") for i, flag in enumerate(reached.values())),
+            sa.func.max(per_id.c.qualifies).label("qualifies"),
+            *(
+                sa.func.max(per_id.c[f"reached_{i}"]).label(f"reached_{i}")
+                for i in range(len(sources))
+            ),
         )
-        .select_from(EVENTS_WITH_IDENTITIES)
-        .where(in_month)
+        .select_from(
+            per_id.outerjoin(
+                identities,
+                sa.and_(
+                    identities.c.project_id == project_id,
+                    identities.c.distinct_id == per_id.c.distinct_id,
+                ),
+            )
+        )
         .group_by(user)
         .subquery()
     )
