@@ -196,9 +196,15 @@ def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]
     return rows
 
 
+def _report_month(anchor: int) -> mtu.Month:
+    """The last whole month before the dataset's anchor: a month full of product events."""
+    this_month = mtu.Month.of(datetime.fromtimestamp(anchor / 1000, UTC))
+    return mtu.Month.of(datetime.fromtimestamp(this_month.start_ms() / 1000, UTC) - timedelta(1))
+
+
 def _mtu_dataset(users: int, progress: Callable[[str], None]) -> tuple[Path, int]:
-    """The cohort suite's dataset plus partner outreach events this month (cached)."""
-    path = CACHE / f"mtu-{users}.db"
+    """The cohort suite's dataset plus partner outreach events in the report month (cached)."""
+    path = CACHE / f"mtu-last-month-{users}.db"
     marker = path.with_suffix(".anchor")
     if path.exists() and marker.exists():
         return path, int(marker.read_text())
@@ -210,12 +216,13 @@ def _mtu_dataset(users: int, progress: Callable[[str], None]) -> tuple[Path, int
     engine = create_engine(f"sqlite:///{path}")
     project, _ = accounts.ensure_default_project(engine)
     store = PartnerEventStore(engine)
-    month_start = mtu.Month.of(datetime.fromtimestamp(anchor / 1000, UTC)).start_ms()
+    month = _report_month(anchor)
+    month_start, month_end = month.start_ms(), month.next().start_ms()
     rng = random.Random(7)
     batch: list[tuple[str, PartnerEvent]] = []
     added = 0
     for i in range(0, users, 3):
-        at = datetime.fromtimestamp(rng.randint(month_start, anchor) / 1000, UTC)
+        at = datetime.fromtimestamp(rng.randrange(month_start, month_end) / 1000, UTC)
         kind = i % 9
         if kind in (0, 3):
             items = [
@@ -276,7 +283,7 @@ def mtu_report_time(users: int, repeats: int, progress: Callable[[str], None]) -
     """Seconds to compute one month's MTU report on the big dataset."""
     path, anchor = _mtu_dataset(users, progress)
     engine = create_engine(f"sqlite:///{path}")
-    month = mtu.Month.of(datetime.fromtimestamp(anchor / 1000, UTC))
+    month = _report_month(anchor)
     times = []
     report: dict[str, Any] = {}
     for _ in range(repeats):
