@@ -198,8 +198,7 @@ def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]
 
 def _report_month(anchor: int) -> mtu.Month:
     """The last whole month before the dataset's anchor: a month full of product events."""
-    this_month = mtu.Month.of(datetime.fromtimestamp(anchor / 1000, UTC))
-    return mtu.Month.of(datetime.fromtimestamp(this_month.start_ms() / 1000, UTC) - timedelta(1))
+    return mtu.Month.of(datetime.fromtimestamp(anchor / 1000, UTC)).previous()
 
 
 def _mtu_dataset(users: int, progress: Callable[[str], None]) -> tuple[Path, int]:

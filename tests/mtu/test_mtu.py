@@ -162,3 +162,18 @@ def test_the_report_over_http_and_its_errors(live_server: LiveServer, project: P
 def test_months_are_checked(text: str) -> None:
     with pytest.raises(Exception, match="YYYY-MM"):
         mtu.Month.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "before", "after"),
+    [
+        ("2026-01", "2025-12", "2026-02"),
+        ("2026-12", "2026-11", "2027-01"),
+        ("2026-07", "2026-06", "2026-08"),
+    ],
+)
+def test_months_step_across_years(text: str, before: str, after: str) -> None:
+    month = mtu.Month.parse(text)
+    assert str(month.previous()) == before
+    assert str(month.next()) == after
+    assert month.previous().next() == month

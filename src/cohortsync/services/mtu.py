@@ -45,6 +45,10 @@ class Month:
         """The month after."""
         return Month(self.year + self.month // 12, self.month % 12 + 1)
 
+    def previous(self) -> Month:
+        """The month before."""
+        return Month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
     def start_ms(self) -> int:
         """Its first millisecond since the epoch."""
         return int(datetime(self.year, self.month, 1, tzinfo=UTC).timestamp() * 1000)

@@ -67,6 +67,5 @@ def months_up_to(last: Month, count: int) -> list[Month]:
     """The ``count`` calendar months ending with ``last``, oldest first."""
     months = [last]
     while len(months) < count:
-        month = months[-1]
-        months.append(Month(month.year - (month.month == 1), (month.month - 2) % 12 + 1))
+        months.append(months[-1].previous())
     return months[::-1]
