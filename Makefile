@@ -40,9 +40,9 @@ browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "chromium could not be installed: the browser tests will be skipped"; \
+	      || echo "chromium could not be installed: the browser tests will skip (fail with COHORTSYNC_REQUIRE_BROWSER=1)"; \
 	  else \
-	    echo "no /usr/bin/chromium and no apt-get as root: the browser tests will be skipped"; \
+	    echo "no /usr/bin/chromium and no apt-get as root: the browser tests will skip (fail with COHORTSYNC_REQUIRE_BROWSER=1)"; \
 	  fi; \
 	fi
 
