@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -18,6 +18,7 @@ from cohortsync.api.state import AppState
 from cohortsync.clock import Clock, SystemClock
 from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.keyring import Keyring
+from cohortsync.metrics import CONTENT_TYPE, Metrics
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.partner_events import PartnerEventService
@@ -100,6 +101,13 @@ def create_app(
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+    metrics = Metrics(engine, clock)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: sync runs, members sent, partner errors, sync lag, data in."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/readyz", tags=["health"])
     def readyz(state: StateDep) -> dict[str, str]:

@@ -24,6 +24,7 @@ from cohortsync.domain.errors import AuthenticationError, CohortsyncError, Paylo
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
 from cohortsync.ingest.results import IngestResult
+from cohortsync.metrics import RECORDS_IN
 
 router = APIRouter(tags=["ingestion"])
 
@@ -83,6 +84,11 @@ def _legacy_reply(
     return JSONResponse(body, status_code=status)
 
 
+def _count(request: Request, result: IngestResult) -> None:
+    """Count what the endpoint stored (``cohortsync_records_ingested``)."""
+    RECORDS_IN.labels(request.url.path.strip("/")).inc(result.imported)
+
+
 async def _legacy(request: Request, handle: Callable[[DecodedBody], IngestResult]) -> Response:
     form: dict[str, str] = {}
 
@@ -96,6 +102,7 @@ async def _legacy(request: Request, handle: Callable[[DecodedBody], IngestResult
     except CohortsyncError as exc:
         verbose = _flag(request, form, "verbose") == "1"
         return _legacy_reply(verbose, status_for(exc), None, exc.message)
+    _count(request, result)
     verbose = _flag(request, form, "verbose") == "1"
     if result.failed:
         return _legacy_reply(verbose, 400, result, result.summary())
@@ -178,6 +185,7 @@ async def import_events(request: Request) -> Response:
             request.headers.get("content-encoding", ""),
         )
         result = await in_ingest_thread(state.ingestion.store_import, project, batch, now)
+        _count(request, result)
     except CohortsyncError as exc:
         return _strict_reply(status_for(exc), None, exc.message)
     if result.failed and strict != "0":

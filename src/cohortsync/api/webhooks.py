@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from cohortsync.api.body_limit import read_capped
 from cohortsync.api.deps import CurrentUser, StateDep, require_admin
+from cohortsync.metrics import PARTNER_EVENTS_IN
 
 router = APIRouter(tags=["partner events"])
 
@@ -29,6 +30,7 @@ async def receive(integration_id: int, request: Request, state: StateDep) -> JSO
     result = await anyio.to_thread.run_sync(
         service.receive, integration_id, dict(request.headers), raw
     )
+    PARTNER_EVENTS_IN.labels(result.source).inc(result.received)
     body = result.as_json()
     if not result.failed:
         return JSONResponse(body)

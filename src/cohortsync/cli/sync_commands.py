@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -28,6 +29,7 @@ from cohortsync.clock import SystemClock
 from cohortsync.demo.sync_tour import demo_done, has_profiles, run_tour
 from cohortsync.domain.errors import Conflict
 from cohortsync.keyring import Keyring
+from cohortsync.metrics import PROCESS
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.sync.records import BLOCKED, FAILED, SyncRun
@@ -259,8 +261,15 @@ def demo_sync(
     out.print("every list matched its cohort after every run; the demo's syncs are now stopped")
 
 
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus counters on 127.0.0.1:PORT/metrics."),
+    ] = None,
+) -> None:
     """Run due syncs until interrupted (the scheduler, without the API)."""
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=PROCESS)
     with migrated_engine() as engine:
         service = _build(engine, None, scheduled=True)
         scheduler = service.scheduler

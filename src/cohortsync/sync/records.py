@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
-from cohortsync.storage.tables import audit_log, sync_runs, syncs
+from cohortsync.storage.tables import audit_log, integrations, sync_runs, syncs
 
 ONE_TIME = "one_time"
 DYNAMIC = "dynamic"
@@ -229,6 +229,16 @@ def get_sync(connection: Connection, sync_id: int, now: datetime) -> Sync:
     if row is None:
         raise NotFound(f"sync {sync_id} does not exist")
     return sync_from_row(row, now)
+
+
+def partner_of(connection: Connection, sync_id: int) -> str:
+    """The partner (integration type) a sync exports to."""
+    partner = connection.execute(
+        sa.select(integrations.c.type)
+        .join(syncs, syncs.c.integration_id == integrations.c.id)
+        .where(syncs.c.id == sync_id)
+    ).scalar_one()
+    return str(partner)
 
 
 def get_run(connection: Connection, run_id: int) -> SyncRun:

@@ -33,6 +33,7 @@ from cohortsync.destinations.errors import (
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.destinations.registry import list_name
 from cohortsync.domain.errors import CohortsyncError, Conflict
+from cohortsync.metrics import observe_run
 from cohortsync.services.cohorts import get_cohort
 from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -76,6 +77,7 @@ from cohortsync.sync.records import (
     get_run,
     get_sync,
     latest_run,
+    partner_of,
     supersede_blocked,
 )
 from cohortsync.sync.safety import SafetyRules
@@ -248,7 +250,9 @@ class SyncRunner:
         finally:
             lease.release(self._engine, sync_id, self.owner)
         with read_transaction(self._engine) as connection:
-            return get_run(connection, run.id)
+            finished = get_run(connection, run.id)
+            observe_run(partner_of(connection, sync_id), finished)
+        return finished
 
     def _execute(self, run: SyncRun) -> None:
         with read_transaction(self._engine) as connection:

@@ -1,0 +1,139 @@
+"""Prometheus metrics (R-OBS-1): sync runs, members sent, partner errors, sync lag, data in.
+
+Counters are per process, as Prometheus expects: the embedded default is one process, and in a
+deployment of several API processes and workers each is scraped and Prometheus adds them up. A
+run is counted once, by the process that ends it. Sync lag is read from the database at scrape
+time, so any process reports it for all syncs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import Clock
+from cohortsync.storage.database import read_transaction
+from cohortsync.storage.tables import integrations, syncs
+from cohortsync.sync.records import ACTIVE, BLOCKED, FAILED, PARTIAL, SUCCEEDED, SyncRun
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ENDED = (SUCCEEDED, PARTIAL, FAILED, BLOCKED)
+
+PROCESS = CollectorRegistry(auto_describe=True)
+SYNC_RUNS = Counter(
+    "cohortsync_sync_runs",
+    "Sync runs that ended, by partner and status (succeeded, partial, failed, blocked).",
+    ["partner", "status"],
+    registry=PROCESS,
+)
+SYNC_MEMBERS = Counter(
+    "cohortsync_sync_members",
+    "Members the partner acknowledged, by partner and change (added, updated, removed).",
+    ["partner", "change"],
+    registry=PROCESS,
+)
+SYNC_REJECTED = Counter(
+    "cohortsync_sync_rejected_members",
+    "Members the partner refused (recorded, retried on the next run), by partner.",
+    ["partner"],
+    registry=PROCESS,
+)
+PARTNER_REQUESTS = Counter(
+    "cohortsync_partner_requests",
+    "Requests sent to partners by sync runs, by partner and outcome (sent, retried, rate_limited).",
+    ["partner", "outcome"],
+    registry=PROCESS,
+)
+PARTNER_ERRORS = Counter(
+    "cohortsync_partner_errors",
+    "Sync runs that failed, with the partner's or the engine's error, by partner.",
+    ["partner"],
+    registry=PROCESS,
+)
+RECORDS_IN = Counter(
+    "cohortsync_records_ingested",
+    "Events and profile updates stored through the ingestion endpoints, by endpoint.",
+    ["endpoint"],
+    registry=PROCESS,
+)
+PARTNER_EVENTS_IN = Counter(
+    "cohortsync_partner_events_received",
+    "Partner events accepted from webhooks, by $source (a replay is accepted, stored once).",
+    ["source"],
+    registry=PROCESS,
+)
+
+
+def observe_run(partner: str, run: SyncRun) -> None:
+    """Count a run that ended (a run still in progress is not counted)."""
+    if run.status not in ENDED:
+        return
+    SYNC_RUNS.labels(partner, run.status).inc()
+    counts = run.counts
+    for change, number in (
+        ("added", counts.added),
+        ("updated", counts.updated),
+        ("removed", counts.removed),
+    ):
+        SYNC_MEMBERS.labels(partner, change).inc(number)
+    SYNC_REJECTED.labels(partner).inc(sum(counts.rejected.values()))
+    for outcome, number in (
+        ("sent", counts.requests),
+        ("retried", counts.retries),
+        ("rate_limited", counts.rate_limited),
+    ):
+        PARTNER_REQUESTS.labels(partner, outcome).inc(number)
+    if run.status == FAILED:
+        PARTNER_ERRORS.labels(partner).inc()
+
+
+class SyncLag(Collector):
+    """``cohortsync_sync_lag_seconds``: per partner, how long the most overdue active sync has
+    waited past its next run (0 when none is late)."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Read the due times of active syncs now."""
+        lag = GaugeMetricFamily(
+            "cohortsync_sync_lag_seconds",
+            "Seconds the most overdue active sync has waited past its next run, by partner.",
+            labels=["partner"],
+        )
+        now = self._clock.now()
+        query = (
+            sa.select(integrations.c.type, syncs.c.next_run_at)
+            .join(integrations, integrations.c.id == syncs.c.integration_id)
+            .where(syncs.c.status == ACTIVE, syncs.c.next_run_at.is_not(None))
+        )
+        worst: dict[str, float] = {}
+        with read_transaction(self._engine) as connection:
+            for row in connection.execute(query):
+                due: datetime = row.next_run_at
+                if due.tzinfo is None:
+                    due = due.replace(tzinfo=now.tzinfo)
+                waited = max((now - due).total_seconds(), 0.0)
+                worst[row.type] = max(worst.get(row.type, 0.0), waited)
+        for partner, seconds in sorted(worst.items()):
+            lag.add_metric([partner], seconds)
+        yield lag
+
+
+class Metrics:
+    """What ``GET /metrics`` shows for one app: the process's counters and the database's lag."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._state = CollectorRegistry(auto_describe=True)
+        self._state.register(SyncLag(engine, clock))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(PROCESS) + generate_latest(self._state)
