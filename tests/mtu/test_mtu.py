@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
 from cohortsync.ingest.events import EventIngestor
 from cohortsync.services import accounts, mtu
@@ -177,3 +178,24 @@ def test_months_step_across_years(text: str, before: str, after: str) -> None:
     assert str(month.previous()) == before
     assert str(month.next()) == after
     assert month.previous().next() == month
+
+
+def test_the_chart_history_recounts_past_months_after_a_while_and_this_month_always(
+    engine: Engine, project: Project
+) -> None:
+    clock = FrozenClock(datetime(2026, 12, 10, tzinfo=UTC))
+    history = mtu.MtuHistory(engine, clock, recount_after=timedelta(minutes=15))
+    december = NOVEMBER.next()
+    store(engine, project, scenario())
+    first = history.by_month(project.id, [NOVEMBER, december])
+    assert first == [(NOVEMBER, 5), (december, 1)]
+
+    later = [
+        event("Purchase", "late-import", START + timedelta(days=3)),  # November, imported late
+        event("Purchase", "new-in-december", START + timedelta(days=35)),
+    ]
+    store(engine, project, later)
+    clock.advance(timedelta(minutes=14))
+    assert history.by_month(project.id, [NOVEMBER, december]) == [(NOVEMBER, 5), (december, 2)]
+    clock.advance(timedelta(minutes=2))
+    assert history.by_month(project.id, [NOVEMBER, december]) == [(NOVEMBER, 6), (december, 2)]

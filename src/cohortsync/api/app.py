@@ -21,6 +21,7 @@ from cohortsync.keyring import Keyring
 from cohortsync.metrics import CONTENT_TYPE, Metrics
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.mtu import MTU_RECOUNT_AFTER, MtuHistory
 from cohortsync.services.partner_events import PartnerEventService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.settings import Settings, load_settings
@@ -85,6 +86,7 @@ def create_app(
         integrations=integration_service,
         syncs=sync_service,
         partner_events=partner_events,
+        mtu_history=MtuHistory(engine, clock, MTU_RECOUNT_AFTER),
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)

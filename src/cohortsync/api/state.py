@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.mtu import MtuHistory
 from cohortsync.services.partner_events import PartnerEventService
 from cohortsync.services.syncs import SyncService
 from cohortsync.settings import Settings
@@ -25,3 +26,4 @@ class AppState:
     integrations: IntegrationService
     syncs: SyncService
     partner_events: PartnerEventService
+    mtu_history: MtuHistory

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import Clock
 from cohortsync.domain.errors import BatchError, NotFound
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -18,6 +21,7 @@ from cohortsync.warehouse.mtu import MonthActivity, load_exemptions, month_activ
 from cohortsync.warehouse.sql import insert_ignoring_duplicates
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+MTU_RECOUNT_AFTER = timedelta(minutes=15)  # how stale a past month's figure in a chart may be
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,40 @@ class Month:
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+
+class MtuHistory:
+    """MTU month by month, for charts. A past month is counted again only when its figure is
+    older than ``recount_after``: it changes only when late events are imported or identities
+    merge, and counting a month of millions of events takes seconds. The current month and
+    later ones are counted every time."""
+
+    def __init__(self, engine: Engine, clock: Clock, recount_after: timedelta) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._recount_after = recount_after
+        self._counted: dict[tuple[int, Month], tuple[datetime, int]] = {}
+        self._lock = threading.Lock()
+
+    def by_month(self, project_id: int, months: Sequence[Month]) -> list[tuple[Month, int]]:
+        """``(month, MTU)`` for each month, in the order given."""
+        now = self._clock.now()
+        current = Month.of(now).start_ms()
+        figures = []
+        for month in months:
+            key = (project_id, month)
+            with self._lock:
+                counted = self._counted.get(key)
+            past = month.start_ms() < current
+            if past and counted is not None and now - counted[0] < self._recount_after:
+                figures.append((month, counted[1]))
+                continue
+            value = mtu_report(self._engine, project_id, month).activity.mtu
+            if past:
+                with self._lock:
+                    self._counted[key] = (now, value)
+            figures.append((month, value))
+        return figures
 
 
 @dataclass(frozen=True)

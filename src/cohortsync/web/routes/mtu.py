@@ -29,7 +29,13 @@ async def mtu_page(
     """The chosen month's report (this month by default)."""
     chosen = _month(state, month)
     report = await run_in_threadpool(mtu.mtu_report, state.engine, view.project.id, chosen)
-    context = {"view": view, "month": str(chosen), "report": report.as_json(), "active": "/mtu"}
+    context = {
+        "view": view,
+        "month": str(chosen),
+        "report": report.as_json(),
+        "active": "/mtu",
+        "recount_minutes": int(mtu.MTU_RECOUNT_AFTER.total_seconds() // 60),
+    }
     return render(request, "mtu.html", context)
 
 
@@ -41,10 +47,6 @@ async def mtu_by_month(
     chosen = _month(state, month)
     months = months_up_to(chosen, CHART_MONTHS)
 
-    def reports() -> list[tuple[str, int]]:
-        return [
-            (str(m), mtu.mtu_report(state.engine, view.project.id, m).activity.mtu) for m in months
-        ]
-
-    chart = mtu_chart(await run_in_threadpool(reports), str(chosen))
+    figures = await run_in_threadpool(state.mtu_history.by_month, view.project.id, months)
+    chart = mtu_chart([(str(m), value) for m, value in figures], str(chosen))
     return render(request, "_mtu_chart.html", {"chart": chart})
