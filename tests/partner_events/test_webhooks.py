@@ -141,6 +141,56 @@ def test_a_replayed_call_is_stored_once(partners: Partners) -> None:
     assert sorted(e["properties"]["distinct_id"] for e in deliveries) == ["ct-unknown", "lin"]
 
 
+def test_a_campaign_call_sent_again_after_the_retry_window_is_a_new_delivery(
+    partners: Partners,
+) -> None:
+    campaign = clevertap_campaign(43, ["ct-lin"])
+    caller = partners.caller("clevertap")
+    assert caller.send(campaign).json()["received"] == 1
+    partners.server.clock.advance(timedelta(minutes=59))
+    assert caller.send(campaign).status_code == 200  # CleverTap's retry: stored once
+    assert len(partners.events()) == 1
+    partners.server.clock.advance(timedelta(hours=2))
+    assert caller.send(campaign).status_code == 200  # the live campaign fired again
+    times = sorted(e["properties"]["time"] for e in partners.events())
+    assert len(times) == 2 and times[1] - times[0] == (59 + 120) * 60_000
+
+
+def test_a_campaign_key_value_named_event_does_not_rename_the_delivery(
+    partners: Partners,
+) -> None:
+    campaign = clevertap_campaign(44, ["ct-lin"])
+    campaign["key_values"] = {"event": "Black Friday", "offer": "20%"}
+    assert partners.caller("clevertap").send(campaign).status_code == 200
+    [stored] = partners.events()
+    assert stored["event"] == "Webhook Delivered"  # an outreach event, exempt from MTU
+    assert (stored["properties"]["event"], stored["properties"]["offer"]) == (
+        "Black Friday",
+        "20%",
+    )
+
+
+def test_an_iterable_event_without_created_at_is_stored_at_its_receipt(
+    partners: Partners,
+) -> None:
+    now = partners.server.clock.now()
+    payload = {"email": "ada@example.com", "eventName": "journeyExit", "dataFields": {}}
+    for _ in range(2):
+        assert partners.caller("iterable").send(payload).status_code == 200
+    [stored] = partners.events()
+    assert stored["event"] == "journeyExit"
+    assert stored["properties"]["time"] == int(now.timestamp() * 1000)
+
+
+def test_a_clevertap_record_keeps_its_own_insert_id(partners: Partners) -> None:
+    now = partners.server.clock.now()
+    record = clevertap_event("Notification Sent", "ct-lin", now)
+    record["properties"]["$insert_id"] = "ct-own-id-1"
+    assert partners.caller("clevertap").send(record).status_code == 200
+    [stored] = partners.events()
+    assert stored["properties"]["$insert_id"] == "ct-own-id-1"
+
+
 def test_a_campaign_test_call_stores_nothing(partners: Partners) -> None:
     test_call = {"is_test": True, "targetId": 1234, "key_values": {"key": "value"},
                  "profiles": [{"Identity": "UserId", "Email": "x@example.com"}]}  # fmt: skip
@@ -241,7 +291,7 @@ def test_bad_json_and_a_mixed_batch(partners: Partners) -> None:
     now = partners.server.clock.now()
     batch = [
         iterable_webhook("emailSend", "ada@example.com", now),
-        {"email": "ada@example.com", "eventName": "emailOpen", "dataFields": {}},
+        {"email": "ada@example.com", "eventName": "emailOpen", "dataFields": {"createdAt": "?"}},
         iterable_webhook("emailOpen", "grace@example.com", now),
     ]
     mixed = caller.send(batch)

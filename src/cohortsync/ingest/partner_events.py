@@ -21,7 +21,9 @@ from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.profile_keys import known_ids, profiles_by_property
 from cohortsync.warehouse.sql import insert_ignoring_duplicates
 
-RECEIPT_DAYS = 7  # how long the first receipt of an untimed event is remembered
+# An event without a time of its own is stored at its first receipt; the same payload again
+# within this window is a partner's retry (stored once), later it is a new delivery.
+REPLAY_WINDOW_MS = 3_600_000
 _PRUNE_EVERY_S = 3600
 
 
@@ -110,6 +112,13 @@ class PartnerEventStore:
         if not untimed:
             return {}
         self._prune(connection, now_ms)
+        connection.execute(
+            webhook_receipts.delete().where(
+                webhook_receipts.c.integration_id == integration_id,
+                webhook_receipts.c.insert_id.in_(untimed),
+                webhook_receipts.c.received_ms <= now_ms - REPLAY_WINDOW_MS,
+            )
+        )
         insert_ignoring_duplicates(
             connection,
             webhook_receipts,
@@ -131,5 +140,5 @@ class PartnerEventStore:
         if time.monotonic() - self._pruned_at < _PRUNE_EVERY_S:
             return
         self._pruned_at = time.monotonic()
-        cutoff = now_ms - RECEIPT_DAYS * 86_400_000
+        cutoff = now_ms - REPLAY_WINDOW_MS
         connection.execute(webhook_receipts.delete().where(webhook_receipts.c.received_ms < cutoff))

@@ -6,9 +6,10 @@
   other system events arrive.
 - **Webhook campaigns** ("Create Message: Webhook"): ``{"targetId", "key_values", "profiles"}``,
   ``profiles`` a list (broadcast) or one object, keys in either case (``Identity``/``identity``).
-  They carry no event name and no time: each profile is one ``Webhook Delivered`` event (or the
-  campaign's key-value pair ``event``), timed when first received. ``is_test`` calls, sent when
-  the template is saved, store nothing.
+  They carry no event name and no time: each profile is one ``Webhook Delivered`` event (an
+  outreach event; the campaign's key-value pairs are kept as properties and never rename it),
+  timed when first received (the same call again within an hour is CleverTap's retry, later a
+  new delivery). ``is_test`` calls, sent when the template is saved, store nothing.
 - Authentication: CleverTap can send Basic auth or custom headers; it does not sign calls.
 - The user: the Identity resolves through the ``$CleverTap_user_id`` alias (R-ING-7) or as a
   distinct_id; CleverTap's ``objectId`` is tried last.
@@ -81,7 +82,9 @@ class CleverTapFormat:
             time_ms=normalise_time(props["time"]),
             keys=(ById(identity),),
             fallback_id=identity,
-            insert_id=payload_insert_id(SOURCE, item),
+            # the record's own $insert_id where it carries one (Mixpanel's shape has it)
+            insert_id=text_field(props, "$insert_id", "properties.")
+            or payload_insert_id(SOURCE, item),
             properties={**stored, "$source": SOURCE},
         )
 
@@ -91,13 +94,16 @@ class CleverTapFormat:
         profiles = body["profiles"]
         listed = profiles if isinstance(profiles, list) else [profiles]
         key_values = object_field(body, "key_values")
-        name = text_field(key_values, "event", "key_values.") or WEBHOOK_EVENT
         numbered = list(enumerate(listed))
-        return parse_each(numbered, lambda pair: self._delivery(body, name, key_values, *pair))
+        return parse_each(numbered, lambda pair: self._delivery(body, key_values, *pair))
 
     def _delivery(
-        self, body: dict[str, Any], name: str, key_values: dict[str, Any], index: int, raw: Any
+        self, body: dict[str, Any], key_values: dict[str, Any], index: int, raw: Any
     ) -> PartnerEvent:
+        """One profile of a webhook campaign call: always ``Webhook Delivered`` (an outreach
+        event): the campaign's key-value pairs are the marketer's personalisation, kept as
+        properties, and never rename it (a pair named ``event`` must not turn a delivery into
+        an event that counts toward MTU)."""
         where = f"profiles[{index}]."
         if not isinstance(raw, dict):
             raise RecordError(f"profiles[{index}]", "each profile must be a JSON object")
@@ -112,13 +118,13 @@ class CleverTapFormat:
         properties: dict[str, Any] = {
             "$source": SOURCE,
             "campaign_id": body.get("targetId"),
-            **{k: v for k, v in key_values.items() if k != "event"},
+            **key_values,
             **object_field(profile, "event_properties", where),
         }
         if object_id is not None:
             properties["objectId"] = object_id
         return PartnerEvent(
-            name=name,
+            name=WEBHOOK_EVENT,
             time_ms=None,
             keys=tuple(keys),
             fallback_id=keys[0].value,

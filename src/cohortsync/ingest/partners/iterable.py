@@ -107,7 +107,8 @@ class IterableFormat:
             properties["userId"] = user_id
         return PartnerEvent(
             name=name,
-            time_ms=parse_created_at(data.get("createdAt")),
+            # some events (journeyExit) may come without createdAt: then the time of receipt
+            time_ms=None if data.get("createdAt") is None else parse_created_at(data["createdAt"]),
             keys=tuple(keys),
             fallback_id=user_id or str(email),
             insert_id=payload_insert_id(SOURCE, item),
