@@ -3,6 +3,7 @@ right name, $source, time and user; authentication, replays and bad bodies."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from datetime import datetime, timedelta
@@ -221,6 +222,30 @@ def test_wrong_or_missing_credentials_are_refused_and_store_nothing(
     assert partners.events() == []
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "{secret}",  # Iterable's Basic auth type: the token as typed
+        "Basic {secret}",
+        "Bearer {secret}",
+        "OAuth2 {secret}",
+        "Basic {basic}",  # real Basic auth, the secret as password
+    ],
+)
+def test_iterable_presents_its_token_in_any_documented_form(
+    partners: Partners, authorization: str
+) -> None:
+    secret = partners.integrations["iterable"]["webhook"]["secret"]
+    basic = base64.b64encode(f"iterable:{secret}".encode()).decode()
+    body = orjson.dumps(
+        iterable_webhook("emailSend", "ada@example.com", partners.server.clock.now())
+    )
+    url = partners.server.url + partners.integrations["iterable"]["webhook"]["path"]
+    headers = {"Authorization": authorization.format(secret=secret, basic=basic)}
+    assert partners.api.post(url, content=body, headers=headers).status_code == 200
+    assert len(partners.events()) == 1
+
+
 def test_xtremepush_signatures_are_checked_with_a_replay_window(partners: Partners) -> None:
     caller = partners.caller("xtremepush")
     body = orjson.dumps(xtremepush_webhook("message_open", "mo", partners.server.clock.now()))
@@ -382,3 +407,33 @@ def test_members_cannot_rotate_and_a_disconnected_integration_refuses_events(
     nowhere = partners.server.client().post("/webhooks/999", content=b"{}")
     assert nowhere.status_code == 404
     assert partners.events() == []
+
+
+def test_xtremepush_signs_with_the_key_it_made_once_an_admin_pastes_it(
+    partners: Partners,
+) -> None:
+    base = f"/api/v1/projects/{partners.project.id}/integrations"
+    xp = partners.integrations["xtremepush"]
+    ours = xp["webhook"]["secret"]
+    theirs = "xp-generated-signing-key-0123456789"  # Xtremepush's "Webhook Secret Key"
+    body = orjson.dumps(xtremepush_webhook("message_open", "mo", partners.server.clock.now()))
+    signed = partners.caller("xtremepush", theirs).headers(body)
+    xp_url = partners.server.url + xp["webhook"]["path"]
+    assert partners.api.post(xp_url, content=body, headers=signed).status_code == 401
+
+    reply = partners.api.post(f"{base}/{xp['id']}/webhook-secret", json={"secret": theirs})
+    assert reply.status_code == 200, reply.text
+    assert theirs not in reply.text and "secret" not in reply.json()["webhook"]  # not shown back
+    assert partners.api.post(xp_url, content=body, headers=signed).status_code == 200
+    # the secret it replaced keeps working through the overlap
+    again = xtremepush_webhook("message_click", "mo", partners.server.clock.now())
+    assert partners.caller("xtremepush", ours).send(again).status_code == 200
+    assert len(partners.events()) == 2
+
+    too_short = partners.api.post(f"{base}/{xp['id']}/webhook-secret", json={"secret": "short"})
+    assert too_short.status_code == 400 and "16-512" in too_short.json()["error"]["message"]
+    iterable = partners.integrations["iterable"]
+    not_theirs = partners.api.post(
+        f"{base}/{iterable['id']}/webhook-secret", json={"secret": theirs}
+    )
+    assert not_theirs.status_code == 409

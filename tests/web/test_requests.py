@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 
 import httpx
+import orjson
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -19,6 +20,7 @@ from cohortsync.api.app import create_app
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.sandbox.outreach import partner_headers, xtremepush_webhook
 from cohortsync.services import accounts, cohorts
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -307,3 +309,33 @@ def test_names_and_partner_errors_are_escaped(
         text = admin_http.client.get(path).text
         assert "<script>alert" not in text and "<img src=x" not in text, path
         assert all(part in text for part in escaped), path
+
+
+def test_an_admin_pastes_xtremepushs_own_signing_key_on_its_card(
+    live_server: LiveServer,
+    people: Project,
+    admin_http: Signed,
+    admin_api: httpx.Client,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    xp = connect(admin_api, people, sandboxes["xtremepush"])
+    iterable = connect(admin_api, people, sandboxes["iterable"])
+    client, base = admin_http.client, f"/projects/{people.id}/integrations"
+    cards = client.get(base).text
+    assert cards.count('data-testid="partner-key-form"') == 1  # Xtremepush's card only
+    assert f"{base}/{xp}/webhook-secret" in cards
+
+    key = "xp-made-this-key-0123456789abcdef"
+    answer = client.post(
+        f"{base}/{xp}/webhook-secret", data={"csrf_token": admin_http.csrf, "secret": key}
+    )
+    assert answer.status_code == 200 and 'data-testid="partner-key-set"' in answer.text
+    assert key not in answer.text
+    body = orjson.dumps(xtremepush_webhook("message_open", "mo", live_server.clock.now()))
+    signed = partner_headers("xtremepush", key, body)
+    assert client.post(f"/webhooks/{xp}", content=body, headers=signed).status_code == 200
+
+    refused = client.post(
+        f"{base}/{iterable}/webhook-secret", data={"csrf_token": admin_http.csrf, "secret": key}
+    )
+    assert refused.status_code == 409

@@ -8,12 +8,19 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, SecretStr
 
 from cohortsync.api.body_limit import read_capped
 from cohortsync.api.deps import CurrentUser, StateDep, require_admin
 from cohortsync.metrics import PARTNER_EVENTS_IN
 
 router = APIRouter(tags=["partner events"])
+
+
+class PartnerKey(BaseModel):
+    """A signing key the partner made itself, to use as the webhook secret."""
+
+    secret: SecretStr | None = None
 
 
 @router.post("/webhooks/{integration_id}")
@@ -47,8 +54,15 @@ async def receive(integration_id: int, request: Request, state: StateDep) -> JSO
 
 @router.post("/api/v1/projects/{project_id}/integrations/{integration_id}/webhook-secret")
 def rotate_secret(
-    project_id: int, integration_id: int, user: CurrentUser, state: StateDep
+    project_id: int,
+    integration_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    body: PartnerKey | None = None,
 ) -> dict[str, Any]:
-    """A new webhook secret, shown once; the previous one keeps working for a day."""
+    """A new webhook secret, shown once; the previous one keeps working for a day. For a partner
+    that makes its own signing key (Xtremepush), send it as ``{"secret": …}``: it becomes the
+    secret and is not shown back."""
     require_admin(user, project_id)
-    return state.integrations.rotate_webhook_secret(project_id, integration_id).as_json()
+    key = body.secret.get_secret_value() if body is not None and body.secret else None
+    return state.integrations.rotate_webhook_secret(project_id, integration_id, key).as_json()

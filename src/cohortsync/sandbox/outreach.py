@@ -89,7 +89,8 @@ def partner_headers(
         signature = hmac_sha256_hex(secret, signed_message(at, body))
         headers[SIGNATURE_HEADER] = f"t={at},v1={signature}"
     elif partner == "iterable":
-        headers["Authorization"] = f"Basic {secret}"  # Iterable's "Basic" auth type
+        # Iterable's "Basic" auth type sends the token as typed, bare (its System Webhooks page)
+        headers["Authorization"] = secret
     else:
         headers["Authorization"] = f"Bearer {secret}"
     return headers

@@ -23,7 +23,7 @@ from cohortsync.destinations.errors import DestinationError, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import BatchError, Conflict, NotFound
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.ingest.partners.registry import sends_events
+from cohortsync.ingest.partners.registry import generates_key, sends_events
 from cohortsync.keyring import Keyring
 from cohortsync.services import webhook_secrets
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -201,19 +201,36 @@ class IntegrationService:
                 secret = webhook_secrets.issue(connection, self._keyring, int(new_id), now)
         return replace(self.get(project_id, int(new_id)), webhook_secret=secret)
 
-    def rotate_webhook_secret(self, project_id: int, integration_id: int) -> Integration:
+    def rotate_webhook_secret(
+        self, project_id: int, integration_id: int, partner_key: str | None = None
+    ) -> Integration:
         """A new webhook secret, shown once in the answer; the previous one keeps working for
-        the overlap (default a day) so the partner's settings can catch up."""
+        the overlap (default a day) so the partner's settings can catch up. ``partner_key`` is a
+        signing key the partner made itself (Xtremepush's): it becomes the secret and, having
+        been typed by the admin, is not shown back."""
         current = self.get(project_id, integration_id)
         if not sends_events(current.type):
             raise Conflict(f"{current.type} integrations do not send events back")
+        key = None
+        if partner_key is not None:
+            if not generates_key(current.type):
+                raise Conflict(
+                    f"{current.type} does not make its own signing key; rotate without one"
+                )
+            key = webhook_secrets.partner_key(partner_key)
         if current.status == DISCONNECTED:
             raise Conflict("the integration is disconnected; connect a new one")
         with write_transaction(self._engine) as connection:
             secret, until = webhook_secrets.rotate(
-                connection, self._keyring, integration_id, self._clock.now(), self._secret_overlap
+                connection,
+                self._keyring,
+                integration_id,
+                self._clock.now(),
+                self._secret_overlap,
+                secret=key,
             )
-        return replace(current, webhook_secret=secret, previous_secret_until=until)
+        shown = None if key is not None else secret
+        return replace(current, webhook_secret=shown, previous_secret_until=until)
 
     def update(
         self,

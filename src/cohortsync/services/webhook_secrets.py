@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cohortsync.clock import as_utc
+from cohortsync.domain.errors import BatchError
 from cohortsync.keyring import Keyring
 from cohortsync.storage.tables import webhook_secrets
 
@@ -28,9 +29,28 @@ def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
-def issue(connection: Connection, keyring: Keyring, integration_id: int, now: datetime) -> str:
-    """Make the integration's first secret and return it (the only time it is shown)."""
-    secret = new_secret()
+def partner_key(value: str) -> str:
+    """A signing key the partner made (Xtremepush's "Webhook Secret Key"), checked; the
+    BatchError says what is wrong with it."""
+    key = value.strip()
+    if not 16 <= len(key) <= 512 or any(c.isspace() or not c.isprintable() for c in key):
+        raise BatchError(
+            "the partner's key must be 16-512 printable characters without spaces; copy it "
+            "from the partner's webhook settings"
+        )
+    return key
+
+
+def issue(
+    connection: Connection,
+    keyring: Keyring,
+    integration_id: int,
+    now: datetime,
+    secret: str | None = None,
+) -> str:
+    """Make the integration's first secret (``secret`` when the partner made it) and return it
+    (the only time it is shown)."""
+    secret = secret if secret is not None else new_secret()
     connection.execute(
         webhook_secrets.insert().values(
             integration_id=integration_id,
@@ -48,16 +68,18 @@ def rotate(
     integration_id: int,
     now: datetime,
     overlap: timedelta = DEFAULT_OVERLAP,
+    secret: str | None = None,
 ) -> tuple[str, datetime | None]:
-    """A new secret for the integration; the current one stays valid until the returned time."""
+    """A new secret for the integration (``secret`` when the partner made it, else a random
+    one); the current one stays valid until the returned time."""
     row = connection.execute(
         sa.select(webhook_secrets.c.sealed).where(
             webhook_secrets.c.integration_id == integration_id
         )
     ).first()
     if row is None:
-        return issue(connection, keyring, integration_id, now), None
-    secret = new_secret()
+        return issue(connection, keyring, integration_id, now, secret), None
+    secret = secret if secret is not None else new_secret()
     previous = keyring.open(row.sealed)["current"]
     until = now + overlap
     connection.execute(

@@ -56,6 +56,8 @@ class PartnerFormat(Protocol):
     """One partner's outbound events: how its calls prove themselves and what they carry."""
 
     source: str  # the $source the events are tagged with
+    # the partner makes the signing key itself: the admin pastes it in as the webhook secret
+    generates_key: bool
 
     def authenticate(self, request: WebhookRequest, secrets: Sequence[str], now_s: int) -> None:
         """Return when the request proves one of ``secrets``; else raise AuthenticationError."""

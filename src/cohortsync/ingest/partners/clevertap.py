@@ -47,6 +47,7 @@ class CleverTapFormat:
     """CleverTap's event records and webhook campaign calls."""
 
     source = SOURCE
+    generates_key = False
 
     def authenticate(self, request: WebhookRequest, secrets: Sequence[str], now_s: int) -> None:
         """Basic auth (the secret as password) or the secret in a custom header."""

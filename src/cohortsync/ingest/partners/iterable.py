@@ -73,6 +73,7 @@ class IterableFormat:
     """Iterable's system webhook calls."""
 
     source = SOURCE
+    generates_key = False
 
     def authenticate(self, request: WebhookRequest, secrets: Sequence[str], now_s: int) -> None:
         """A token in Authorization (bare, Basic, OAuth2, Bearer) or a custom header."""

@@ -20,6 +20,12 @@ def sends_events(integration_type: str) -> bool:
     return integration_type in FORMATS
 
 
+def generates_key(integration_type: str) -> bool:
+    """Whether this partner makes its signing key itself (an admin pastes it in)."""
+    found = FORMATS.get(integration_type)
+    return found is not None and found.generates_key
+
+
 def partner_format(integration_type: str) -> PartnerFormat:
     """The format of this integration type's events, or NotFound."""
     found = FORMATS.get(integration_type)

@@ -64,6 +64,7 @@ class XtremepushFormat:
     """Xtremepush's message event webhooks."""
 
     source = SOURCE
+    generates_key = True
 
     def authenticate(self, request: WebhookRequest, secrets: Sequence[str], now_s: int) -> None:
         """The signed payload when the signature header is there, else a Basic or Bearer token."""

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
 from cohortsync.destinations import registry
+from cohortsync.ingest.partners.registry import generates_key
 from cohortsync.services import integrations
 from cohortsync.services.integrations import DISCONNECTED, Integration
 from cohortsync.web.access import AdminActionDep, AdminViewDep, ProjectView, ViewDep
@@ -34,7 +35,12 @@ def _cards(request: Request, state: AppState, view: ProjectView) -> dict[str, An
     partners = [
         (spec, [i for i in current if i.type == spec.type]) for spec in registry.PARTNERS.values()
     ]
-    return {"view": view, "partners": partners, "origin": str(request.base_url).rstrip("/")}
+    return {
+        "view": view,
+        "partners": partners,
+        "origin": str(request.base_url).rstrip("/"),
+        "makes_own_key": {spec.type for spec, _ in partners if generates_key(spec.type)},
+    }
 
 
 @router.get("")
@@ -98,9 +104,14 @@ def disconnect(
 
 
 @router.post("/{integration_id}/webhook-secret")
-def rotate_secret(
+async def rotate_secret(
     request: Request, integration_id: int, state: StateDep, view: AdminActionDep
 ) -> Response:
-    """A new webhook secret, shown once; the previous one keeps working for the overlap."""
-    integration = state.integrations.rotate_webhook_secret(view.project.id, integration_id)
+    """A new webhook secret, shown once; the previous one keeps working for the overlap. With
+    a ``secret`` field, the signing key the partner made (Xtremepush's) becomes the secret."""
+    typed = (await request.form()).get("secret")
+    key = typed if isinstance(typed, str) and typed.strip() else None
+    integration = await run_in_threadpool(
+        state.integrations.rotate_webhook_secret, view.project.id, integration_id, key
+    )
     return _result(request, state, view, integration, rotated=True)
