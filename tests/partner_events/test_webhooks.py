@@ -21,6 +21,7 @@ from cohortsync.sandbox.outreach import (
     iterable_webhook,
     xtremepush_webhook,
 )
+from cohortsync.services.ingestion import IngestionService
 from cohortsync.storage.tables import profiles
 from tests.helpers import profile
 from tests.partner_events.conftest import USERS, Partners
@@ -91,6 +92,25 @@ def test_iterable_user_is_found_by_user_id_then_email(partners: Partners) -> Non
     )
     owners = {e["event"]: e["properties"]["distinct_id"] for e in partners.events()}
     assert owners == {"emailOpen": "grace", "emailClick": "ada", "pushOpen": "mo"}
+
+
+def test_an_email_finds_its_user_whatever_its_case(partners: Partners) -> None:
+    engage = IngestionService(partners.server.engine, partners.server.clock).engage(
+        [
+            {
+                "$token": partners.project.token,
+                "$distinct_id": "kim",
+                "$set": {"$email": "Kim@Example.COM"},
+            }
+        ]
+    )
+    assert not engage.failed
+    now = partners.server.clock.now()
+    caller = partners.caller("iterable")
+    assert caller.send(iterable_webhook("emailOpen", "kim@example.com", now)).status_code == 200
+    assert caller.send(iterable_webhook("emailClick", "ADA@EXAMPLE.COM", now)).status_code == 200
+    owners = {e["event"]: e["properties"]["distinct_id"] for e in partners.events()}
+    assert owners == {"emailOpen": "kim", "emailClick": "ada"}
 
 
 def test_unknown_users_are_stored_under_the_partner_id_and_create_no_profile(

@@ -297,6 +297,8 @@ mtu_exemptions = sa.Table(
 # Expression indexes (built by migration 0006, which SQLAlchemy cannot declare per dialect):
 # partner events are matched to users by these profile properties (see warehouse.profile_keys).
 PROFILE_KEY_INDEXES = {
-    "ix_profiles_key_email": "$email",
+    "ix_profiles_key_email_folded": "$email",  # over lower(...) (migration 0007)
     "ix_profiles_key_iterable_user_id": "$iterable_user_id",
 }
+# Keys matched whatever their case: an email address is the same in any case.
+CASE_FOLDED_KEYS = frozenset({"$email"})

@@ -11,26 +11,39 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cohortsync.storage.tables import PROFILE_KEY_INDEXES, profiles
+from cohortsync.storage.tables import CASE_FOLDED_KEYS, PROFILE_KEY_INDEXES, profiles
 from cohortsync.warehouse.identities import linked
 
 _CHUNK = 500
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _key_expression(dialect: str, prop: str) -> str:
     if dialect == "postgresql":
-        return f"(properties ->> '{prop}')"
-    return f"json_extract(properties, '$.\"{prop}\"')"
+        value = f"(properties ->> '{prop}')"
+    else:
+        value = f"json_extract(properties, '$.\"{prop}\"')"
+    return f"lower({value})" if prop in CASE_FOLDED_KEYS else value
+
+
+def _folded(prop: str, value: str) -> str:
+    """``value`` as the index holds it. SQLite's lower() folds ASCII letters only, so only those
+    are folded here (on PostgreSQL an address with a capital non-ASCII letter is not found)."""
+    return value.translate(_ASCII_LOWER) if prop in CASE_FOLDED_KEYS else value
 
 
 def profiles_by_property(
     connection: Connection, project_id: int, prop: str, values: Iterable[str]
 ) -> dict[str, str]:
-    """Each value to the canonical id of the profile whose ``prop`` equals it; where several
-    profiles share a value, the smallest distinct_id wins, so the answer is stable."""
+    """Each value to the canonical id of the profile whose ``prop`` equals it (an email in any
+    case); where several profiles share a value, the smallest distinct_id wins, so the answer
+    is stable."""
     if prop not in PROFILE_KEY_INDEXES.values():
         raise ValueError(f"{prop} has no index to be looked up by")
-    wanted = sorted(set(values))
+    given = set(values)
+    wanted = sorted({_folded(prop, value) for value in given})
     key = _key_expression(connection.dialect.name, prop)
     query = sa.text(
         f"SELECT {key} AS value, MIN(distinct_id) AS owner FROM profiles "  # noqa: S608
@@ -41,7 +54,7 @@ def profiles_by_property(
         part = wanted[start : start + _CHUNK]
         rows = connection.execute(query, {"project_id": project_id, "values": part})
         found.update({row.value: row.owner for row in rows})
-    return found
+    return {value: found[key] for value in given if (key := _folded(prop, value)) in found}
 
 
 def known_ids(connection: Connection, project_id: int, ids: Iterable[str]) -> set[str]:
