@@ -28,33 +28,37 @@ _PRUNE_EVERY_S = 3600
 
 
 def attribute(connection: Connection, project_id: int, batch: Sequence[PartnerEvent]) -> list[str]:
-    """The distinct_id each event is stored under: the first key that finds a known user, else
-    the event's fallback id (which creates no profile)."""
-    wanted: dict[str, set[str]] = defaultdict(set)
-    ids: set[str] = set()
-    for event in batch:
-        for key in event.keys:
-            if isinstance(key, ById):
-                ids.add(key.value)
-            else:
+    """The distinct_id each event is stored under: the first of its keys that finds a known
+    user, else the event's fallback id (which creates no profile).
+
+    Keys are looked up rank by rank, and only for events no earlier key placed: most events
+    are placed by their first key, so most calls cost one query.
+    """
+    found: list[str | None] = [None] * len(batch)
+    rank = 0
+    while True:
+        asked = [i for i, e in enumerate(batch) if found[i] is None and rank < len(e.keys)]
+        if not asked:
+            break
+        ids = {k.value for i in asked if isinstance(k := batch[i].keys[rank], ById)}
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for i in asked:
+            key = batch[i].keys[rank]
+            if isinstance(key, ByProperty):
                 wanted[key.prop].add(key.value)
-    owners = {
-        prop: profiles_by_property(connection, project_id, prop, values)
-        for prop, values in wanted.items()
-    }
-    known = known_ids(connection, project_id, ids) if ids else set()
-    out: list[str] = []
-    for event in batch:
-        found = event.fallback_id
-        for key in event.keys:
-            if isinstance(key, ById) and key.value in known:
-                found = key.value
-                break
-            if isinstance(key, ByProperty) and key.value in owners[key.prop]:
-                found = owners[key.prop][key.value]
-                break
-        out.append(found)
-    return out
+        owners = {
+            prop: profiles_by_property(connection, project_id, prop, values)
+            for prop, values in wanted.items()
+        }
+        known = known_ids(connection, project_id, ids) if ids else set()
+        for i in asked:
+            key = batch[i].keys[rank]
+            if isinstance(key, ById):
+                found[i] = key.value if key.value in known else None
+            else:
+                found[i] = owners[key.prop].get(key.value)
+        rank += 1
+    return [owner or event.fallback_id for owner, event in zip(found, batch, strict=True)]
 
 
 class PartnerEventStore:
