@@ -47,3 +47,23 @@ def test_an_api_sign_in_token_expires_on_the_servers_clock(
         assert client.get("/api/v1/projects", headers=headers).status_code == 200
         live_server.clock.advance(timedelta(minutes=1))  # 12 hours, the default
         assert client.get("/api/v1/projects", headers=headers).status_code == 401
+
+
+def test_signing_in_deletes_the_persons_expired_sign_in_tokens(
+    engine: Engine, project: Project
+) -> None:
+    with write_transaction(engine) as connection:
+        accounts.create_user(connection, "a@x.io", PASSWORD, Role.ADMIN, project.id)
+        accounts.create_user(connection, "b@x.io", PASSWORD, Role.ADMIN, project.id)
+        script = accounts.create_token(connection, "a@x.io", now=NOW)
+    old = accounts.login(engine, "a@x.io", PASSWORD, NOW, HOURS)
+    recent = accounts.login(engine, "a@x.io", PASSWORD, NOW + HOURS - timedelta(minutes=1), HOURS)
+    someone_else = accounts.login(engine, "b@x.io", PASSWORD, NOW, HOURS)
+    accounts.login(engine, "a@x.io", PASSWORD, NOW + HOURS, HOURS)
+
+    def stored(token: str) -> bool:
+        with read_transaction(engine) as connection:
+            return accounts.user_for_token(connection, token, now=NOW) is not None
+
+    assert not stored(old)  # expired, and gone
+    assert stored(recent) and stored(someone_else) and stored(script)

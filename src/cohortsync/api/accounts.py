@@ -41,7 +41,12 @@ async def login(body: LoginRequest, state: StateDep) -> LoginResponse:
     """Exchange email and password for a bearer token (it expires after
     ``COHORTSYNC_SESSION_HOURS``)."""
     token = await run_in_threadpool(
-        accounts.login, state.engine, body.email, body.password, state.clock.now()
+        accounts.login,
+        state.engine,
+        body.email,
+        body.password,
+        state.clock.now(),
+        state.settings.session_lifetime,
     )
     return LoginResponse(token=token)
 

@@ -232,17 +232,33 @@ def create_token(
     return token
 
 
-def login(engine: Engine, email: str, password: str, now: datetime | None = None) -> str:
-    """Check a password and hand out a sign-in token, made at ``now`` (it expires; see
-    :func:`user_for_token`)."""
+def login(
+    engine: Engine,
+    email: str,
+    password: str,
+    now: datetime | None = None,
+    lifetime: timedelta = DEFAULT_LOGIN_LIFETIME,
+) -> str:
+    """Check a password and hand out a sign-in token, made at ``now`` (it expires after
+    ``lifetime``; see :func:`user_for_token`). The person's expired sign-in tokens are deleted."""
     with read_transaction(engine) as connection:
         row = connection.execute(
             sa.select(users.c.password_hash).where(users.c.email == email.strip().lower())
         ).first()
     if row is None or not verify_password(password, row.password_hash):
         raise AuthenticationError("email or password is wrong")
+    made = now or _now()
     with write_transaction(engine) as connection:
-        return create_token(connection, email, name=LOGIN_TOKEN, now=now)
+        connection.execute(
+            api_tokens.delete().where(
+                api_tokens.c.name == LOGIN_TOKEN,
+                api_tokens.c.created_at <= made - lifetime,
+                api_tokens.c.user_id.in_(
+                    sa.select(users.c.id).where(users.c.email == email.strip().lower())
+                ),
+            )
+        )
+        return create_token(connection, email, name=LOGIN_TOKEN, now=made)
 
 
 def revoke_token(connection: Connection, token: str) -> None:

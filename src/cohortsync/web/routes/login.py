@@ -55,7 +55,12 @@ async def login(
     check_origin(request, state.settings)
     try:
         token = await run_in_threadpool(
-            accounts.login, state.engine, email, password, state.clock.now()
+            accounts.login,
+            state.engine,
+            email,
+            password,
+            state.clock.now(),
+            state.settings.session_lifetime,
         )
     except AuthenticationError as error:
         return render(request, "login.html", {"email": email, "message": error.message})
