@@ -262,3 +262,27 @@ def test_mtu_report_and_exemptions(db: str, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "is not exempt" in missing.stderr
     run(db, "mtu", "exemptions", "add", "iterable", "emailSend")
     assert "emailSend" in run(db, "mtu", "exemptions", "list").stdout
+
+
+def test_only_a_named_admin_may_confirm_a_blocked_run(db: str) -> None:
+    password = "a long password"
+    run(db, "users", "create", "--email", "ana@example.com", "--password", password)  # member
+    for who in ("nobody@example.com", "ana@example.com"):
+        refused = run(db, "syncs", "confirm", "1", "--by", who, check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert f"{who} is not an admin of project 1" in refused.stderr
+    run(
+        db,
+        "users",
+        "create",
+        "--email",
+        "root@example.com",
+        "--password",
+        password,
+        "--role",
+        "admin",
+    )
+    no_sync = run(db, "syncs", "confirm", "1", "--by", "ROOT@example.com", check=False)
+    assert no_sync.returncode == 1 and "sync 1" in no_sync.stderr  # past the admin check
+    missing = run(db, "syncs", "confirm", "1", check=False)
+    assert missing.returncode == 2 and "--by" in missing.stderr

@@ -27,11 +27,14 @@ from cohortsync.cli.context import (
 from cohortsync.cli.data_commands import demo_app, project_ingestion, seed_demo
 from cohortsync.clock import SystemClock
 from cohortsync.demo.sync_tour import demo_done, has_profiles, run_tour
+from cohortsync.domain.accounts import Role
 from cohortsync.domain.errors import Conflict
 from cohortsync.keyring import Keyring
 from cohortsync.metrics import PROCESS
+from cohortsync.services import accounts
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService, build_sync_service
+from cohortsync.storage.database import read_transaction
 from cohortsync.sync.records import BLOCKED, FAILED, SyncRun
 
 syncs_app = typer.Typer(help="Exports of cohorts to partners.", no_args_is_help=True)
@@ -86,7 +89,7 @@ def _describe(run: SyncRun) -> str:
     if run.blocked_reason:
         line += (
             f"\n  blocked: {run.blocked_reason}"
-            f"\n  confirm with `cohortsync syncs confirm {run.sync_id}`"
+            f"\n  confirm with `cohortsync syncs confirm {run.sync_id} --by <admin email>`"
         )
     return line
 
@@ -194,11 +197,24 @@ def syncs_run(
 
 @syncs_app.command("confirm")
 @friendly_errors
-def syncs_confirm(sync_id: SyncArgument, project: ProjectOption = None) -> None:
+def syncs_confirm(
+    sync_id: SyncArgument,
+    by: Annotated[
+        str, typer.Option("--by", help="Email of the admin who confirms (kept in the audit log).")
+    ],
+    project: ProjectOption = None,
+) -> None:
     """Let a blocked run go ahead (recorded in the audit log) and run it."""
     project_id = default_project_id(project)
+    with migrated_engine() as engine, read_transaction(engine) as connection:
+        admin = accounts.user_by_email(connection, by)
+    if admin is None or admin.role_in(project_id) is not Role.ADMIN:
+        raise fail(
+            f"{by} is not an admin of project {project_id}: only an admin may confirm a blocked "
+            "run (`cohortsync users create --role admin` makes one)"
+        )
     with _service() as service:
-        run = service.confirm(project_id, sync_id, user_id=0, wait=True)
+        run = service.confirm(project_id, sync_id, user_id=admin.id, wait=True)
     out.print(_describe(run))
     raise typer.Exit(_exit_code(run))
 

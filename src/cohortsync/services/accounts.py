@@ -197,6 +197,14 @@ def create_user(
     return load_user(connection, int(user_id))
 
 
+def user_by_email(connection: Connection, email: str) -> User | None:
+    """The person who signs in with ``email`` (any case), with their roles."""
+    found = connection.execute(
+        sa.select(users.c.id).where(users.c.email == email.strip().lower())
+    ).scalar()
+    return None if found is None else load_user(connection, int(found))
+
+
 def load_user(connection: Connection, user_id: int) -> User:
     """A user with their roles."""
     row = connection.execute(
