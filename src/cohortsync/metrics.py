@@ -20,16 +20,21 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import integrations, syncs
-from cohortsync.sync.records import ACTIVE, BLOCKED, FAILED, PARTIAL, SUCCEEDED, SyncRun
+from cohortsync.sync.records import FAILED, RunCounts, awaiting_turn
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-ENDED = (SUCCEEDED, PARTIAL, FAILED, BLOCKED)
 
 PROCESS = CollectorRegistry(auto_describe=True)
 SYNC_RUNS = Counter(
     "cohortsync_sync_runs",
-    "Sync runs that ended, by partner and status (succeeded, partial, failed, blocked).",
+    "Sync runs that ended, by partner and status (succeeded, partial, failed).",
     ["partner", "status"],
+    registry=PROCESS,
+)
+SYNC_BLOCKED = Counter(
+    "cohortsync_sync_blocked_runs",
+    "Sync runs held for an admin's confirm (R-SYN-8), by partner; a confirmed one then ends.",
+    ["partner"],
     registry=PROCESS,
 )
 SYNC_MEMBERS = Counter(
@@ -70,12 +75,10 @@ PARTNER_EVENTS_IN = Counter(
 )
 
 
-def observe_run(partner: str, run: SyncRun) -> None:
-    """Count a run that ended (a run still in progress is not counted)."""
-    if run.status not in ENDED:
-        return
-    SYNC_RUNS.labels(partner, run.status).inc()
-    counts = run.counts
+def observe_run(partner: str, status: str, counts: RunCounts) -> None:
+    """Count a run that ended, with what it sent over its whole life (once: by the worker
+    whose write ended it)."""
+    SYNC_RUNS.labels(partner, status).inc()
     for change, number in (
         ("added", counts.added),
         ("updated", counts.updated),
@@ -89,30 +92,44 @@ def observe_run(partner: str, run: SyncRun) -> None:
         ("rate_limited", counts.rate_limited),
     ):
         PARTNER_REQUESTS.labels(partner, outcome).inc(number)
-    if run.status == FAILED:
+    if status == FAILED:
         PARTNER_ERRORS.labels(partner).inc()
 
 
+def observe_blocked(partner: str) -> None:
+    """Count a run held for an admin's confirm."""
+    SYNC_BLOCKED.labels(partner).inc()
+
+
 class SyncLag(Collector):
-    """``cohortsync_sync_lag_seconds``: per partner, how long the most overdue active sync has
-    waited past its next run (0 when none is late)."""
+    """``cohortsync_sync_lag_seconds``: per partner, how long the most overdue sync the
+    scheduler should run has waited past its next run (0 when none is late). Syncs held on
+    purpose (a blocked run, an integration not connected) are left out: they are not late."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Read the due times of active syncs now."""
-        lag = GaugeMetricFamily(
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "cohortsync_sync_lag_seconds",
-            "Seconds the most overdue active sync has waited past its next run, by partner.",
+            "Seconds the most overdue sync due to run has waited past its next run, by partner.",
             labels=["partner"],
         )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The gauge's name and help, without reading the database."""
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Read the due times of the syncs awaiting their turn now."""
+        lag = self._family()
         now = self._clock.now()
         query = (
             sa.select(integrations.c.type, syncs.c.next_run_at)
             .join(integrations, integrations.c.id == syncs.c.integration_id)
-            .where(syncs.c.status == ACTIVE, syncs.c.next_run_at.is_not(None))
+            .where(awaiting_turn())
         )
         worst: dict[str, float] = {}
         with read_transaction(self._engine) as connection:
@@ -131,7 +148,7 @@ class Metrics:
     """What ``GET /metrics`` shows for one app: the process's counters and the database's lag."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
-        self._state = CollectorRegistry(auto_describe=True)
+        self._state = CollectorRegistry()
         self._state.register(SyncLag(engine, clock))
 
     def exposition(self) -> bytes:

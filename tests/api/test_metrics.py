@@ -13,13 +13,17 @@ from cohortsync.sandbox.fleet import RunningSandbox
 from tests.conftest import LiveServer
 from tests.sync.test_api import (
     BUYERS,
+    PRO,
     admin,  # noqa: F401 - the fixture, used by name
     buyers_world,
     connect,
     create_cohort,
+    engage,
     export,
     run_now,
+    syncs_url,
     track,
+    wait_for,
 )
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -86,6 +90,43 @@ def test_metrics_count_runs_members_errors_lag_and_data_in(
     assert grew(after_run, after_failure, runs, partner="webhook", status="failed") == 1
     errors = "cohortsync_partner_errors_total"
     assert grew(after_run, after_failure, errors, partner="webhook") == 1
+
+
+def test_a_blocked_run_is_counted_as_blocked_then_once_when_it_ends(
+    admin: httpx.Client,  # noqa: F811 - the fixture imported above
+    live_server: LiveServer,
+    project: Project,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    users = {f"u{i:02d}": {"plan": "pro"} for i in range(12)}
+    engage(live_server, project, users)
+    integration_id = connect(admin, project, sandboxes["xtremepush"])
+    sync = export(
+        admin, project, create_cohort(admin, project, "Pro", PRO), integration_id, "dynamic"
+    )
+    assert run_now(admin, project, sync["id"])["status"] == "succeeded"
+    engage(live_server, project, {user: {"plan": "free"} for user in users})
+    before = scrape(live_server)
+    blocked = run_now(admin, project, sync["id"])
+    assert blocked["status"] == "blocked"
+    held = scrape(live_server)
+    assert grew(before, held, "cohortsync_sync_blocked_runs_total", partner="xtremepush") == 1
+    runs = "cohortsync_sync_runs_total"
+    assert sum(v for (name, _), v in held.items() if name == runs) == sum(
+        v for (name, _), v in before.items() if name == runs
+    )
+    lag = ("cohortsync_sync_lag_seconds", (("partner", "xtremepush"),))
+    live_server.clock.advance(timedelta(hours=3))  # past its 2-hour interval, but held on purpose
+    assert scrape(live_server).get(lag, 0.0) == 0.0
+
+    assert admin.post(syncs_url(project, f"/{sync['id']}/confirm")).status_code == 202
+    done = wait_for(admin, project, sync["id"], blocked["id"])
+    assert done["status"] == "succeeded"
+    after = scrape(live_server)
+    assert grew(before, after, runs, partner="xtremepush", status="succeeded") == 1
+    assert grew(before, after, runs, partner="xtremepush", status="blocked") == 0
+    members = "cohortsync_sync_members_total"
+    assert grew(before, after, members, partner="xtremepush", change="removed") == 12
 
 
 def test_metrics_hold_no_secrets(live_server: LiveServer, project: Project) -> None:

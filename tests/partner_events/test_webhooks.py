@@ -113,6 +113,28 @@ def test_an_email_finds_its_user_whatever_its_case(partners: Partners) -> None:
     assert owners == {"emailOpen": "kim", "emailClick": "ada"}
 
 
+def test_an_exact_email_wins_over_another_case_and_non_ascii_is_matched_exactly(
+    partners: Partners,
+) -> None:
+    updates = [
+        {"$distinct_id": "a-upper", "$set": {"$email": "Lee@Example.com"}},
+        {"$distinct_id": "b-lower", "$set": {"$email": "lee@example.com"}},
+        {"$distinct_id": "jose", "$set": {"$email": "JOSÉ@Example.com"}},
+    ]
+    service = IngestionService(partners.server.engine, partners.server.clock)
+    assert not service.engage([{"$token": partners.project.token, **u} for u in updates]).failed
+    now = partners.server.clock.now()
+    caller = partners.caller("iterable")
+    for name, email in [
+        ("emailOpen", "lee@example.com"),  # b-lower's exactly, though a-upper sorts first
+        ("emailClick", "LEE@EXAMPLE.COM"),  # nobody's exactly: the smallest id in any case
+        ("emailSend", "JOSÉ@Example.com"),  # exactly, non-ASCII letters and all
+    ]:
+        assert caller.send(iterable_webhook(name, email, now)).status_code == 200
+    owners = {e["event"]: e["properties"]["distinct_id"] for e in partners.events()}
+    assert owners == {"emailOpen": "b-lower", "emailClick": "a-upper", "emailSend": "jose"}
+
+
 def test_unknown_users_are_stored_under_the_partner_id_and_create_no_profile(
     partners: Partners,
 ) -> None:

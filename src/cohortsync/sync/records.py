@@ -9,9 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
+from cohortsync.services.integrations import CONNECTED
 from cohortsync.storage.tables import audit_log, integrations, sync_runs, syncs
 
 ONE_TIME = "one_time"
@@ -229,6 +231,22 @@ def get_sync(connection: Connection, sync_id: int, now: datetime) -> Sync:
     if row is None:
         raise NotFound(f"sync {sync_id} does not exist")
     return sync_from_row(row, now)
+
+
+def awaiting_turn() -> ColumnElement[bool]:
+    """Active syncs with a next run, an integration that is connected and no blocked run
+    waiting for a confirm: the ones the scheduler runs when their time comes."""
+    blocked = (
+        sa.exists()
+        .where(sync_runs.c.sync_id == syncs.c.id, sync_runs.c.status == BLOCKED)
+        .correlate(syncs)
+    )
+    connected = (
+        sa.exists()
+        .where(integrations.c.id == syncs.c.integration_id, integrations.c.status == CONNECTED)
+        .correlate(syncs)
+    )
+    return sa.and_(syncs.c.status == ACTIVE, syncs.c.next_run_at.is_not(None), connected, ~blocked)
 
 
 def partner_of(connection: Connection, sync_id: int) -> str:

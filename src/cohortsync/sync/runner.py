@@ -33,7 +33,7 @@ from cohortsync.destinations.errors import (
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.destinations.registry import list_name
 from cohortsync.domain.errors import CohortsyncError, Conflict
-from cohortsync.metrics import observe_run
+from cohortsync.metrics import observe_blocked, observe_run
 from cohortsync.services.cohorts import get_cohort
 from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -250,9 +250,7 @@ class SyncRunner:
         finally:
             lease.release(self._engine, sync_id, self.owner)
         with read_transaction(self._engine) as connection:
-            finished = get_run(connection, run.id)
-            observe_run(partner_of(connection, sync_id), finished)
-        return finished
+            return get_run(connection, run.id)
 
     def _execute(self, run: SyncRun) -> None:
         with read_transaction(self._engine) as connection:
@@ -332,7 +330,7 @@ class SyncRunner:
             reason = None if confirmed else SafetyRules.evaluation_failed(held, message)
             if reason is None:
                 raise EvaluationFailed(f"the cohort could not be evaluated: {message}") from None
-            self._block(run.id, reason)
+            self._block(sync.id, run.id, reason)
             return False
         duplicates = drop_duplicate_keys(self._engine, sync.id, run.id)
         with read_transaction(self._engine) as connection:
@@ -362,11 +360,16 @@ class SyncRunner:
                 blocked_reason=reason,
                 counts=counts.as_json(),
             )
+            partner = partner_of(connection, sync.id)
+        if reason is not None:
+            observe_blocked(partner)
         return reason is None
 
-    def _block(self, run_id: int, reason: str) -> None:
+    def _block(self, sync_id: int, run_id: int, reason: str) -> None:
         with write_transaction(self._engine) as connection:
             self._set_run(connection, run_id, status=BLOCKED, blocked_reason=reason)
+            partner = partner_of(connection, sync_id)
+        observe_blocked(partner)
 
     def _target(self, sync: Sync, destination: Destination) -> PartnerList:
         with read_transaction(self._engine) as connection:
@@ -482,6 +485,8 @@ class SyncRunner:
                 .where(syncs.c.id == sync.id, syncs.c.status == ACTIVE)
                 .values(**values)
             )
+            partner = partner_of(connection, sync.id)
+        observe_run(partner, status, counts)
 
     @staticmethod
     def _set_run(connection: Any, run_id: int, **values: Any) -> None:

@@ -17,33 +17,22 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.domain.errors import Conflict
-from cohortsync.services.integrations import CONNECTED
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import integrations, sync_runs, syncs
-from cohortsync.sync.records import ACTIVE, BLOCKED, UNFINISHED, SyncRun
+from cohortsync.storage.tables import sync_runs, syncs
+from cohortsync.sync.records import UNFINISHED, SyncRun, awaiting_turn
 from cohortsync.sync.runner import SyncRunner
 
 log = logging.getLogger(__name__)
 
 
 def due_syncs(engine: Engine, now: datetime) -> list[int]:
-    """Syncs to run now: interrupted runs whose worker is gone, then active syncs whose time
-    has come (integration connected, no blocked run waiting for a confirm)."""
+    """Syncs to run now: interrupted runs whose worker is gone, then syncs awaiting their turn
+    whose time has come."""
     free = sa.or_(syncs.c.lease_until.is_(None), syncs.c.lease_until < now)
     unfinished = sa.exists().where(
         sync_runs.c.sync_id == syncs.c.id, sync_runs.c.status.in_(UNFINISHED)
     )
-    blocked = sa.exists().where(sync_runs.c.sync_id == syncs.c.id, sync_runs.c.status == BLOCKED)
-    connected = sa.exists().where(
-        integrations.c.id == syncs.c.integration_id, integrations.c.status == CONNECTED
-    )
-    scheduled = sa.and_(
-        syncs.c.status == ACTIVE,
-        syncs.c.next_run_at.is_not(None),
-        syncs.c.next_run_at <= now,
-        connected,
-        ~blocked,
-    )
+    scheduled = sa.and_(awaiting_turn(), syncs.c.next_run_at <= now)
     query = (
         sa.select(syncs.c.id)
         .where(free, sa.or_(unfinished, scheduled))

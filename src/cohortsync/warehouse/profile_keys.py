@@ -6,6 +6,7 @@ must spell each property exactly as the index does.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -17,44 +18,56 @@ from cohortsync.warehouse.identities import linked
 _CHUNK = 500
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+ASCII_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_LOWER = str.maketrans(ASCII_CAPITALS, ASCII_CAPITALS.lower())
 
 
-def _key_expression(dialect: str, prop: str) -> str:
+def _key_expressions(dialect: str, prop: str) -> tuple[str, str]:
+    """The property as stored, and as its index holds it (emails with their ASCII capitals
+    lowered: SQLite's lower() does only that, and on PostgreSQL translate() does the same)."""
     if dialect == "postgresql":
         value = f"(properties ->> '{prop}')"
     else:
         value = f"json_extract(properties, '$.\"{prop}\"')"
-    return f"lower({value})" if prop in CASE_FOLDED_KEYS else value
+    if prop not in CASE_FOLDED_KEYS:
+        return value, value
+    if dialect == "postgresql":
+        return value, f"translate({value}, '{ASCII_CAPITALS}', '{ASCII_CAPITALS.lower()}')"
+    return value, f"lower({value})"
 
 
 def _folded(prop: str, value: str) -> str:
-    """``value`` as the index holds it. SQLite's lower() folds ASCII letters only, so only those
-    are folded here (on PostgreSQL an address with a capital non-ASCII letter is not found)."""
+    """``value`` as the index holds it."""
     return value.translate(_ASCII_LOWER) if prop in CASE_FOLDED_KEYS else value
 
 
 def profiles_by_property(
     connection: Connection, project_id: int, prop: str, values: Iterable[str]
 ) -> dict[str, str]:
-    """Each value to the canonical id of the profile whose ``prop`` equals it (an email in any
-    case); where several profiles share a value, the smallest distinct_id wins, so the answer
-    is stable."""
+    """Each value to the canonical id of the profile whose ``prop`` equals it: exactly, else
+    (emails) in another case. Where several profiles match alike, the smallest distinct_id
+    wins, so the answer is stable."""
     if prop not in PROFILE_KEY_INDEXES.values():
         raise ValueError(f"{prop} has no index to be looked up by")
     given = set(values)
     wanted = sorted({_folded(prop, value) for value in given})
-    key = _key_expression(connection.dialect.name, prop)
+    stored, key = _key_expressions(connection.dialect.name, prop)
     query = sa.text(
-        f"SELECT {key} AS value, MIN(distinct_id) AS owner FROM profiles "  # noqa: S608
-        f"WHERE project_id = :project_id AND {key} IN :values GROUP BY {key}"
+        f"SELECT {key} AS folded, {stored} AS exact, MIN(distinct_id) AS owner "  # noqa: S608
+        f"FROM profiles WHERE project_id = :project_id AND {key} IN :values "
+        f"GROUP BY {key}, {stored}"
     ).bindparams(sa.bindparam("values", expanding=True))
-    found: dict[str, str] = {}
+    spellings: dict[str, dict[str, str]] = defaultdict(dict)  # folded → as stored → owner
     for start in range(0, len(wanted), _CHUNK):
         part = wanted[start : start + _CHUNK]
-        rows = connection.execute(query, {"project_id": project_id, "values": part})
-        found.update({row.value: row.owner for row in rows})
-    return {value: found[key] for value in given if (key := _folded(prop, value)) in found}
+        for row in connection.execute(query, {"project_id": project_id, "values": part}):
+            spellings[row.folded][row.exact] = row.owner
+    found: dict[str, str] = {}
+    for value in given:
+        candidates = spellings.get(_folded(prop, value))
+        if candidates:
+            found[value] = candidates.get(value) or min(candidates.values())
+    return found
 
 
 def known_ids(connection: Connection, project_id: int, ids: Iterable[str]) -> set[str]:

@@ -117,10 +117,10 @@ class CleverTapFormat:
             )
         keys = [ById(i) for i in (identity, object_id) if i is not None]
         properties: dict[str, Any] = {
-            "$source": SOURCE,
             "campaign_id": body.get("targetId"),
             **key_values,
             **object_field(profile, "event_properties", where),
+            "$source": SOURCE,  # last: a campaign's own pairs never change whose event it is
         }
         if object_id is not None:
             properties["objectId"] = object_id

@@ -20,11 +20,20 @@ def _email(dialect: str) -> str:
     return "json_extract(properties, '$.\"$email\"')"
 
 
+def _folded(dialect: str) -> str:
+    # ASCII capitals lowered, nothing else: what SQLite's lower() does (PostgreSQL's follows the
+    # locale), spelled as warehouse.profile_keys spells it.
+    if dialect == "postgresql":
+        capitals = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        return f"translate({_email(dialect)}, '{capitals}', '{capitals.lower()}')"
+    return f"lower({_email(dialect)})"
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     op.execute("DROP INDEX ix_profiles_key_email")
     op.execute(
-        f"CREATE INDEX ix_profiles_key_email_folded ON profiles (project_id, lower({_email(dialect)}))"
+        f"CREATE INDEX ix_profiles_key_email_folded ON profiles (project_id, {_folded(dialect)})"
     )
 
 
