@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         default=1_048_576, description="Largest partner webhook body accepted (413 above it)."
     )
+    webhook_replay_minutes: int = Field(
+        default=60,
+        ge=1,
+        description="A partner payload without a time of its own, seen again within this many "
+        "minutes, is a retry (stored once); later it is a new delivery.",
+    )
     webhook_secret_overlap_hours: float = Field(
         default=24, description="How long a rotated webhook secret keeps working."
     )

@@ -199,3 +199,17 @@ def test_the_chart_history_recounts_past_months_after_a_while_and_this_month_alw
     assert history.by_month(project.id, [NOVEMBER, december]) == [(NOVEMBER, 5), (december, 2)]
     clock.advance(timedelta(minutes=2))
     assert history.by_month(project.id, [NOVEMBER, december]) == [(NOVEMBER, 6), (december, 2)]
+
+
+def test_the_chart_history_counts_again_after_an_exemption_edit(
+    engine: Engine, project: Project
+) -> None:
+    clock = FrozenClock(datetime(2026, 12, 10, tzinfo=UTC))
+    history = mtu.MtuHistory(engine, clock, recount_after=timedelta(minutes=15))
+    store(engine, project, scenario())
+    assert history.by_month(project.id, [NOVEMBER]) == [(NOVEMBER, 5)]
+    mtu.remove_exemption(engine, "iterable", "emailSend")  # sent-only-it now counts
+    try:
+        assert history.by_month(project.id, [NOVEMBER]) == [(NOVEMBER, 6)]
+    finally:
+        mtu.add_exemption(engine, "iterable", "emailSend")

@@ -203,10 +203,11 @@ def test_a_campaign_key_value_named_event_does_not_rename_the_delivery(
     partners: Partners,
 ) -> None:
     campaign = clevertap_campaign(44, ["ct-lin"])
-    campaign["key_values"] = {"event": "Black Friday", "offer": "20%"}
+    campaign["key_values"] = {"event": "Black Friday", "offer": "20%", "$source": "campaign-x"}
     assert partners.caller("clevertap").send(campaign).status_code == 200
     [stored] = partners.events()
     assert stored["event"] == "Webhook Delivered"  # an outreach event, exempt from MTU
+    assert stored["properties"]["$source"] == "clevertap"  # ... with CleverTap's $source
     assert (stored["properties"]["event"], stored["properties"]["offer"]) == (
         "Black Friday",
         "20%",

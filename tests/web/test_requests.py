@@ -339,3 +339,19 @@ def test_an_admin_pastes_xtremepushs_own_signing_key_on_its_card(
         f"{base}/{iterable}/webhook-secret", data={"csrf_token": admin_http.csrf, "secret": key}
     )
     assert refused.status_code == 409
+
+
+def test_a_blank_partner_key_is_refused_not_replaced_by_a_random_secret(
+    people: Project,
+    admin_http: Signed,
+    admin_api: httpx.Client,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    xp = connect(admin_api, people, sandboxes["xtremepush"])
+    answer = admin_http.client.post(
+        f"/projects/{people.id}/integrations/{xp}/webhook-secret",
+        data={"csrf_token": admin_http.csrf, "secret": "   "},
+    )
+    assert answer.status_code == 400
+    assert "16-512 printable characters" in html.unescape(answer.text)
+    assert "cswh_" not in answer.text

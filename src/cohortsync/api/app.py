@@ -57,7 +57,11 @@ def create_app(
         secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
     )
     partner_events = PartnerEventService(
-        engine, keyring, clock, max_body_bytes=settings.webhook_max_body_bytes
+        engine,
+        keyring,
+        clock,
+        max_body_bytes=settings.webhook_max_body_bytes,
+        replay_window=timedelta(minutes=settings.webhook_replay_minutes),
     )
 
     sync_service = sync_service or build_sync_service(

@@ -86,7 +86,7 @@ def _legacy_reply(
 
 def _count(request: Request, result: IngestResult) -> None:
     """Count what the endpoint stored (``cohortsync_records_ingested``)."""
-    RECORDS_IN.labels(request.url.path.strip("/")).inc(result.imported)
+    RECORDS_IN.labels(request.url.path.rstrip("/").rsplit("/", 1)[-1]).inc(result.imported)
 
 
 async def _legacy(request: Request, handle: Callable[[DecodedBody], IngestResult]) -> Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -23,7 +24,7 @@ from cohortsync.warehouse.sql import insert_ignoring_duplicates
 
 # An event without a time of its own is stored at its first receipt; the same payload again
 # within this window is a partner's retry (stored once), later it is a new delivery.
-REPLAY_WINDOW_MS = 3_600_000
+DEFAULT_REPLAY_WINDOW = timedelta(hours=1)
 _PRUNE_EVERY_S = 3600
 
 
@@ -64,8 +65,9 @@ def attribute(connection: Connection, project_id: int, batch: Sequence[PartnerEv
 class PartnerEventStore:
     """Stores one integration's partner events."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, replay_window: timedelta = DEFAULT_REPLAY_WINDOW) -> None:
         self._engine = engine
+        self._replay_window_ms = int(replay_window.total_seconds() * 1000)
         self._pruned_at = 0.0
 
     def store(
@@ -120,7 +122,7 @@ class PartnerEventStore:
             webhook_receipts.delete().where(
                 webhook_receipts.c.integration_id == integration_id,
                 webhook_receipts.c.insert_id.in_(untimed),
-                webhook_receipts.c.received_ms <= now_ms - REPLAY_WINDOW_MS,
+                webhook_receipts.c.received_ms <= now_ms - self._replay_window_ms,
             )
         )
         insert_ignoring_duplicates(
@@ -144,5 +146,5 @@ class PartnerEventStore:
         if time.monotonic() - self._pruned_at < _PRUNE_EVERY_S:
             return
         self._pruned_at = time.monotonic()
-        cutoff = now_ms - REPLAY_WINDOW_MS
+        cutoff = now_ms - self._replay_window_ms
         connection.execute(webhook_receipts.delete().where(webhook_receipts.c.received_ms < cutoff))

@@ -64,23 +64,24 @@ class Month:
 class MtuHistory:
     """MTU month by month, for charts. A past month is counted again only when its figure is
     older than ``recount_after``: it changes only when late events are imported or identities
-    merge, and counting a month of millions of events takes seconds. The current month and
-    later ones are counted every time."""
+    merge, and counting a month of millions of events takes seconds. An edit of the exemption
+    list counts every month again. The current month and later ones are counted every time."""
 
     def __init__(self, engine: Engine, clock: Clock, recount_after: timedelta) -> None:
         self._engine = engine
         self._clock = clock
         self._recount_after = recount_after
-        self._counted: dict[tuple[int, Month], tuple[datetime, int]] = {}
+        self._counted: dict[tuple[int, Month, tuple[Exemption, ...]], tuple[datetime, int]] = {}
         self._lock = threading.Lock()
 
     def by_month(self, project_id: int, months: Sequence[Month]) -> list[tuple[Month, int]]:
         """``(month, MTU)`` for each month, in the order given."""
         now = self._clock.now()
         current = Month.of(now).start_ms()
+        listed = tuple(exemptions(self._engine))
         figures = []
         for month in months:
-            key = (project_id, month)
+            key = (project_id, month, listed)
             with self._lock:
                 counted = self._counted.get(key)
             past = month.start_ms() < current

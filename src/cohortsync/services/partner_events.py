@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from cohortsync.domain.errors import (
     RecordError,
 )
 from cohortsync.ingest.body import gunzip
-from cohortsync.ingest.partner_events import PartnerEventStore
+from cohortsync.ingest.partner_events import DEFAULT_REPLAY_WINDOW, PartnerEventStore
 from cohortsync.ingest.partners.base import PartnerEvent, PartnerFormat, WebhookRequest
 from cohortsync.ingest.partners.registry import partner_format
 from cohortsync.ingest.results import FailedRecord
@@ -65,12 +65,18 @@ class PartnerEventService:
     """Receives partner webhook calls for every integration of the database."""
 
     def __init__(
-        self, engine: Engine, keyring: Keyring, clock: Clock, *, max_body_bytes: int
+        self,
+        engine: Engine,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        max_body_bytes: int,
+        replay_window: timedelta = DEFAULT_REPLAY_WINDOW,
     ) -> None:
         self._engine = engine
         self._keyring = keyring
         self._clock = clock
-        self._store = PartnerEventStore(engine)
+        self._store = PartnerEventStore(engine, replay_window)
         self._hooks: TtlCache[int, _Hook] = TtlCache(HOOK_CACHE_SECONDS)
         self.max_body_bytes = max_body_bytes
 

@@ -109,8 +109,8 @@ async def rotate_secret(
 ) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for the overlap. With
     a ``secret`` field, the signing key the partner made (Xtremepush's) becomes the secret."""
-    typed = (await request.form()).get("secret")
-    key = typed if isinstance(typed, str) and typed.strip() else None
+    typed = (await request.form()).get("secret")  # sent by the partner's-key form only
+    key = typed if isinstance(typed, str) else None
     integration = await run_in_threadpool(
         state.integrations.rotate_webhook_secret, view.project.id, integration_id, key
     )
