@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -480,3 +482,32 @@ def test_xtremepush_signs_with_the_key_it_made_once_an_admin_pastes_it(
         f"{base}/{iterable['id']}/webhook-secret", json={"secret": theirs}
     )
     assert not_theirs.status_code == 409
+
+
+def test_concurrent_calls_are_each_stored_and_answered_for_themselves(
+    partners: Partners,
+) -> None:
+    now = partners.server.clock.now()
+    caller = partners.caller("iterable")
+    good = [
+        iterable_webhook("emailSend", f"{user}@example.com", now, message_id=f"{i:032x}")
+        for i, user in enumerate(["ada", "grace", "lin", "mo"] * 10)
+    ]
+    bad = {"email": "ada@example.com", "eventName": "emailOpen", "dataFields": {"createdAt": "?"}}
+    payloads = [*good, bad, *good[:5]]  # five replays among them
+
+    def send(payload: dict[str, Any]) -> httpx.Response:
+        with httpx.Client(timeout=30) as client:
+            body = orjson.dumps(payload)
+            return client.post(caller.url, content=body, headers=caller.headers(body))
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(send, payloads))
+    statuses = [reply.status_code for reply in replies]
+    assert statuses == [200] * 40 + [400] + [200] * 5
+    assert all(reply.json()["received"] == 1 for reply in replies if reply.status_code == 200)
+    assert replies[40].json()["failed_records"][0]["field"] == "dataFields.createdAt"
+    stored = partners.events()
+    assert len(stored) == 40  # every good call once, replays included
+    owners = sorted(e["properties"]["distinct_id"] for e in stored)
+    assert owners == sorted(["ada", "grace", "lin", "mo"] * 10)
