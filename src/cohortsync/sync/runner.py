@@ -425,10 +425,21 @@ class SyncRunner:
                 break
             batch = next_batch(page, max_body)
             changes = [change for _, change in batch]
-            accepted, rejected = deliver(destination, target, changes)
             if resumed:
-                counts.resent += len(changes)  # the batch in flight at the restart, at most
+                # The batch in flight at the restart may reach the partner twice. Recorded
+                # before it is sent again, so a kill during this send cannot lose the count.
+                counts.resent += len(changes)
                 resumed = False
+                with write_transaction(self._engine) as connection:
+                    lease.renew(
+                        connection,
+                        sync.id,
+                        self.owner,
+                        self._clock.now(),
+                        self.config.lease_seconds,
+                    )
+                    self._set_run(connection, run.id, counts=counts.as_json())
+            accepted, rejected = deliver(destination, target, changes)
             base.merge(counts, destination)
             cursor = batch[-1][0]
             with write_transaction(self._engine) as connection:
