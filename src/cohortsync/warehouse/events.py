@@ -47,17 +47,6 @@ def insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None
     bulk_insert_ignoring(connection, "events", EVENT_COLUMNS, rows)
 
 
-# Events joined to the identity each was sent with, and the canonical user that makes it.
-EVENTS_WITH_IDENTITIES = events.outerjoin(
-    identities,
-    sa.and_(
-        identities.c.project_id == events.c.project_id,
-        identities.c.distinct_id == events.c.distinct_id,
-    ),
-)
-CANONICAL_USER = sa.func.coalesce(identities.c.canonical_id, events.c.distinct_id)
-
-
 def export_events(
     connection: Connection,
     project_id: int,
@@ -68,6 +57,7 @@ def export_events(
 ) -> Iterator[bytes]:
     """Stored events in [from_ms, to_ms), oldest first, each one NDJSON line with the canonical
     distinct_id (the id as sent is kept as ``$distinct_id_before_identity``)."""
+    canonical = sa.func.coalesce(identities.c.canonical_id, events.c.distinct_id)
     query = (
         sa.select(
             events.c.event,
@@ -75,9 +65,17 @@ def export_events(
             events.c.distinct_id,
             events.c.insert_id,
             events.c.properties,
-            CANONICAL_USER.label("canonical_id"),
+            canonical.label("canonical_id"),
         )
-        .select_from(EVENTS_WITH_IDENTITIES)
+        .select_from(
+            events.outerjoin(
+                identities,
+                sa.and_(
+                    identities.c.project_id == events.c.project_id,
+                    identities.c.distinct_id == events.c.distinct_id,
+                ),
+            )
+        )
         .where(events.c.project_id == project_id, events.c.time >= from_ms, events.c.time < to_ms)
         .order_by(events.c.time, events.c.id)
     )
