@@ -78,21 +78,23 @@ class MtuHistory:
         """``(month, MTU)`` for each month, in the order given."""
         now = self._clock.now()
         current = Month.of(now).start_ms()
-        listed = tuple(exemptions(self._engine))
         figures = []
-        for month in months:
-            key = (project_id, month, listed)
-            with self._lock:
-                counted = self._counted.get(key)
-            past = month.start_ms() < current
-            if past and counted is not None and now - counted[0] < self._recount_after:
-                figures.append((month, counted[1]))
-                continue
-            value = mtu_report(self._engine, project_id, month).activity.mtu
-            if past:
+        with read_transaction(self._engine) as connection:
+            listed = tuple(load_exemptions(connection))
+            for month in months:
+                key = (project_id, month, listed)
                 with self._lock:
-                    self._counted[key] = (now, value)
-            figures.append((month, value))
+                    counted = self._counted.get(key)
+                past = month.start_ms() < current
+                if past and counted is not None and now - counted[0] < self._recount_after:
+                    figures.append((month, counted[1]))
+                    continue
+                end = month.next().start_ms()
+                value = month_activity(connection, project_id, month.start_ms(), end, listed).mtu
+                if past:
+                    with self._lock:
+                        self._counted[key] = (now, value)
+                figures.append((month, value))
         return figures
 
 
