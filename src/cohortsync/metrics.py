@@ -9,7 +9,6 @@ time, so any process reports it for all syncs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -17,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import Clock
+from cohortsync.clock import Clock, as_utc
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import integrations, syncs
 from cohortsync.sync.records import FAILED, RunCounts, awaiting_turn
@@ -126,21 +125,18 @@ class SyncLag(Collector):
         """Read the due times of the syncs awaiting their turn now."""
         lag = self._family()
         now = self._clock.now()
+        earliest = sa.func.min(syncs.c.next_run_at).label("due")  # the most overdue
         query = (
-            sa.select(integrations.c.type, syncs.c.next_run_at)
+            sa.select(integrations.c.type, earliest)
             .join(integrations, integrations.c.id == syncs.c.integration_id)
             .where(awaiting_turn())
+            .group_by(integrations.c.type)
+            .order_by(integrations.c.type)
         )
-        worst: dict[str, float] = {}
         with read_transaction(self._engine) as connection:
-            for row in connection.execute(query):
-                due: datetime = row.next_run_at
-                if due.tzinfo is None:
-                    due = due.replace(tzinfo=now.tzinfo)
-                waited = max((now - due).total_seconds(), 0.0)
-                worst[row.type] = max(worst.get(row.type, 0.0), waited)
-        for partner, seconds in sorted(worst.items()):
-            lag.add_metric([partner], seconds)
+            rows = connection.execute(query).all()
+        for row in rows:
+            lag.add_metric([row.type], max((now - as_utc(row.due)).total_seconds(), 0.0))
         yield lag
 
 
