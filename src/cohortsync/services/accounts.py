@@ -231,10 +231,14 @@ def create_token(
     ).first()
     if row is None:
         raise NotFound(f"no user with email {email!r}; create one with `cohortsync users create`")
+    return _insert_token(connection, row.id, name, now or _now())
+
+
+def _insert_token(connection: Connection, user_id: int, name: str, now: datetime) -> str:
     token = new_secret(TOKEN_PREFIX)
     connection.execute(
         api_tokens.insert().values(
-            user_id=row.id, token_hash=hash_secret(token), name=name, created_at=now or _now()
+            user_id=user_id, token_hash=hash_secret(token), name=name, created_at=now
         )
     )
     return token
@@ -251,7 +255,9 @@ def login(
     ``lifetime``; see :func:`user_for_token`). The person's expired sign-in tokens are deleted."""
     with read_transaction(engine) as connection:
         row = connection.execute(
-            sa.select(users.c.password_hash).where(users.c.email == email.strip().lower())
+            sa.select(users.c.id, users.c.password_hash).where(
+                users.c.email == email.strip().lower()
+            )
         ).first()
     if row is None or not verify_password(password, row.password_hash):
         raise AuthenticationError("email or password is wrong")
@@ -259,14 +265,12 @@ def login(
     with write_transaction(engine) as connection:
         connection.execute(
             api_tokens.delete().where(
+                api_tokens.c.user_id == row.id,
                 api_tokens.c.name == LOGIN_TOKEN,
                 api_tokens.c.created_at <= made - lifetime,
-                api_tokens.c.user_id.in_(
-                    sa.select(users.c.id).where(users.c.email == email.strip().lower())
-                ),
             )
         )
-        return create_token(connection, email, name=LOGIN_TOKEN, now=made)
+        return _insert_token(connection, row.id, LOGIN_TOKEN, made)
 
 
 def revoke_token(connection: Connection, token: str) -> None:
