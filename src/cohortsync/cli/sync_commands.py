@@ -206,14 +206,15 @@ def syncs_confirm(
 ) -> None:
     """Let a blocked run go ahead (recorded in the audit log) and run it."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        admin = accounts.user_by_email(connection, by)
-    if admin is None or admin.role_in(project_id) is not Role.ADMIN:
-        raise fail(
-            f"{by} is not an admin of project {project_id}: only an admin may confirm a blocked "
-            "run (`cohortsync users create --role admin` makes one)"
-        )
-    with _service() as service:
+    with migrated_engine() as engine:
+        with read_transaction(engine) as connection:
+            admin = accounts.user_by_email(connection, by)
+        if admin is None or admin.role_in(project_id) is not Role.ADMIN:
+            raise fail(
+                f"{by} is not an admin of project {project_id}: only an admin may confirm a "
+                "blocked run (`cohortsync users create --role admin` makes one)"
+            )
+        service = _build(engine, None, scheduled=False)
         run = service.confirm(project_id, sync_id, user_id=admin.id, wait=True)
     out.print(_describe(run))
     raise typer.Exit(_exit_code(run))
