@@ -7,7 +7,7 @@ thread-safe; ``add_members``/``remove_members`` take at most ``capabilities.max_
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -25,7 +25,9 @@ class Capabilities:
     requests_per_second: float | None
     max_body_bytes: int | None
     interval: timedelta  # the default period of a dynamic sync
-    reads_members: bool = False
+    reads_members: bool = False  # ReadableDestination: the list can be read back (R-X-2)
+    snapshot_membership: bool = False  # SnapshotDestination: membership is set whole each run
+    reads_per_minute: float | None = None  # the partner's budget for read_members calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +117,16 @@ class Destination(Protocol):
         """Announce a run (its session id and size) before its first batch."""
         ...
 
-    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
-        """Find the list named ``name``, creating it if missing (calling twice makes one)."""
+    def find_list(self, list_id: str, cohort: CohortInfo) -> PartnerList | None:
+        """The list with this partner id, or None when the partner no longer has it (deleted
+        on the partner's side: the sync engine then makes a new one and refills it whole)."""
+        ...
+
+    def ensure_list(
+        self, name: str, cohort: CohortInfo, taken: frozenset[str] = frozenset()
+    ) -> PartnerList:
+        """Find the list named ``name`` whose id is not in ``taken`` (lists other syncs own),
+        creating it if there is none (calling twice makes one)."""
         ...
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
@@ -137,5 +147,16 @@ class ReadableDestination(Destination, Protocol):
     """A destination that can list the members it holds (read-back reconciliation, R-X-2)."""
 
     def read_members(self, target: PartnerList) -> Iterator[str]:
-        """The keys of every member on the list."""
+        """The keys of every member on the list (the same keys ``member`` gives)."""
+        ...
+
+
+@runtime_checkable
+class SnapshotDestination(Destination, Protocol):
+    """A destination whose list membership is set whole (CleverTap's custom-list upload with
+    ``replace``): ``add_members`` and ``remove_members`` carry the members' profiles, and at the
+    end of every run the engine hands over every acknowledged key."""
+
+    def replace_members(self, target: PartnerList, keys: Iterable[str]) -> PartnerList:
+        """Make the list hold exactly ``keys``; returns the list (its id may be new)."""
         ...

@@ -176,6 +176,7 @@ syncs = sa.Table(
     sa.Column("interval_seconds", sa.Integer, nullable=False),
     sa.Column("list_id", sa.String(255), nullable=True),  # the partner's list, once made
     sa.Column("list_name", sa.String(255), nullable=True),
+    sa.Column("reconciled_at", Timestamp, nullable=True),  # the partner's list last read back
     sa.Column("next_run_at", Timestamp, nullable=True),
     sa.Column("lease_owner", sa.String(100), nullable=True),  # the worker running it now
     sa.Column("lease_until", Timestamp, nullable=True),
@@ -240,6 +241,25 @@ sync_rejections = sa.Table(
     sa.Column("op", sa.String(10), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("run_id", sa.Integer, nullable=False),
+)
+
+# What the partner's list held when a reconciling run read it back (R-X-2), kept for that run.
+sync_partner_keys = sa.Table(
+    "sync_partner_keys",
+    metadata,
+    sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("member_key", sa.String(255), primary_key=True),
+)
+
+# Members a run skipped or the partner rejected, with the reason (R-SYN-7), for the run's report.
+sync_run_members = sa.Table(
+    "sync_run_members",
+    metadata,
+    sa.Column("run_id", sa.ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("outcome", sa.String(10), primary_key=True),  # skipped | rejected
+    sa.Column("distinct_id", sa.String(255), primary_key=True),
+    sa.Column("member_key", sa.String(255), nullable=True),  # none for a skipped member
+    sa.Column("reason", sa.Text, nullable=False),
 )
 
 audit_log = sa.Table(
