@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,30 @@ class SandboxState:
         found = self.list_named(name)
         with self.lock:
             return set(found.members) if found else set()
+
+    def delete_list(self, list_id: str) -> bool:
+        """The partner's own user deletes a list (False: no such list)."""
+        with self.lock:
+            return self.lists.pop(list_id, None) is not None
+
+    def edit_by_hand(
+        self,
+        list_id: str,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        rename: str | None = None,
+    ) -> None:
+        """The partner's own user edits a list in their dashboard: members put on or taken
+        off, or the list renamed."""
+        with self.lock:
+            target = self.lists[list_id]
+            for key in add:
+                target.members.setdefault(key, {})
+            for key in remove:
+                target.members.pop(key, None)
+            if rename is not None:
+                target.name = rename
 
     def reset(self) -> None:
         """Forget lists, faults and records (credentials stay)."""
@@ -185,7 +209,8 @@ def partner_route(state: SandboxState, path: str, method: str, handler: Handler)
 
 def control_routes(state: SandboxState) -> list[Route]:
     """``/_sandbox/faults`` (POST: set knobs), ``/_sandbox/lists`` (GET: membership),
-    ``/_sandbox/reset`` (POST)."""
+    ``/_sandbox/lists/{id}`` (POST: a hand edit on the partner's side), ``/_sandbox/reset``
+    (POST)."""
 
     async def set_faults(request: Request) -> Response:
         body = await request.json()
@@ -208,10 +233,33 @@ def control_routes(state: SandboxState) -> list[Route]:
         state.reset()
         return JSONResponse({"ok": True})
 
+    async def edit(request: Request) -> Response:
+        """``POST /_sandbox/lists/{id}`` ``{"add"?, "remove"?, "rename"?}`` or ``{"delete": true}``:
+        what the partner's own user does by hand in their dashboard."""
+        list_id = request.path_params["list_id"]
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "a JSON object is required"}, status_code=400)
+        if body.get("delete"):
+            found = state.delete_list(list_id)
+        else:
+            found = list_id in state.lists
+            if found:
+                state.edit_by_hand(
+                    list_id,
+                    add=[str(k) for k in body.get("add") or []],
+                    remove=[str(k) for k in body.get("remove") or []],
+                    rename=body.get("rename"),
+                )
+        if not found:
+            return JSONResponse({"error": f"no list {list_id}"}, status_code=404)
+        return JSONResponse({"ok": True})
+
     return [
         Route(f"{CONTROL_PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/lists", lists, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/reset", reset, methods=["POST"]),
+        Route(f"{CONTROL_PREFIX}/lists/{{list_id}}", edit, methods=["POST"]),
     ]
 
 
