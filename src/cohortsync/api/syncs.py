@@ -73,10 +73,17 @@ def get_sync(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) 
 
 
 @router.post("/{sync_id}/run", status_code=202)
-def run_now(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
-    """Run now (in the background); 409 while a run is in progress."""
+def run_now(
+    project_id: int,
+    sync_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    reconcile: bool = False,
+) -> dict[str, Any]:
+    """Run now (in the background); 409 while a run is in progress. ``?reconcile=true`` reads
+    the partner's list back first and repairs drift, where the partner can be read."""
     require_admin(user, project_id)
-    return state.syncs.run_now(project_id, sync_id).as_json()
+    return state.syncs.run_now(project_id, sync_id, reconcile=reconcile).as_json()
 
 
 @router.post("/{sync_id}/confirm", status_code=202)

@@ -84,6 +84,13 @@ def _describe(run: SyncRun) -> str:
         line += f"; skipped {skipped}"
     if rejected:
         line += f"; refused by the partner {rejected}"
+    if counts.list_recreated:
+        line += "\n  the partner's list was gone: it was made again and refilled whole"
+    if counts.reconciled:
+        line += (
+            f"\n  read back from the partner: {counts.drift_missing} missing (sent again), "
+            f"{counts.drift_extra} extra (taken off)"
+        )
     if run.error:
         line += f"\n  error: {run.error}"
     if run.blocked_reason:
@@ -167,6 +174,13 @@ def syncs_run(
         float,
         typer.Option(help="Seconds to wait while another worker holds the sync (0: fail at once)."),
     ] = 0.0,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            "--reconcile",
+            help="Read the partner's list back first and repair drift (where it can be read).",
+        ),
+    ] = False,
     project: ProjectOption = None,
 ) -> None:
     """Run a sync now, in this process, with progress; resumes an interrupted run."""
@@ -185,7 +199,7 @@ def syncs_run(
     ):
         while True:
             try:
-                run = service.run_now(project_id, sync_id, wait=True)
+                run = service.run_now(project_id, sync_id, wait=True, reconcile=reconcile)
                 break
             except Conflict:
                 if time.monotonic() >= deadline:

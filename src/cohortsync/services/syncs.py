@@ -27,7 +27,9 @@ from cohortsync.sync.plan import plan_changes
 from cohortsync.sync.records import (
     ACTIVE,
     DYNAMIC,
+    MANUAL,
     MODES,
+    RECONCILE,
     STOPPED,
     Sync,
     SyncRun,
@@ -251,15 +253,19 @@ class SyncService:
                 for r in rows
             ]
 
-    def run_now(self, project_id: int, sync_id: int, *, wait: bool = False) -> SyncRun:
+    def run_now(
+        self, project_id: int, sync_id: int, *, wait: bool = False, reconcile: bool = False
+    ) -> SyncRun:
         """Start a run at once: in the background when there is a scheduler, else (or with
-        ``wait``) in this thread until it ends."""
+        ``wait``) in this thread until it ends. With ``reconcile`` the run first reads the
+        partner's list back and repairs drift, where the partner can be read (R-X-2)."""
         sync = self.get(project_id, sync_id)
         if sync.status != ACTIVE:
             raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
+        trigger = RECONCILE if reconcile else MANUAL
         if self.scheduler is None or wait:
-            return self.runner.run(sync_id, "manual")
-        return self.scheduler.submit(sync_id, "manual")
+            return self.runner.run(sync_id, trigger)
+        return self.scheduler.submit(sync_id, trigger)
 
     def confirm(
         self, project_id: int, sync_id: int, user_id: int, *, wait: bool = False

@@ -18,6 +18,7 @@ from cohortsync.destinations.base import Rejection
 from cohortsync.storage.database import write_transaction
 from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
 from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
+from cohortsync.sync.outcomes import record_rejections
 from cohortsync.sync.records import RunCounts
 from cohortsync.warehouse.sql import upsert
 
@@ -46,6 +47,18 @@ def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]
     result = connection.execution_options(stream_results=True, yield_per=2_000).execute(query)
     for row in result:
         yield Acknowledged(row[0], row[1], row[2])
+
+
+def acknowledged_keys(connection: Connection, sync_id: int) -> Iterator[str]:
+    """The partner keys of the sync's acknowledged members, streamed in key order."""
+    query = (
+        sa.select(sync_members.c.member_key)
+        .where(sync_members.c.sync_id == sync_id)
+        .order_by(code_point_order(connection, sync_members.c.member_key))
+    )
+    result = connection.execution_options(stream_results=True, yield_per=5_000).execute(query)
+    for row in result:
+        yield row[0]
 
 
 def acknowledged_count(connection: Connection, sync_id: int) -> int:
@@ -251,6 +264,7 @@ def checkpoint(
                 for r in refused
             ],
         )
+        record_rejections(connection, run_id, batch.changes, refused)
         held = [r.key for r in refused if ops.get(r.key) == REMOVE]
         if held:  # still on the list: a later add of the same key must wait for the next run
             connection.execute(

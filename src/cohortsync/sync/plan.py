@@ -57,6 +57,15 @@ def partner_view(
             yield distinct_id, destination.member(distinct_id, profile)
 
 
+def _noting_skips(
+    view: Iterable[tuple[str, PartnerMember | Skip]], on_skip: Callable[[str, str], None]
+) -> Iterator[tuple[str, PartnerMember | Skip]]:
+    for distinct_id, outcome in view:
+        if isinstance(outcome, Skip):
+            on_skip(distinct_id, outcome.reason)
+        yield distinct_id, outcome
+
+
 def _limited(
     members: Iterable[tuple[str, Mapping[str, Any]]], limit: int, cohort_id: int
 ) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -80,15 +89,19 @@ def plan_changes(
     sink: Callable[[Change], None],
     source: MemberSource = cohort_members,
     max_members: int = 10_000_000,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> DiffTally:
     """Diff the cohort as of ``as_of_ms`` against the sync's acknowledged members, handing each
-    change to ``sink``; returns the cohort size and the skips by reason."""
+    change to ``sink`` (and each skipped member, with the reason, to ``on_skip``); returns the
+    cohort size and the skips by reason."""
     tally = DiffTally()
     with read_transaction(engine) as connection:
         members = _limited(
             source(connection, project_id, cohort_id, as_of_ms), max_members, cohort_id
         )
         current = partner_view(members, destination)
+        if on_skip is not None:
+            current = _noting_skips(current, on_skip)
         for change in member_diff(current, acknowledged(connection, sync_id), tally):
             sink(change)
     return tally

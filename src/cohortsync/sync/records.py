@@ -35,6 +35,11 @@ BLOCKED = "blocked"  # waits for an admin's confirm (R-SYN-8)
 SUPERSEDED = "superseded"  # a blocked run replaced by a newer one, or by a stop
 UNFINISHED = (PLANNING, RUNNING)
 
+# Run triggers
+SCHEDULE = "schedule"
+MANUAL = "manual"
+RECONCILE = "reconcile"  # run now, reading the partner's list back first (R-X-2)
+
 
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
@@ -64,6 +69,11 @@ class RunCounts:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    list_recreated: bool = False  # the partner's list was gone: made anew and refilled whole
+    reconciled: bool = False  # the partner's list was read back and compared (R-X-2)
+    drift_missing: int = 0  # acknowledged members the partner did not hold (sent again)
+    drift_extra: int = 0  # members the partner held that it should not (taken off)
+    refreshed: bool = False  # the whole membership was sent (a snapshot or a full refresh)
 
     def as_json(self) -> dict[str, Any]:
         """The stored and reported shape."""
@@ -83,6 +93,10 @@ class RunCounts:
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "list_recreated": self.list_recreated,
+            "reconciled": self.reconciled,
+            "drift": {"missing": self.drift_missing, "extra": self.drift_extra},
+            "refreshed": self.refreshed,
         }
 
     @classmethod
@@ -90,6 +104,7 @@ class RunCounts:
         """Back from the stored shape."""
         data = data or {}
         planned = data.get("planned") or {}
+        drift = data.get("drift") or {}
         return cls(
             members=int(data.get("members", 0)),
             planned_add=int(planned.get("add", 0)),
@@ -104,6 +119,11 @@ class RunCounts:
             requests=int(data.get("requests", 0)),
             retries=int(data.get("retries", 0)),
             rate_limited=int(data.get("rate_limited", 0)),
+            list_recreated=bool(data.get("list_recreated", False)),
+            reconciled=bool(data.get("reconciled", False)),
+            drift_missing=int(drift.get("missing", 0)),
+            drift_extra=int(drift.get("extra", 0)),
+            refreshed=bool(data.get("refreshed", False)),
         )
 
 
@@ -120,6 +140,7 @@ class Sync:
     interval_seconds: int
     list_id: str | None
     list_name: str | None
+    reconciled_at: datetime | None  # when the partner's list was last read back
     next_run_at: datetime | None
     running: bool
     created_by: int | None
@@ -138,6 +159,7 @@ class Sync:
             "interval_seconds": self.interval_seconds,
             "list_id": self.list_id,
             "list_name": self.list_name,
+            "reconciled_at": _iso(self.reconciled_at),
             "next_run_at": _iso(self.next_run_at),
             "running": self.running,
             "created_by": self.created_by,
@@ -196,6 +218,7 @@ def sync_from_row(row: Any, now: datetime) -> Sync:
         interval_seconds=row.interval_seconds,
         list_id=row.list_id,
         list_name=row.list_name,
+        reconciled_at=_utc(row.reconciled_at),
         next_run_at=_utc(row.next_run_at),
         running=row.lease_owner is not None and lease_until is not None and lease_until > now,
         created_by=row.created_by,
@@ -272,6 +295,21 @@ def latest_run(connection: Connection, sync_id: int) -> SyncRun | None:
     row = connection.execute(
         sa.select(sync_runs)
         .where(sync_runs.c.sync_id == sync_id)
+        .order_by(sync_runs.c.id.desc())
+        .limit(1)
+    ).first()
+    return run_from_row(row) if row is not None else None
+
+
+def previous_run(connection: Connection, sync_id: int, run_id: int) -> SyncRun | None:
+    """The run of a sync that ended before ``run_id`` (blocked and superseded ones aside)."""
+    row = connection.execute(
+        sa.select(sync_runs)
+        .where(
+            sync_runs.c.sync_id == sync_id,
+            sync_runs.c.id < run_id,
+            sync_runs.c.status.not_in((BLOCKED, SUPERSEDED)),
+        )
         .order_by(sync_runs.c.id.desc())
         .limit(1)
     ).first()

@@ -11,8 +11,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,9 @@ from cohortsync.destinations.base import (
     CohortInfo,
     Destination,
     PartnerList,
+    ReadableDestination,
     RunInfo,
+    SnapshotDestination,
 )
 from cohortsync.destinations.errors import (
     DestinationError,
@@ -45,11 +47,23 @@ from cohortsync.sync.ledger import (
     BatchResult,
     PlanWriter,
     acknowledged_count,
+    acknowledged_keys,
     checkpoint,
     drop_duplicate_keys,
     drop_plan,
     plan_page,
     plan_totals,
+)
+from cohortsync.sync.outcomes import SkipRecorder
+from cohortsync.sync.outcomes import prune as prune_outcomes
+from cohortsync.sync.partner_list import (
+    ListFound,
+    drift_suspected,
+    find_or_make,
+    keep,
+    plan_extras,
+    read_back,
+    reconcile_due,
 )
 from cohortsync.sync.plan import (
     DUPLICATE,
@@ -66,6 +80,7 @@ from cohortsync.sync.records import (
     ONE_TIME,
     PARTIAL,
     PLANNING,
+    RECONCILE,
     RUNNING,
     STOPPED,
     SUCCEEDED,
@@ -78,6 +93,7 @@ from cohortsync.sync.records import (
     get_sync,
     latest_run,
     partner_of,
+    previous_run,
     supersede_blocked,
 )
 from cohortsync.sync.safety import SafetyRules
@@ -100,6 +116,7 @@ class SyncConfig:
     one_time_retry_seconds: int = 300
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     batch_size: int | None = None  # smaller batches than the partner allows (None: its limit)
+    reconcile_every: timedelta = timedelta(days=1)  # read a readable partner's list back
 
 
 class EvaluationFailed(CohortsyncError):
@@ -255,6 +272,7 @@ class SyncRunner:
     def _execute(self, run: SyncRun) -> None:
         with read_transaction(self._engine) as connection:
             sync = get_sync(connection, run.sync_id, self._clock.now())
+            previous = previous_run(connection, sync.id, run.id)
         counts = run.counts
         base = _CallBase(counts.requests, counts.retries, counts.rate_limited)
         destination: Destination | None = None
@@ -269,12 +287,31 @@ class SyncRunner:
             destination = self._integrations.destination(
                 sync.project_id, sync.integration_id, self.config.retry
             )
+            found = self._target(sync, integration.settings, destination)
+            if found.recreated:
+                counts.list_recreated = True
+                if run.status != PLANNING:  # the plan was a diff against a list that is gone
+                    run = self._replan(run, counts)
             if run.status == PLANNING:
-                if not self._plan(sync, run, destination, counts):
+                reconcile = reconcile_due(
+                    sync,
+                    destination,
+                    run,
+                    previous,
+                    self._clock.now(),
+                    self.config.reconcile_every,
+                )
+                if reconcile and isinstance(destination, ReadableDestination):
+                    counts.reconciled = True
+                    counts.drift_missing = read_back(
+                        self._engine, sync.id, destination, found.target, self._clock.now()
+                    )
+                if not self._plan(sync, run, destination, counts, reconciled=reconcile):
                     return
                 with read_transaction(self._engine) as connection:
                     run = get_run(connection, run.id)
-            self._send(sync, run, destination, counts, base)
+            refresh = found.recreated or drift_suspected(previous) or run.trigger == RECONCILE
+            self._send(sync, run, destination, counts, base, found.target, refresh)
         except PartnerConfigError as error:
             self._integrations.flag(sync.project_id, sync.integration_id, error.message)
             self._finish(sync, run.id, FAILED, counts, destination, error.message, base)
@@ -297,12 +334,29 @@ class SyncRunner:
             if destination is not None:
                 destination.close()
 
-    def _plan(self, sync: Sync, run: SyncRun, destination: Destination, counts: RunCounts) -> bool:
-        """Store the run's plan; False when the run is blocked instead."""
+    def _replan(self, run: SyncRun, counts: RunCounts) -> SyncRun:
+        """Back to planning: the stored plan no longer stands (its list was made again)."""
+        drop_plan(self._engine, run.id)
+        with write_transaction(self._engine) as connection:
+            self._set_run(connection, run.id, status=PLANNING, cursor=0, counts=counts.as_json())
+            return get_run(connection, run.id)
+
+    def _plan(
+        self,
+        sync: Sync,
+        run: SyncRun,
+        destination: Destination,
+        counts: RunCounts,
+        *,
+        reconciled: bool = False,
+    ) -> bool:
+        """Store the run's plan (with the removal of strangers a read-back found); False when
+        the run is blocked instead."""
         drop_plan(self._engine, run.id)
         with read_transaction(self._engine) as connection:
             held = acknowledged_count(connection, sync.id)
         writer = PlanWriter(self._engine, run.id)
+        skips = SkipRecorder(self._engine, run.id)
         confirmed = run.confirmed_by is not None
         try:
             tally = plan_changes(
@@ -315,8 +369,14 @@ class SyncRunner:
                 sink=writer.add,
                 source=self._source,
                 max_members=self.config.max_members,
+                on_skip=skips.skip,
             )
             writer.flush()
+            skips.flush()
+            if reconciled:
+                counts.drift_extra = plan_extras(self._engine, sync.id, run.id, writer.add)
+                held += counts.drift_extra
+                writer.flush()
         except (DestinationError, CohortTooLarge, lease.LeaseLost):
             raise
         except Exception as error:  # the cohort could not be evaluated (gone, query, database)
@@ -371,22 +431,14 @@ class SyncRunner:
             partner = partner_of(connection, sync_id)
         observe_blocked(partner)
 
-    def _target(self, sync: Sync, destination: Destination) -> PartnerList:
+    def _target(
+        self, sync: Sync, settings: Mapping[str, Any], destination: Destination
+    ) -> ListFound:
         with read_transaction(self._engine) as connection:
             cohort = get_cohort(connection, sync.project_id, sync.cohort_id)
-        integration = self._integrations.get(sync.project_id, sync.integration_id)
-        name = sync.list_name or list_name(integration.settings, cohort.name, cohort.id)
-        target = destination.ensure_list(
-            name, CohortInfo(cohort.id, cohort.name, cohort.description)
-        )
-        if target.id != sync.list_id or target.name != sync.list_name:
-            with write_transaction(self._engine) as connection:
-                connection.execute(
-                    syncs.update()
-                    .where(syncs.c.id == sync.id)
-                    .values(list_id=target.id, list_name=target.name)
-                )
-        return target
+        name = sync.list_name or list_name(settings, cohort.name, cohort.id)
+        info = CohortInfo(cohort.id, cohort.name, cohort.description)
+        return find_or_make(self._engine, sync, destination, info, name)
 
     def _send(
         self,
@@ -395,8 +447,9 @@ class SyncRunner:
         destination: Destination,
         counts: RunCounts,
         base: _CallBase,
+        target: PartnerList,
+        refresh: bool,
     ) -> None:
-        target = self._target(sync, destination)
         destination.begin_run(
             RunInfo(
                 session_id=run.session_id,
@@ -457,8 +510,28 @@ class SyncRunner:
             if self._on_batch is not None:
                 with read_transaction(self._engine) as connection:
                     self._on_batch(get_run(connection, run.id))
+        if isinstance(destination, SnapshotDestination) and (
+            destination.capabilities.snapshot_membership or refresh
+        ):
+            self._refresh(sync, destination, target, counts, base)
         status = PARTIAL if sum(counts.rejected.values()) > rejected_before else SUCCEEDED
         self._finish(sync, run.id, status, counts, destination, None, base)
+
+    def _refresh(
+        self,
+        sync: Sync,
+        destination: SnapshotDestination,
+        target: PartnerList,
+        counts: RunCounts,
+        base: _CallBase,
+    ) -> None:
+        """Hand the partner the whole acknowledged membership (a snapshot, or a full refresh
+        where drift is suspected), and keep the list it answers with."""
+        with read_transaction(self._engine) as connection:
+            current = destination.replace_members(target, acknowledged_keys(connection, sync.id))
+        keep(self._engine, replace(sync, list_id=target.id, list_name=target.name), current)
+        counts.refreshed = True
+        base.merge(counts, destination)
 
     def _finish(
         self,
@@ -496,6 +569,7 @@ class SyncRunner:
                 .where(syncs.c.id == sync.id, syncs.c.status == ACTIVE)
                 .values(**values)
             )
+            prune_outcomes(connection, sync.id)
             partner = partner_of(connection, sync.id)
         observe_run(partner, status, counts)
 

@@ -1,0 +1,203 @@
+"""The partner's list of a sync as it really is (R-SYN-11, R-X-2): found by the id we keep,
+made anew when the partner lost it, and read back to find and repair drift.
+
+- A sync keeps its list's partner id. A list renamed on the partner, or a cohort renamed here,
+  keeps its list; two syncs never share one (a list another sync owns is never adopted by name).
+- A list that is gone is made again, and what we believed it held is forgotten, so the run
+  refills it whole.
+- Where the partner can list members, a reconciling run stores what the partner holds, forgets
+  the acknowledged members it does not hold (the diff sends them again) and plans the removal of
+  members it holds but should not. Reads are rare (Iterable allows 5 a minute): daily, on
+  demand, and after a failed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cohortsync.destinations.base import (
+    CohortInfo,
+    Destination,
+    PartnerList,
+    ReadableDestination,
+)
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import sync_members, sync_partner_keys, sync_plan, syncs
+from cohortsync.sync.diff import REMOVE, Change
+from cohortsync.sync.records import FAILED, RECONCILE, Sync, SyncRun
+from cohortsync.warehouse.sql import bulk_insert_ignoring
+
+READ_CHUNK = 5_000
+# A planned removal of a member the partner holds but nobody here stands for: no distinct_id.
+STRANGER = ""
+
+
+@dataclass(frozen=True)
+class ListFound:
+    """The list a run sends to, and whether it had to be made again."""
+
+    target: PartnerList
+    recreated: bool
+
+
+def owned_elsewhere(engine: Engine, sync: Sync) -> frozenset[str]:
+    """Ids of the lists other syncs of the same integration own."""
+    with read_transaction(engine) as connection:
+        rows = connection.execute(
+            sa.select(syncs.c.list_id).where(
+                syncs.c.integration_id == sync.integration_id,
+                syncs.c.id != sync.id,
+                syncs.c.list_id.is_not(None),
+            )
+        )
+        return frozenset(str(row[0]) for row in rows)
+
+
+def find_or_make(
+    engine: Engine, sync: Sync, destination: Destination, cohort: CohortInfo, name: str
+) -> ListFound:
+    """The sync's list: by its kept id, else (never made, or gone) found by ``name`` among
+    lists no other sync owns, or made. A list made again resets the acknowledged state."""
+    if sync.list_id:
+        found = destination.find_list(sync.list_id, cohort)
+        if found is not None:
+            keep(engine, sync, found)
+            return ListFound(found, recreated=False)
+    target = destination.ensure_list(name, cohort, owned_elsewhere(engine, sync))
+    recreated = sync.list_id is not None
+    with write_transaction(engine) as connection:
+        if recreated:
+            connection.execute(sync_members.delete().where(sync_members.c.sync_id == sync.id))
+            connection.execute(
+                sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync.id)
+            )
+        connection.execute(
+            syncs.update()
+            .where(syncs.c.id == sync.id)
+            .values(list_id=target.id, list_name=target.name)
+        )
+    return ListFound(target, recreated)
+
+
+def keep(engine: Engine, sync: Sync, target: PartnerList) -> None:
+    """Remember the list's id and name as the partner gives them now."""
+    if target.id == sync.list_id and target.name == sync.list_name:
+        return
+    with write_transaction(engine) as connection:
+        connection.execute(
+            syncs.update()
+            .where(syncs.c.id == sync.id)
+            .values(list_id=target.id, list_name=target.name)
+        )
+
+
+def drift_suspected(previous: SyncRun | None) -> bool:
+    """Whether the list may have drifted from what we believe: the last run failed mid-way."""
+    return previous is not None and previous.status == FAILED
+
+
+def reconcile_due(
+    sync: Sync,
+    destination: Destination,
+    run: SyncRun,
+    previous: SyncRun | None,
+    now: datetime,
+    every: timedelta,
+) -> bool:
+    """Whether this run reads the list back: the partner allows it, and it was asked for, or
+    never done, or last done ``every`` ago, or drift is suspected."""
+    if not destination.capabilities.reads_members or not isinstance(
+        destination, ReadableDestination
+    ):
+        return False
+    return (
+        run.trigger == RECONCILE
+        or sync.reconciled_at is None
+        or now - sync.reconciled_at >= every
+        or drift_suspected(previous)
+    )
+
+
+def read_back(
+    engine: Engine,
+    sync_id: int,
+    destination: ReadableDestination,
+    target: PartnerList,
+    now: datetime,
+) -> int:
+    """Store what the partner's list holds and forget acknowledged members it does not hold
+    (the diff then sends them again); returns how many were missing."""
+    with write_transaction(engine) as connection:
+        connection.execute(sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync_id))
+    for chunk in _chunks(destination.read_members(target)):
+        with write_transaction(engine) as connection:
+            bulk_insert_ignoring(
+                connection,
+                "sync_partner_keys",
+                ("sync_id", "member_key"),
+                [(sync_id, key) for key in chunk],
+            )
+    held = (
+        sa.select(sync_partner_keys.c.member_key)
+        .where(
+            sync_partner_keys.c.sync_id == sync_id,
+            sync_partner_keys.c.member_key == sync_members.c.member_key,
+        )
+        .exists()
+    )
+    with write_transaction(engine) as connection:
+        missing = connection.execute(
+            sync_members.delete().where(sync_members.c.sync_id == sync_id, ~held)
+        ).rowcount
+        connection.execute(syncs.update().where(syncs.c.id == sync_id).values(reconciled_at=now))
+    return int(missing)
+
+
+def plan_extras(engine: Engine, sync_id: int, run_id: int, sink: Callable[[Change], None]) -> int:
+    """Plan the removal of members the partner holds that are neither acknowledged nor about to
+    be added (strangers put on by hand, or left by a lost removal); returns how many."""
+    acknowledged = (
+        sa.select(sync_members.c.member_key)
+        .where(
+            sync_members.c.sync_id == sync_id,
+            sync_members.c.member_key == sync_partner_keys.c.member_key,
+        )
+        .exists()
+    )
+    planned = (
+        sa.select(sync_plan.c.member_key)
+        .where(
+            sync_plan.c.run_id == run_id,
+            sync_plan.c.op != REMOVE,
+            sync_plan.c.member_key == sync_partner_keys.c.member_key,
+        )
+        .exists()
+    )
+    query = (
+        sa.select(sync_partner_keys.c.member_key)
+        .where(sync_partner_keys.c.sync_id == sync_id, ~acknowledged, ~planned)
+        .order_by(sync_partner_keys.c.member_key)
+    )
+    extra = 0
+    with read_transaction(engine) as connection:
+        result = connection.execution_options(stream_results=True, yield_per=2_000).execute(query)
+        for (key,) in result:
+            sink(Change(REMOVE, STRANGER, key, "{}"))
+            extra += 1
+    return extra
+
+
+def _chunks(keys: Iterator[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) >= READ_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,204 @@
+"""The partner's list as it really is (R-SYN-11, R-X-2): a list deleted on the partner comes back
+whole, a list edited by hand is repaired where the partner can be read, two cohorts of one name
+never share a list, a renamed cohort keeps its list, and each run lists whom it skipped or had
+refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.tables import sync_run_members
+from cohortsync.services import cohorts
+from cohortsync.sync.records import SyncRun
+from tests.sync.world import SyncWorld
+
+PRO = {"property": "plan", "op": "equals", "value": "pro"}
+PRO_COHORT = {"all": [PRO]}
+
+
+def _pros(world: SyncWorld, *names: str) -> None:
+    for name in names:
+        world.set_profile(name, plan="pro", **{"$email": f"{name}@x.io"})
+
+
+def _export(world: SyncWorld, sandbox: RunningSandbox, cohort_name: str = "Pros") -> int:
+    cohort_id = world.cohort(cohort_name, PRO_COHORT)
+    integration_id = world.connect(sandbox)
+    return world.service().export(world.project.id, cohort_id, integration_id, "dynamic").id
+
+
+def _list_id(world: SyncWorld, sync_id: int) -> str:
+    list_id = world.service().get(world.project.id, sync_id).list_id
+    assert list_id is not None
+    return list_id
+
+
+def _held(sandbox: RunningSandbox, list_id: str) -> set[str]:
+    with sandbox.state.lock:
+        return set(sandbox.state.lists[list_id].members)
+
+
+def _run(world: SyncWorld, sync_id: int, *, reconcile: bool = False) -> SyncRun:
+    run = world.service().run_now(world.project.id, sync_id, reconcile=reconcile)
+    assert run.status == "succeeded", run.error
+    return run
+
+
+@pytest.mark.parametrize("partner", ["iterable", "xtremepush", "clevertap"])
+def test_a_list_deleted_on_the_partner_comes_back_whole_in_the_next_run(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox], partner: str
+) -> None:
+    sandbox = sandboxes[partner]
+    _pros(world, "ann", "bob", "cat")
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    expected, _ = world.expected(partner, world.service().get(world.project.id, sync_id).cohort_id)
+    assert sandbox.state.delete_list(_list_id(world, sync_id))
+
+    _pros(world, "dov")  # one new joiner: the old engine sent only them to an empty list
+    run = _run(world, sync_id)
+
+    list_id = _list_id(world, sync_id)
+    assert _held(sandbox, list_id) == expected | {"dov@x.io" if partner == "iterable" else "dov"}
+    assert world.acknowledged(sync_id) == _held(sandbox, list_id)
+    if partner != "clevertap":  # CleverTap's snapshot makes the segment again by itself
+        assert run.counts.list_recreated
+        assert run.counts.added == 4
+
+
+def test_two_cohorts_of_one_name_get_two_lists(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["xtremepush"]
+    world.set_profile("ann", plan="pro")
+    world.set_profile("bob", plan="free")
+    integration_id = world.connect(sandbox)
+    pro = world.cohort("Team", PRO_COHORT)
+    free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
+    service = world.service()
+    first = service.export(world.project.id, pro, integration_id, "dynamic").id
+    second = service.export(world.project.id, free, integration_id, "dynamic").id
+    _run(world, first)
+    _run(world, second)
+
+    assert _list_id(world, first) != _list_id(world, second)
+    assert _held(sandbox, _list_id(world, first)) == {"ann"}
+    assert _held(sandbox, _list_id(world, second)) == {"bob"}
+
+
+def test_a_renamed_cohort_and_a_list_renamed_on_the_partner_keep_their_list(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann")
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    list_id = _list_id(world, sync_id)
+    cohort_id = world.service().get(world.project.id, sync_id).cohort_id
+    with write_transaction(world.engine) as connection:
+        cohorts.update_cohort(connection, world.project.id, cohort_id, name="Renamed pros")
+    sandbox.state.edit_by_hand(list_id, rename="VIP (edited in Iterable)")
+
+    _pros(world, "bob")
+    _run(world, sync_id)
+
+    assert _list_id(world, sync_id) == list_id
+    assert len(sandbox.state.lists) == 1
+    assert _held(sandbox, list_id) == {"ann@x.io", "bob@x.io"}
+
+
+def test_reconcile_repairs_a_list_edited_by_hand_and_counts_the_drift(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann", "bob", "cat")
+    sync_id = _export(world, sandbox)
+    first = _run(world, sync_id)
+    assert first.counts.reconciled  # never read back before: the first run reads once
+    list_id = _list_id(world, sync_id)
+    sandbox.state.edit_by_hand(list_id, remove=["bob@x.io"], add=["stranger@x.io"])
+
+    reads = sandbox.state.requests.count(("GET", "/api/lists/getUsers"))
+    scheduled = _run(world, sync_id)  # an ordinary run does not spend the read budget
+    assert not scheduled.counts.reconciled
+    assert sandbox.state.requests.count(("GET", "/api/lists/getUsers")) == reads
+    assert _held(sandbox, list_id) == {"ann@x.io", "cat@x.io", "stranger@x.io"}
+
+    repaired = _run(world, sync_id, reconcile=True)
+
+    assert repaired.counts.reconciled
+    assert (repaired.counts.drift_missing, repaired.counts.drift_extra) == (1, 1)
+    assert repaired.as_json()["counts"]["drift"] == {"missing": 1, "extra": 1}
+    assert _held(sandbox, list_id) == {"ann@x.io", "bob@x.io", "cat@x.io"}
+    assert world.acknowledged(sync_id) == _held(sandbox, list_id)
+
+
+def test_a_readable_list_is_read_back_daily_and_after_a_failed_run(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann")
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    assert not _run(world, sync_id).counts.reconciled
+    world.clock.advance(timedelta(hours=24))
+    assert _run(world, sync_id).counts.reconciled
+
+    sandbox.state.faults.server_error_next = 50  # longer than the retry budget
+    _pros(world, "bob")
+    failed = world.service().run_now(world.project.id, sync_id)
+    assert failed.status == "failed"
+    sandbox.state.faults.server_error_next = 0
+    after = _run(world, sync_id)
+    assert after.counts.reconciled  # drift is suspected after a failure
+    assert _held(sandbox, _list_id(world, sync_id)) == {"ann@x.io", "bob@x.io"}
+
+
+def test_the_webhook_gets_a_full_members_refresh_after_a_failed_run(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["webhook"]
+    _pros(world, "ann", "bob")
+    sync_id = _export(world, sandbox)
+    assert not _run(world, sync_id).counts.refreshed
+    list_id = _list_id(world, sync_id)
+    sandbox.state.edit_by_hand(list_id, remove=["ann"], add=["stranger"])
+    sandbox.state.faults.server_error_next = 50
+    _pros(world, "cat")
+    assert world.service().run_now(world.project.id, sync_id).status == "failed"
+    sandbox.state.faults.server_error_next = 0
+
+    after = _run(world, sync_id)
+
+    assert after.counts.refreshed
+    assert _held(sandbox, list_id) == {"ann", "bob", "cat"}
+
+
+def test_each_run_lists_the_members_it_skipped_and_the_partner_refused(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann", "bob")
+    world.set_profile("kim", plan="pro")  # no email: Iterable cannot take her
+    sandbox.state.faults.reject_keys = {"bob@x.io"}
+    sync_id = _export(world, sandbox)
+    run = world.service().run_now(world.project.id, sync_id)
+    assert run.status == "partial"
+
+    with read_transaction(world.engine) as connection:
+        rows = connection.execute(
+            sa.select(
+                sync_run_members.c.outcome,
+                sync_run_members.c.distinct_id,
+                sync_run_members.c.member_key,
+                sync_run_members.c.reason,
+            ).where(sync_run_members.c.run_id == run.id)
+        ).all()
+    by_outcome = {(r.outcome, r.distinct_id, r.member_key) for r in rows}
+    assert by_outcome == {("skipped", "kim", None), ("rejected", "bob", "bob@x.io")}
+    assert {r.reason for r in rows if r.outcome == "skipped"} == {"missing email"}
