@@ -338,7 +338,9 @@ class SyncRunner:
         """Back to planning: the stored plan no longer stands (its list was made again)."""
         drop_plan(self._engine, run.id)
         with write_transaction(self._engine) as connection:
-            self._set_run(connection, run.id, status=PLANNING, cursor=0, counts=counts.as_json())
+            self._set_run(
+                connection, run.id, status=PLANNING, cursor=0, batches=0, counts=counts.as_json()
+            )
             return get_run(connection, run.id)
 
     def _plan(
