@@ -257,6 +257,62 @@ def test_xtremepush_error_envelope_is_the_message() -> None:
     )
 
 
+def xtremepush_lists(*replies: dict[str, Any]) -> tuple[Recorder, Destination]:
+    """An Xtremepush connector whose partner answers ``replies`` in turn."""
+    answers = iter(replies)
+    recorder = Recorder(lambda r: httpx.Response(200, json=next(answers)))
+    return recorder, connector("xtremepush", recorder, {"app_token": "YOUR_APPTOKEN"})
+
+
+def test_xtremepush_finds_its_list_by_id_and_none_once_gone() -> None:
+    inferred = fixture("xtremepush")["inferred"]
+    recorder, partner = xtremepush_lists(
+        {"code": 200, "success": True, "data": [{"id": 77, "title": "Renamed by hand"}]},
+        {"code": 200, "success": True, "data": []},
+    )
+    found = partner.find_list("77", COHORT)
+    assert found == PartnerList("77", "Renamed by hand", COHORT)  # the partner's title now
+    wanted = {**inferred["list_by_id_request"], "condition": [["id", "=", "77"]]}
+    assert recorder.body() == wanted
+    assert str(recorder.requests[0].url).endswith("/api/external/list/list")
+    assert partner.find_list("77", COHORT) is None
+
+
+def test_xtremepush_ignored_condition_still_finds_the_right_list() -> None:
+    lists = [{"id": 5, "title": "a"}, {"id": 9, "title": "b"}]
+    everything = {"code": 200, "success": True, "data": lists}
+    _, partner = xtremepush_lists(everything, everything)
+    assert partner.find_list("9", COHORT) == PartnerList("9", "b", COHORT)
+    assert partner.find_list("6", COHORT) is None
+
+
+def test_xtremepush_ensure_list_skips_taken_ids_then_creates_by_title() -> None:
+    inferred = fixture("xtremepush")["inferred"]
+    same_title = [{"id": 501, "title": "Cart abandoners"}, {"id": 502, "title": "Cart abandoners"}]
+    listed = {"code": 200, "success": True, "data": same_title}
+    recorder, partner = xtremepush_lists(
+        listed, listed, listed, {"code": 200, "success": True, "model": {"id": 503}}
+    )
+    assert partner.ensure_list("Cart abandoners", COHORT).id == "501"
+    assert recorder.body() == inferred["list_by_title_request"]
+    assert partner.ensure_list("Cart abandoners", COHORT, frozenset({"501"})).id == "502"
+    created = partner.ensure_list("Cart abandoners", COHORT, frozenset({"501", "502"}))
+    assert created == PartnerList("503", "Cart abandoners", COHORT)
+    assert recorder.body() == inferred["create_list_request"]
+    assert str(recorder.requests[-1].url).endswith("/api/external/create/list")
+
+
+def test_xtremepush_items_of_a_list_it_no_longer_has_stop_with_its_message() -> None:
+    gone = {"code": 404, "success": False, "message": "list 77 not found", "errors": {"id": []}}
+    recorder = Recorder(lambda r: httpx.Response(404, json=gone))
+    partner = connector("xtremepush", recorder, {"app_token": "tok"})
+    with pytest.raises(PartnerConfigError, match="list 77 not found") as refused:
+        partner.remove_members(PartnerList("77", "l", COHORT), [member(partner, "user-1")])
+    assert refused.value.status == 404
+    assert str(recorder.requests[0].url).endswith("/api/external/delete/list-item")
+    assert recorder.body() == {"apptoken": "tok", "id": "77", "items": ["user-1"]}
+
+
 # Webhook ----------------------------------------------------------------------------------
 
 

@@ -9,13 +9,28 @@ Documented: every call is ``POST {host}/api/external/{method}/{model}`` with a J
 replies ``{"code", "success", "message", "errors", "data", "model"}`` with the HTTP status
 mirrored in ``code``; ``import/list`` takes ``{"apptoken", "id", "items": [...]}``, at most 10,000
 items a request; 400 for a request without a token, 401 when authentication fails, 429 when rate
-limited.
+limited. The scopes page lists create, update, delete and list for user lists, and listing their
+items.
 
-Inferred (the public pages stop short; correct here when checked against the real service):
-the user-list model is ``list`` (``list/list`` with ``condition`` to find one by ``title``,
-``create/list`` with ``title`` returning ``model.id``) and removal is ``delete/list-item`` with
-the same body as ``import/list``; ids unknown to Xtremepush come back in ``errors`` as
-``{"item", "message"}`` and are never created.
+Inferred (unconfirmed in PARTNER_FACTS; correct here when checked against the real service):
+
+- The user-list model is ``list``: ``list/list`` with ``condition`` ``[[field, "=", value]]``
+  finds lists by ``id`` or ``title``, ``create/list`` with ``title`` returns ``model.id``, and
+  ``delete/list-item`` takes the same body as ``import/list``. A list is known by its id; titles
+  may repeat, so two cohorts of one name get two lists and a sync finds its own by id
+  (:meth:`XtremepushDestination.find_list`). Should ``list/list`` ignore a condition, the reply
+  holds every list; the connector picks by id or title from the reply itself, so either reading
+  gives the same answer. A list the project no longer has is an empty ``data`` (then ``None``:
+  the engine makes a new list and refills it); a 404 from ``list/list`` is not read as "gone"
+  (it would rather mean the path is wrong, and re-creating lists in a loop would hide that).
+- ``import/list`` is read as *appending* the items (removal has its own call, which a replacing
+  import would not need). Were it to *replace* the list, every batch after the first would drop
+  the batches before it; the connector cannot tell the readings apart (listing list items is
+  unconfirmed too), so a replacing import would need the whole membership in one call (cohorts
+  of at most 10,000) and this module would change there. The emulator models appending.
+- ``import/list`` and ``delete/list-item`` on a list id the project does not hold answer 404 in
+  the error envelope; ids unknown to Xtremepush come back in ``errors`` as ``{"item",
+  "message"}`` and are never created (Mixpanel's page: ids only, never creates users).
 """
 
 from __future__ import annotations
@@ -95,11 +110,27 @@ class XtremepushDestination(HttpConnector):
         """``list/list`` with a limit of one: reads, changes nothing."""
         self._call("list", "list", limit=1)
 
-    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
-        """Find the user list by title, else create it."""
-        found = self._call("list", "list", condition=[["title", "=", name]], select=["id", "title"])
-        for entry in found.get("data") or []:
-            if entry.get("title") == name:
+    def _lists(self, condition: list[str]) -> list[dict[str, Any]]:
+        """The user lists meeting ``condition``, checked again here (see the module notes)."""
+        field, _, value = condition
+        found = self._call("list", "list", condition=[condition], select=["id", "title"])
+        return [
+            entry
+            for entry in found.get("data") or []
+            if isinstance(entry, dict) and str(entry.get(field)) == value
+        ]
+
+    def find_list(self, list_id: str, cohort: CohortInfo) -> PartnerList | None:
+        """``list/list`` by ``id``: the list under its current title, or None when gone."""
+        found = next(iter(self._lists(["id", "=", list_id])), None)
+        return None if found is None else PartnerList(list_id, str(found.get("title")), cohort)
+
+    def ensure_list(
+        self, name: str, cohort: CohortInfo, taken: frozenset[str] = frozenset()
+    ) -> PartnerList:
+        """A user list titled ``name`` whose id is not in ``taken``, else ``create/list``."""
+        for entry in self._lists(["title", "=", name]):
+            if str(entry.get("id")) not in taken:
                 return PartnerList(str(entry["id"]), name, cohort)
         created = self._call("create", "list", title=name)
         model = created.get("model") or {}

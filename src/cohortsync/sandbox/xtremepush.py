@@ -14,6 +14,7 @@ from starlette.routing import Route
 from cohortsync.credentials import new_secret
 from cohortsync.sandbox.faults import (
     Handler,
+    PartnerList,
     SandboxState,
     control_routes,
     json_body,
@@ -31,9 +32,35 @@ def _reply(status: int, message: str | None = None, **fields: Any) -> JSONRespon
     return JSONResponse(body, status_code=status)
 
 
+LIST_FIELDS = ("id", "title")
+OPERATORS = ("=", "!=", "in")
+
+
+def valid_condition(condition: Any) -> bool:
+    """``[field, op, value]`` with a field a user list has and an operator ``list/list`` takes."""
+    return (
+        isinstance(condition, list)
+        and len(condition) == 3
+        and condition[0] in LIST_FIELDS
+        and condition[1] in OPERATORS
+        and (condition[1] != "in" or isinstance(condition[2], list))
+    )
+
+
+def meets(condition: list[Any], user_list: PartnerList) -> bool:
+    """Whether ``user_list`` meets a valid condition (ids compare as text: 7 and "7" agree)."""
+    field, operator, value = condition
+    held = user_list.id if field == "id" else user_list.name
+    if operator == "in":
+        return held in {str(v) for v in value}
+    equal = held == str(value)
+    return equal if operator == "=" else not equal
+
+
 class XtremepushSandbox(SandboxState):
-    """One Xtremepush project with one app token; ``known_users`` (None: everyone) are the
-    user ids the project holds — others are refused, never created."""
+    """One Xtremepush project with one app token. User lists are known by id and their titles
+    may repeat (two cohorts of one name get a list each); ``known_users`` (None: everyone) are
+    the user ids the project holds — others are refused, never created."""
 
     def __init__(self, app_token: str | None = None) -> None:
         super().__init__("xtremepush", {"app_token": app_token or new_secret()})
@@ -60,16 +87,17 @@ class XtremepushSandbox(SandboxState):
         return endpoint
 
     async def list_lists(self, body: dict[str, Any]) -> Response:
-        """``list/list``: the user lists, filtered by ``condition`` on ``title``."""
-        wanted: str | None = None
-        for condition in body.get("condition") or []:
-            if isinstance(condition, list) and condition[:2] == ["title", "="]:
-                wanted = str(condition[2])
+        """``list/list``: the user lists that meet every ``condition`` (``[field, op, value]``
+        on ``id`` or ``title``; ops ``=``, ``!=``, ``in``), at most ``limit`` of them."""
+        conditions = body.get("condition") or []
+        if not isinstance(conditions, list) or not all(map(valid_condition, conditions)):
+            message = "condition must be a list of [field, op, value] on id or title"
+            return _reply(400, message, errors={"condition": ["invalid"]})
         with self.lock:
             data = [
                 {"id": int(x.id), "title": x.name}
                 for x in self.lists.values()
-                if wanted is None or x.name == wanted
+                if all(meets(condition, x) for condition in conditions)
             ]
         limit = body.get("limit")
         return _reply(200, data=data[: int(limit)] if isinstance(limit, int) else data)
@@ -82,26 +110,25 @@ class XtremepushSandbox(SandboxState):
         return _reply(200, model={"id": int(created.id), "title": created.name})
 
     async def items(self, body: dict[str, Any], adding: bool) -> Response:
-        """``import/list`` and ``delete/list-item``: ``id`` and ``items`` (user ids)."""
+        """``import/list`` and ``delete/list-item``: ``id`` (the list's) and ``items`` (user
+        ids); a list id the project does not hold is a 404 in the error envelope."""
         items = body.get("items")
         if not isinstance(items, list):
             return _reply(400, "items is required", errors={"items": ["required"]})
         if len(items) > MAX_ITEMS:
             return _reply(400, f"at most {MAX_ITEMS} records a request", errors=["items"])
-        with self.lock:
-            target = self.lists.get(str(body.get("id")))
-        if target is None:
-            return _reply(404, "list not found", errors={"id": ["not found"]})
-        with self.lock:
-            self.received += len(items)
+        list_id = str(body.get("id"))
         errors = []
-        for item in map(str, items):
-            unknown = self.known_users is not None and item not in self.known_users
-            if adding and (unknown or self.rejected(item)):
-                errors.append({"item": item, "message": "user not found"})
-                continue
-            with self.lock:
-                if adding:
+        with self.lock:
+            target = self.lists.get(list_id)
+            if target is None:
+                return _reply(404, f"list {list_id} not found", errors={"id": ["not found"]})
+            self.received += len(items)
+            for item in map(str, items):
+                unknown = self.known_users is not None and item not in self.known_users
+                if adding and (unknown or self.rejected(item)):
+                    errors.append({"item": item, "message": "user not found"})
+                elif adding:
                     target.members[item] = {}
                 else:
                     target.members.pop(item, None)
