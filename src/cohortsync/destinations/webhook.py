@@ -10,8 +10,19 @@ Source (checked 2026-11): docs.mixpanel.com/docs/cohort-sync/webhooks.
 - The server replies ``{"action", "status": "success"|"failure", "error": {"message", "code"}}``.
 - At most 1,000 members a call; every 30 minutes; 400/401/403/404 pause the sync, 429 and 5xx
   are retried. A ``failure`` reply is judged by its ``error.code`` the same way.
+- ``members`` carries "all members of the cohort, sent the first time the cohort is being synced
+  or to refresh the cohort if there are any intermediate errors": one session of pages numbered
+  1 … ``total_pages`` whose union is the whole membership, replacing what the receiver held.
 - The protocol has no read or ping call: the connection check sends an ``add_members`` with no
   members for the cohort id ``0`` (the docs' own example sends empty diffs when nothing changed).
+
+This project's reading: the list is the cohort itself (``mixpanel_cohort_id``), so there is
+nothing to create or find, and a member's key is ``mixpanel_distinct_id``. A refresh
+(:meth:`WebhookDestination.replace_members`) is handed keys only, so its pages carry
+``{"mixpanel_distinct_id"}`` for each member and no email, names or columns (a receiver has
+those from the ``add_members`` that brought the member in; the emulator keeps them). The engine
+refreshes only when drift is suspected (``snapshot_membership`` is False): every run sends
+diffs, as Mixpanel does.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from __future__ import annotations
 import base64
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -124,8 +135,16 @@ class WebhookDestination(HttpConnector):
         self._pages = max(math.ceil(run.adds / batch) + math.ceil(run.removes / batch), 1)
         self._sent = run.batches_done
 
-    def _post(self, action: str, cohort: CohortInfo, members: Sequence[PartnerMember]) -> None:
-        self._sent += 1
+    def _post(
+        self,
+        action: str,
+        cohort: CohortInfo,
+        members: Sequence[Mapping[str, Any]],
+        session_id: str,
+        page: tuple[int, int],
+    ) -> None:
+        """One protocol message: page ``page[0]`` of ``page[1]`` of session ``session_id``."""
+        page_count, total_pages = page
         body = {
             "action": action,
             "parameters": {
@@ -133,35 +152,55 @@ class WebhookDestination(HttpConnector):
                 "mixpanel_cohort_id": str(cohort.id),
                 "mixpanel_cohort_name": cohort.name,
                 "mixpanel_cohort_description": cohort.description,
-                "mixpanel_session_id": self._session.session_id,
-                "page_info": {
-                    "total_pages": max(self._pages, self._sent),
-                    "page_count": self._sent,
-                },
-                "members": [dict(m.fields) for m in members],
+                "mixpanel_session_id": session_id,
+                "page_info": {"total_pages": total_pages, "page_count": page_count},
+                "members": [dict(m) for m in members],
             },
         }
         self._http.request("POST", self._url, json=body)
 
+    def _post_diff(self, action: str, cohort: CohortInfo, members: Sequence[PartnerMember]) -> None:
+        """The next page of the run's session."""
+        self._sent += 1
+        page = (self._sent, max(self._pages, self._sent))
+        fields = [m.fields for m in members]
+        self._post(action, cohort, fields, self._session.session_id, page)
+
     def check(self) -> None:
         """An empty ``add_members`` for cohort 0: proves the URL and credentials."""
-        self._session = RunInfo(str(uuid.uuid4()), 0, 0)
-        self._pages, self._sent = 1, 0
-        self._post("add_members", CHECK_COHORT, [])
+        self._post("add_members", CHECK_COHORT, [], str(uuid.uuid4()), (1, 1))
 
-    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
-        """The webhook's cohort is addressed by id; nothing to create."""
+    def find_list(self, list_id: str, cohort: CohortInfo) -> PartnerList | None:
+        """The webhook's list is the cohort: always there (the receiver keeps it by id)."""
+        return PartnerList(list_id, cohort.name, cohort)
+
+    def ensure_list(
+        self, name: str, cohort: CohortInfo, taken: frozenset[str] = frozenset()
+    ) -> PartnerList:
+        """The cohort, addressed by its id; nothing to create. ``taken`` cannot apply: two
+        cohorts never share an id, and one cohort has one export per integration."""
         return PartnerList(str(cohort.id), name, cohort)
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """``add_members``; the protocol acknowledges a batch as a whole."""
-        self._post("add_members", target.cohort, members)
+        self._post_diff("add_members", target.cohort, members)
         return BatchOutcome(accepted=[m.key for m in members])
 
     def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """``remove_members``."""
-        self._post("remove_members", target.cohort, members)
+        self._post_diff("remove_members", target.cohort, members)
         return BatchOutcome(accepted=[m.key for m in members])
+
+    def replace_members(self, target: PartnerList, keys: Iterable[str]) -> PartnerList:
+        """A ``members`` refresh in a session of its own: pages of at most 1,000
+        ``{"mixpanel_distinct_id"}`` (one empty page for an empty cohort)."""
+        everyone = [{"mixpanel_distinct_id": key} for key in keys]
+        batch = CAPABILITIES.max_batch
+        pages = [everyone[i : i + batch] for i in range(0, len(everyone), batch)] or [[]]
+        session_id = str(uuid.uuid4())
+        for number, page in enumerate(pages, start=1):
+            self._post("members", target.cohort, page, session_id, (number, len(pages)))
+        return target
 
 
 SPEC = PartnerSpec(

@@ -1,9 +1,16 @@
 """A receiver of Mixpanel's cohort-webhook protocol (the contract is in
-``cohortsync.destinations.webhook``): keeps each cohort's members, answers per the protocol."""
+``cohortsync.destinations.webhook``): keeps each cohort's members, answers per the protocol.
+
+``add_members`` and ``remove_members`` change the cohort at once. The pages of a ``members``
+session are gathered apart and replace the cohort's membership once every page of the session
+has arrived (a page sent twice counts once); until then the cohort keeps what it held. A member
+kept through a refresh keeps the columns earlier messages brought (a refresh may carry ids
+only)."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,6 +37,28 @@ def _answer(action: Any, status: int, message: str | None = None) -> JSONRespons
     return JSONResponse(body, status_code=status)
 
 
+@dataclass
+class Refresh:
+    """The pages of one ``members`` session received so far."""
+
+    total_pages: int
+    pages: set[int] = field(default_factory=set)
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every page 1 … total_pages has arrived."""
+        return self.pages >= set(range(1, self.total_pages + 1))
+
+
+def page_numbers(page_info: Any) -> tuple[int, int]:
+    """``(page_count, total_pages)`` of a message; one page of one without ``page_info``."""
+    info = page_info if isinstance(page_info, dict) else {}
+    count, total = info.get("page_count", 1), info.get("total_pages", 1)
+    valid = isinstance(count, int) and isinstance(total, int) and 1 <= count <= total
+    return (count, total) if valid else (1, 1)
+
+
 class WebhookSandbox(SandboxState):
     """A customer's webhook server with optional Basic credentials."""
 
@@ -37,6 +66,15 @@ class WebhookSandbox(SandboxState):
         super().__init__("webhook", {"username": username, "password": password or new_secret()})
         self.sessions: dict[str, list[dict[str, Any]]] = {}  # session id → page_info seen
         self.last_parameters: dict[str, Any] = {}  # of the latest message, members left out
+        self.refreshes: dict[tuple[str, str], Refresh] = {}  # (session, cohort) → pages so far
+
+    def reset(self) -> None:
+        """Forget lists, faults, records, sessions and unfinished refreshes."""
+        super().reset()
+        with self.lock:
+            self.sessions.clear()
+            self.refreshes.clear()
+            self.last_parameters = {}
 
     def rate_limit_reply(self) -> Response:
         """A 429 in the protocol's reply shape."""
@@ -63,25 +101,44 @@ class WebhookSandbox(SandboxState):
         members = parameters.get("members")
         if not isinstance(members, list) or len(members) > MAX_MEMBERS:
             return _answer(action, 400, f"'members' must be a list of at most {MAX_MEMBERS}")
+        if not all(isinstance(m, dict) and "mixpanel_distinct_id" in m for m in members):
+            return _answer(action, 400, "each member needs a 'mixpanel_distinct_id'")
         cohort_id = str(parameters.get("mixpanel_cohort_id"))
+        session_id = str(parameters.get("mixpanel_session_id"))
         with self.lock:
             self.last_parameters = {k: v for k, v in parameters.items() if k != "members"}
-            self.sessions.setdefault(str(parameters.get("mixpanel_session_id")), []).append(
-                dict(parameters.get("page_info") or {})
-            )
+            self.sessions.setdefault(session_id, []).append(dict(parameters.get("page_info") or {}))
             target = self.lists.setdefault(
                 cohort_id, PartnerList(cohort_id, str(parameters.get("mixpanel_cohort_name")))
             )
-            if action == "members":
-                target.members.clear()
             self.received += len(members)
-            for member in members:
-                key = str(member.get("mixpanel_distinct_id"))
-                if action == "remove_members":
+            keyed = {str(m.get("mixpanel_distinct_id")): dict(m) for m in members}
+            if action == "members":
+                self._refresh(target, session_id, parameters.get("page_info"), keyed)
+            elif action == "remove_members":
+                for key in keyed:
                     target.members.pop(key, None)
-                else:
-                    target.members[key] = dict(member)
+            else:
+                target.members.update(keyed)
         return _answer(action, 200)
+
+    def _refresh(
+        self,
+        target: PartnerList,
+        session_id: str,
+        page_info: Any,
+        members: dict[str, dict[str, Any]],
+    ) -> None:
+        """Gather one page of a ``members`` session (under the lock); the last page to arrive
+        makes the gathered members the cohort's whole membership."""
+        page_count, total_pages = page_numbers(page_info)
+        refresh = self.refreshes.setdefault((session_id, target.id), Refresh(total_pages))
+        refresh.pages.add(page_count)
+        refresh.members.update(members)
+        if refresh.complete:  # members it held keep what earlier messages told of them
+            held = target.members
+            target.members = {k: {**held.get(k, {}), **v} for k, v in refresh.members.items()}
+            del self.refreshes[(session_id, target.id)]
 
 
 def create_app(state: WebhookSandbox) -> Starlette:
