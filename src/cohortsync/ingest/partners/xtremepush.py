@@ -3,7 +3,9 @@ webhook signatures").
 
 - One JSON object a call: ``{"event": "message_delivery", "time": <unix seconds>,
   "properties": {…}}``; a list is accepted too. Events are stored under the names Mixpanel uses,
-  ``xp.message.delivery``: ``xp.`` and the event with ``_`` as ``.``.
+  ``xp.message.delivery``: ``xp.`` and the event with ``_`` as ``.``. Xtremepush's own event
+  constants, ``EVENT_MESSAGE_DELIVERY``, are stored the same way, as Mixpanel's Xtremepush page
+  pairs them (``xp.message.delivery (EVENT_MESSAGE_DELIVERY)``), so its MTU exemptions apply.
 - Authentication: Basic auth, a Bearer token, or a signed payload,
   ``X-Xtremepush-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` (two ``v1`` values for a
   day after Xtremepush rotates its key). The signed string is taken to be ``"<t>.<raw body>"``.
@@ -13,6 +15,7 @@ webhook signatures").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +36,17 @@ from cohortsync.ingest.partners.base import (
 SOURCE = "xtremepush"
 SIGNATURE_HEADER = "x-xtremepush-signature"
 _USER_FIELDS = ("user_id", "customer_id", "profile_id")
+_EVENT_CONSTANT = re.compile(r"EVENT_([A-Z0-9]+(?:_[A-Z0-9]+)*)")  # EVENT_MESSAGE_SEND_BATCH
 
 
 def event_name(sent: str) -> str:
-    """``message_delivery`` → ``xp.message.delivery``; names already in that form stay."""
-    return sent if sent.startswith("xp.") else "xp." + sent.replace("_", ".")
+    """``message_delivery`` and ``EVENT_MESSAGE_DELIVERY`` → ``xp.message.delivery``; names
+    already in that form stay."""
+    if sent.startswith("xp."):
+        return sent
+    constant = _EVENT_CONSTANT.fullmatch(sent)
+    name = constant.group(1).lower() if constant else sent
+    return "xp." + name.replace("_", ".")
 
 
 def signed_message(signed_at: int, body: bytes) -> bytes:
