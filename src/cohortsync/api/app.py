@@ -94,6 +94,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(ingestion.router)
+    app.add_middleware(ingestion.BrowserCors)  # web pages send to /track, /engage, /groups
     app.include_router(accounts.router)
     app.include_router(data.router)
     app.include_router(cohorts.router)

@@ -1,7 +1,9 @@
 """Mixpanel-compatible ingestion endpoints: /track, /engage, /groups, /import (R-ING-1).
 
 Replies are what the SDKs expect: ``1``/``0``, or ``{"status": 1|0, "error": …}`` with
-``verbose=1``; ``/import?strict=1`` replies in the documented strict form with failed_records.
+``verbose=1``, or a 1x1 GIF with ``img=1``; ``/import?strict=1`` replies in the documented strict
+form with failed_records. Web pages call /track, /engage and /groups from their own origin
+(mixpanel-browser, with a trailing slash): :class:`BrowserCors` lets them.
 """
 
 from __future__ import annotations
@@ -9,24 +11,34 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cohortsync.api.deps import get_state
-from cohortsync.api.errors import status_for
+from cohortsync.api.errors import error_response, status_for
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, CohortsyncError, PayloadTooLarge
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
 from cohortsync.ingest.results import IngestResult
 from cohortsync.metrics import RECORDS_IN
+from cohortsync.services import accounts
+from cohortsync.storage.database import read_transaction
 
 router = APIRouter(tags=["ingestion"])
+
+# The transparent 1x1 GIF Mixpanel answers ``img=1`` with (a tracking pixel's reply).
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_STORE = {"Cache-Control": "no-cache, no-store, must-revalidate"}
+_FORM = "application/x-www-form-urlencoded"
 
 # Ingestion is CPU-bound Python: one worker thread per process does it. More threads only fight
 # over the GIL (measured: 8 threads ingest at ~40 % of the speed of one), and SQLite takes one
@@ -58,12 +70,32 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(request: Request, raw: bytes) -> DecodedBody:
-    return decode_body(
-        raw,
-        request.headers.get("content-type", ""),
-        request.headers.get("content-encoding", ""),
-    )
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What a request to a legacy endpoint carries: the raw records, with how they are encoded."""
+
+    raw: bytes
+    content_type: str
+    content_encoding: str = ""
+
+    def decode(self) -> DecodedBody:
+        """The records and form fields."""
+        return decode_body(self.raw, self.content_type, self.content_encoding)
+
+
+async def _sent(request: Request) -> _Sent:
+    """The body as sent; for GET (tracking pixels) the query string, a form with ``data=``.
+
+    ``navigator.sendBeacon`` (mixpanel-browser flushing its queue as a page hides) posts the
+    SDK's form body as ``text/plain``: a body starting ``data=`` is read as the form it is.
+    """
+    if request.method == "GET":
+        return _Sent(request.url.query.encode(), _FORM)
+    raw = await read_body(request)
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "text/plain" and raw.startswith(b"data="):
+        content_type = _FORM
+    return _Sent(raw, content_type, request.headers.get("content-encoding", ""))
 
 
 def _flag(request: Request, form: dict[str, str], name: str) -> str | None:
@@ -71,9 +103,16 @@ def _flag(request: Request, form: dict[str, str], name: str) -> str | None:
 
 
 def _legacy_reply(
-    verbose: bool, status: int, result: IngestResult | None, error: str | None
+    request: Request,
+    form: dict[str, str],
+    status: int,
+    result: IngestResult | None,
+    error: str | None,
 ) -> Response:
     ok = error is None
+    if _flag(request, form, "img") == "1":
+        return Response(PIXEL_GIF, status_code=status, media_type="image/gif", headers=_NO_STORE)
+    verbose = _flag(request, form, "verbose") == "1"
     if not verbose:
         return PlainTextResponse("1" if ok else "0", status_code=status)
     body: dict[str, Any] = {"status": 1 if ok else 0, "error": error}
@@ -92,38 +131,52 @@ def _count(request: Request, result: IngestResult) -> None:
 async def _legacy(request: Request, handle: Callable[[DecodedBody], IngestResult]) -> Response:
     form: dict[str, str] = {}
 
-    def work(raw: bytes) -> IngestResult:
-        decoded = _decode(request, raw)
+    def work(sent: _Sent) -> IngestResult:
+        decoded = sent.decode()
         form.update(decoded.form)
         return handle(decoded)
 
     try:
-        result = await in_ingest_thread(work, await read_body(request))
+        result = await in_ingest_thread(work, await _sent(request))
     except CohortsyncError as exc:
-        verbose = _flag(request, form, "verbose") == "1"
-        return _legacy_reply(verbose, status_for(exc), None, exc.message)
+        return _legacy_reply(request, form, status_for(exc), None, exc.message)
     _count(request, result)
-    verbose = _flag(request, form, "verbose") == "1"
     if result.failed:
-        return _legacy_reply(verbose, 400, result, result.summary())
-    return _legacy_reply(verbose, 200, result, None)
+        return _legacy_reply(request, form, 400, result, result.summary())
+    return _legacy_reply(request, form, 200, result, None)
 
 
-@router.post("/track", summary="Track recent events (project token in each event)")
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _sdk_endpoint(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
+    """Serve an SDK endpoint at ``path`` by POST (the documented contract) and, as Mixpanel does
+    and outside the schema, at ``path/`` (mixpanel-browser's spelling) and by GET (pixels)."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        router.add_api_route(path, endpoint, methods=["POST"], summary=summary)
+        router.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+        router.add_api_route(f"{path}/", endpoint, methods=["GET", "POST"], include_in_schema=False)
+        return endpoint
+
+    return register
+
+
+@_sdk_endpoint("/track", "Track recent events (project token in each event)")
 async def track(request: Request) -> Response:
     """Events from client SDKs; older than five days are refused (use /import)."""
     service = get_state(request).ingestion
     return await _legacy(request, lambda body: service.track(body.records))
 
 
-@router.post("/engage", summary="Update user profiles")
+@_sdk_endpoint("/engage", "Update user profiles")
 async def engage(request: Request) -> Response:
     """Profile updates ($set, $set_once, $add, $append, $union, $remove, $unset, $delete)."""
     service = get_state(request).ingestion
     return await _legacy(request, lambda body: service.engage(body.records))
 
 
-@router.post("/groups", summary="Update group profiles")
+@_sdk_endpoint("/groups", "Update group profiles")
 async def groups(request: Request) -> Response:
     """Group profile updates."""
     service = get_state(request).ingestion
@@ -136,7 +189,7 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     if scheme.lower() != "basic" or not value:
         raise AuthenticationError(
             "/import needs HTTP Basic auth: service account user:secret with ?project_id=, "
-            "or the project's API secret as the username"
+            "or the project's API secret or token as the username"
         )
     try:
         username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
@@ -146,10 +199,23 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
 
 
 def _import_project(request: Request) -> Project:
+    """The project an /import writes to: by service account, API secret or, as Mixpanel
+    documents today, the project token as the username with an empty password."""
     username, password = _basic_credentials(request)
-    return get_state(request).ingestion.authenticate_import(
-        username, password, request.query_params.get("project_id")
-    )
+    service = get_state(request).ingestion
+    project_id = request.query_params.get("project_id")
+    try:
+        return service.authenticate_import(username, password, project_id)
+    except AuthenticationError:
+        if password:
+            raise
+        with read_transaction(service.engine) as connection:
+            project = accounts.project_by_token(connection, username)
+        if project is None or project_id not in (None, str(project.id)):
+            raise AuthenticationError(
+                "wrong /import credentials (service account, API secret or project token)"
+            ) from None
+        return project
 
 
 def _strict_reply(status: int, result: IngestResult | None, error: str | None) -> JSONResponse:
@@ -191,3 +257,80 @@ async def import_events(request: Request) -> Response:
     if result.failed and strict != "0":
         return _strict_reply(400, result, "some data points in the request failed validation")
     return _strict_reply(200, result, None)
+
+
+# Where web pages send from their own origin: mixpanel-browser calls these with a trailing slash.
+BROWSER_PATHS = frozenset(
+    spelling for path in ("/track", "/engage", "/groups") for spelling in (path, f"{path}/")
+)
+_BROWSER_METHODS = "GET, POST, OPTIONS"
+# Seconds a browser may reuse a preflight's answer (Chromium caps it at two hours).
+PREFLIGHT_MAX_AGE = 7200
+
+
+def _allow_origin(request_headers: Headers) -> dict[str, str]:
+    """The headers letting the requesting page read the reply.
+
+    mixpanel-browser sends ``withCredentials``, so the page's origin is echoed with
+    ``Allow-Credentials`` (``*`` is refused for credentialed requests). Ingestion never reads
+    cookies (each record's token authenticates it), so credentials give a page nothing more.
+    """
+    origin = request_headers.get("origin")
+    if origin is None:
+        return {"Access-Control-Allow-Origin": "*"}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
+
+
+def _preflight(request_headers: Headers, allow: dict[str, str]) -> Response:
+    headers = {
+        **allow,
+        "Access-Control-Allow-Methods": _BROWSER_METHODS,
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+        "Allow": _BROWSER_METHODS,
+        "Vary": "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+    }
+    requested = request_headers.get("access-control-request-headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    return Response(status_code=204, headers=headers)
+
+
+class BrowserCors:
+    """CORS for /track, /engage and /groups only: preflights answered here, and every reply
+    readable by the page that asked, errors included (a reply the page may not read is, to
+    mixpanel-browser, a network failure: it drops the batch instead of retrying a 5xx). The
+    rest of the service (the API, the web pages) stays same-origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer or pass on one request."""
+        if scope["type"] != "http" or scope["path"] not in BROWSER_PATHS:
+            await self.app(scope, receive, send)
+            return
+        request_headers = Headers(scope=scope)
+        allow = _allow_origin(request_headers)
+        if scope["method"] == "OPTIONS":
+            await _preflight(request_headers, allow)(scope, receive, send)
+            return
+        started = False
+
+        async def send_readable(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                headers.update(allow)
+                headers.add_vary_header("Origin")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_readable)
+        except Exception:
+            # The service's error handler answers outside this middleware, without these headers;
+            # answer first (it then only logs), so the SDK sees the 500 and retries.
+            if not started:
+                reply = error_response(500, "internal_error", "internal error; see the server log")
+                await reply(scope, receive, send_readable)
+            raise
