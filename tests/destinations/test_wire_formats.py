@@ -77,15 +77,20 @@ def member(destination: Destination, distinct_id: str, **profile: Any) -> Partne
 # Iterable ---------------------------------------------------------------------------------
 
 
-def test_iterable_finds_a_list_by_name_or_creates_it_on_the_regional_host() -> None:
-    docs = fixture("iterable")
-    recorder = Recorder(
+def iterable_lists(lists: dict[str, Any], created: dict[str, Any]) -> Recorder:
+    """Iterable answering ``GET /api/lists`` with ``lists`` and creating ``created``."""
+    return Recorder(
         lambda r: (
-            httpx.Response(200, json=docs["get_lists_response"])
+            httpx.Response(200, json=lists)
             if r.method == "GET"
-            else httpx.Response(200, json=docs["create_list_response"])
+            else httpx.Response(200, json=created)
         )
     )
+
+
+def test_iterable_finds_a_list_by_name_or_creates_it_on_the_regional_host() -> None:
+    docs = fixture("iterable")
+    recorder = iterable_lists(docs["get_lists_response"], docs["create_list_response"])
     iterable = connector("iterable", recorder, {"api_key": "k1"}, region="eu")
     assert iterable.ensure_list("Even Higher Value", COHORT).id == "982908"
     created = iterable.ensure_list("List One", COHORT)
@@ -96,7 +101,19 @@ def test_iterable_finds_a_list_by_name_or_creates_it_on_the_regional_host() -> N
     assert recorder.body()["name"] == docs["create_list_request"]["name"]
 
 
-def test_iterable_subscribe_body_and_per_member_failures() -> None:
+def test_iterable_finds_its_list_by_id_and_leaves_lists_other_syncs_own() -> None:
+    docs = fixture("iterable")
+    recorder = iterable_lists(docs["get_lists_response"], docs["create_list_response"])
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    found = iterable.find_list("982908", COHORT)
+    assert found == PartnerList("982908", "Even Higher Value", COHORT)  # the partner's name
+    assert iterable.find_list("1064799", COHORT) is None  # not among the lists: deleted
+    made = iterable.ensure_list("Even Higher Value", COHORT, taken=frozenset({"982908"}))
+    assert made.id == "1064799"  # the same-named list belongs to another sync: a new one
+    assert [r.method for r in recorder.requests] == ["GET", "GET", "GET", "POST"]
+
+
+def test_iterable_subscribers_carry_the_email_and_only_the_iterable_user_id() -> None:
     docs = fixture("iterable")
     recorder = Recorder(lambda r: httpx.Response(200, json=docs["subscribe_response_failed"]))
     iterable = connector("iterable", recorder, {"api_key": "k1"})
@@ -104,31 +121,87 @@ def test_iterable_subscribe_body_and_per_member_failures() -> None:
     bad = member(iterable, "u2", **{"$email": "invalid@email"})
     by_id = member(iterable, "u3", **{"$email": "x@y.io", "$iterable_user_id": "it-3"})
     outcome = iterable.add_members(PartnerList("1064799", "l", COHORT), [good, bad, by_id])
-    sent = recorder.body()
-    example = docs["subscribe_request"]
     assert str(recorder.requests[0].url) == "https://api.iterable.com/api/lists/subscribe"
-    assert sent["listId"] == example["listId"]
-    assert sent["subscribers"][0]["email"] == example["subscribers"][0]["email"]
-    assert sent["subscribers"][0]["dataFields"]["$first_name"] == "C"
-    assert sent["subscribers"][2]["userId"] == "it-3" and "email" not in sent["subscribers"][2]
-    assert all(("email" in s) != ("userId" in s) for s in sent["subscribers"])  # not both
-    assert sent["updateExistingUsersOnly"] is False
+    example = docs["subscribe_request"]
+    assert recorder.body() == {
+        "listId": example["listId"],
+        "subscribers": [
+            {
+                "email": example["subscribers"][0]["email"],
+                "dataFields": {
+                    "$distinct_id": "u1",
+                    "$email": "caio.silveira@mailinator.com",
+                    "$first_name": "C",
+                },
+            },
+            {
+                "email": "invalid@email",
+                "dataFields": {"$distinct_id": "u2", "$email": "invalid@email"},
+            },
+            {
+                "email": "x@y.io",
+                "userId": "it-3",
+                "dataFields": {
+                    "$distinct_id": "u3",
+                    "$email": "x@y.io",
+                    "$iterable_user_id": "it-3",
+                },
+            },
+        ],
+        "updateExistingUsersOnly": False,
+    }
+    assert [m.key for m in (good, bad, by_id)] == [
+        "caio.silveira@mailinator.com",
+        "invalid@email",
+        "x@y.io",
+    ]
     assert outcome.accepted == [good.key, by_id.key]
     assert [(r.key, r.reason) for r in outcome.rejected] == [("invalid@email", "invalid email")]
 
 
-def test_iterable_unsubscribe_keeps_the_channel_subscription() -> None:
+def test_iterable_failed_updates_in_a_200_are_rejections_by_email_or_user_id() -> None:
     docs = fixture("iterable")
-    recorder = Recorder(lambda r: httpx.Response(200, json=docs["subscribe_response_recorded"]))
+    body = docs["subscribe_response_failed_updates"]
+    recorder = Recorder(lambda r: httpx.Response(200, json=body))
     iterable = connector("iterable", recorder, {"api_key": "k1"})
-    leaving = member(iterable, "u1", **{"$email": "caio.silveira@mailinator.com"})
-    outcome = iterable.remove_members(PartnerList("1064799", "l", COHORT), [leaving])
+    fine = member(iterable, "u1", **{"$email": "fine@example.com"})
+    forgotten = member(iterable, "u2", **{"$email": "gone@example.com"})
+    conflict = member(
+        iterable, "u3", **{"$email": "c@example.com", "$iterable_user_id": "it-taken"}
+    )
+    odd = member(iterable, "u4", **{"$email": "odd-data@example.com"})
+    outcome = iterable.add_members(PartnerList("7", "l", COHORT), [fine, forgotten, conflict, odd])
+    assert outcome.accepted == ["fine@example.com"]
+    assert [(r.key, r.reason) for r in outcome.rejected] == [
+        ("gone@example.com", "user forgotten (GDPR)"),
+        ("c@example.com", "userId conflict"),
+        ("odd-data@example.com", "invalid data fields"),
+    ]
+
+
+def test_iterable_unsubscribes_by_email_and_keeps_the_channel_subscription() -> None:
+    docs = fixture("iterable")
+    recorder = Recorder(lambda r: httpx.Response(200, json=docs["unsubscribe_response_not_found"]))
+    iterable = connector("iterable", recorder, {"api_key": "k1"})
+    leaving = member(
+        iterable, "u1", **{"$email": "caio.silveira@mailinator.com", "$iterable_user_id": "it-1"}
+    )
+    absent = member(iterable, "u2", **{"$email": "never-here@example.com"})
+    bad = member(iterable, "u3", **{"$email": "invalid@email"})
+    outcome = iterable.remove_members(PartnerList("1064799", "l", COHORT), [leaving, absent, bad])
+    assert str(recorder.requests[0].url) == "https://api.iterable.com/api/lists/unsubscribe"
     assert recorder.body() == {
-        "listId": 1064799,
-        "subscribers": [{"email": "caio.silveira@mailinator.com"}],
-        "channelUnsubscribe": False,
+        **docs["unsubscribe_request"],
+        "subscribers": [
+            {"email": "caio.silveira@mailinator.com"},
+            {"email": "never-here@example.com"},
+            {"email": "invalid@email"},
+        ],
     }
-    assert outcome.accepted == [leaving.key]
+    assert recorder.body()["channelUnsubscribe"] is False
+    # A user the project does not have is on no list: that removal is done.
+    assert outcome.accepted == [leaving.key, absent.key]
+    assert [(r.key, r.reason) for r in outcome.rejected] == [("invalid@email", "invalid email")]
 
 
 @pytest.mark.parametrize(
@@ -144,12 +217,12 @@ def test_iterable_refusals_are_judged_by_status(status: int, body: str, message:
     iterable = connector("iterable", recorder, {"api_key": "k1"})
     with pytest.raises(PartnerConfigError, match=re.escape(message)):
         iterable.add_members(
-            PartnerList("999999999", "l", COHORT), [member(iterable, "u", **{"$email": "a@b.c"})]
+            PartnerList("999999999", "l", COHORT), [member(iterable, "u", **{"$email": "a@b.co"})]
         )
     assert len(recorder.requests) == 1  # not retried
 
 
-def test_iterable_reads_members_from_plain_text() -> None:
+def test_iterable_reads_members_as_emails_from_plain_text() -> None:
     docs = fixture("iterable")
     recorder = Recorder(lambda r: httpx.Response(200, text=docs["get_users_text"]))
     iterable = connector("iterable", recorder, {"api_key": "k1"})
@@ -158,7 +231,9 @@ def test_iterable_reads_members_from_plain_text() -> None:
         "user1@example.com",
         "user2@example.com",
     ]
-    assert recorder.requests[0].url.params["listId"] == "7"
+    request = recorder.requests[0]
+    assert request.url.path == "/api/lists/getUsers"
+    assert dict(request.url.params) == {"listId": "7"}  # emails: no preferUserId
 
 
 def test_iterable_skips_members_without_email() -> None:

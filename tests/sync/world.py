@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import FrozenClock, now_ms
-from cohortsync.destinations.http import RetryPolicy
+from cohortsync.destinations.http import RetryPolicy, forget_budgets
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.cohorts import parse_definition
 from cohortsync.domain.identity import DEVICE_PREFIX
@@ -185,8 +185,8 @@ class SyncWorld:
             elif partner == "iterable":
                 if not profile.get("$email"):
                     skip("missing email")
-                else:  # a simplified-ID-merge project sends the user id
-                    keys.add(str(profile.get("$iterable_user_id") or user))
+                else:  # Iterable's key is the email, always
+                    keys.add(str(profile["$email"]))
             elif partner == "clevertap":
                 keys.add(str(profile.get("$CleverTap_user_id") or user))
             else:
@@ -204,6 +204,7 @@ class SyncWorld:
 
 def make_world(engine: Engine, clock: FrozenClock, project: Project) -> SyncWorld:
     """A sync world over a migrated database; connector waits are recorded, not slept."""
+    forget_budgets()  # the emulators' accounts start with no read or request turn taken
     worlds: list[SyncWorld] = []
 
     def sleep(seconds: float) -> None:

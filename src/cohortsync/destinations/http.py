@@ -5,6 +5,12 @@ connector passes only its quirks as overrides, and a function that turns an erro
 partner's message. Transient failures (429, 5xx, timeouts) are retried with full-jitter
 exponential backoff that never retries sooner than ``Retry-After`` (seconds or an HTTP date),
 within a bounded budget; then they are raised for the sync engine to decide.
+
+Each partner account has one :class:`AccountBudget`, shared by every sync of that account: its
+concurrency cap, its request rate, and, where the partner meters reads of list members by the
+minute (Iterable: 5 a minute), a read pacer. Read turns are waited for through the calling
+client's ``sleep`` on the budget's ``read_clock`` (both injectable), so tests record those waits
+instead of sleeping them.
 """
 
 from __future__ import annotations
@@ -106,11 +112,39 @@ class CallStats:
     rate_limited: int = 0
     server_errors: int = 0
     timeouts: int = 0
-    waited_seconds: float = 0.0
+    waited_seconds: float = 0.0  # between tries of a request
+    paced_seconds: float = 0.0  # for the account's read turns
+
+
+# Read turns are spaced a little wider than the partner's per-minute budget: requests taking
+# different times to arrive must not squeeze one more read into the partner's minute.
+READ_MARGIN_SECONDS = 0.5
+
+
+class Pacer:
+    """Turns at least ``interval`` seconds apart on one clock, taken one at a time however
+    many threads ask. A turn starts when the clock says the wait is over, so a ``sleep`` that
+    only records (tests) never makes later turns wait longer and longer."""
+
+    def __init__(self, interval: float, monotonic: Callable[[], float]) -> None:
+        self._interval = interval
+        self._monotonic = monotonic
+        self._last = float("-inf")
+        self._turns = threading.Lock()
+
+    def wait_turn(self, sleep: Callable[[float], None]) -> float:
+        """Wait through ``sleep`` until the caller's turn; returns the seconds waited."""
+        with self._turns:
+            wait = max(self._last + self._interval - self._monotonic(), 0.0)
+            if wait:
+                sleep(wait)
+            self._last = self._monotonic()
+        return wait
 
 
 class AccountBudget:
-    """The concurrency cap and request rate of one partner account, shared by all its syncs."""
+    """The concurrency cap, request rate and read budget of one partner account, shared by
+    all its syncs."""
 
     def __init__(
         self,
@@ -118,39 +152,67 @@ class AccountBudget:
         requests_per_second: float | None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        reads_per_minute: float | None = None,
+        read_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic`` and ``sleep`` pace requests (a fraction of a second, slept for real:
+        through a client's recording sleep those waits would mix into the retry waits tests
+        assert one by one); read turns run on ``read_clock`` and wait through each caller's
+        sleep, so a test that drives a clock and records sleeps never waits."""
         self._slots = threading.BoundedSemaphore(max(max_concurrency, 1))
-        self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._monotonic = monotonic
+        self._requests = (
+            Pacer(1.0 / requests_per_second, monotonic) if requests_per_second else None
+        )
+        self._reads = (
+            Pacer(60.0 / reads_per_minute + READ_MARGIN_SECONDS, read_clock)
+            if reads_per_minute
+            else None
+        )
         self._sleep = sleep
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold one of the account's concurrent request slots, paced to its request rate."""
         with self._slots:
-            if self._interval:
-                with self._lock:
-                    now = self._monotonic()
-                    start = max(now, self._next)
-                    self._next = start + self._interval
-                if start > now:
-                    self._sleep(start - now)
+            if self._requests is not None:
+                self._requests.wait_turn(self._sleep)
             yield
+
+    def read_turn(self, sleep: Callable[[float], None]) -> float:
+        """Wait, through the caller's ``sleep``, for the account's next read of list members
+        (the partner's per-minute read budget); returns the seconds waited."""
+        return self._reads.wait_turn(sleep) if self._reads is not None else 0.0
 
 
 _budgets: dict[str, AccountBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def account_budget(partner: str, account: str, capabilities: Capabilities) -> AccountBudget:
-    """The one budget of a partner account (keyed by a hash, so no secret is kept as a key)."""
+def forget_budgets() -> None:
+    """Drop every account's budget: the next call of an account starts with no turn taken
+    (a test's fresh world; accounts of earlier tests must not make it wait)."""
+    with _budgets_lock:
+        _budgets.clear()
+
+
+def account_budget(
+    partner: str,
+    account: str,
+    capabilities: Capabilities,
+    read_clock: Callable[[], float] = time.monotonic,
+) -> AccountBudget:
+    """The one budget of a partner account (keyed by a hash, so no secret is kept as a key);
+    its read turns run on the ``read_clock`` of the first caller."""
     key = hashlib.sha256(f"{partner}\x00{account}".encode()).hexdigest()
     with _budgets_lock:
         budget = _budgets.get(key)
         if budget is None:
-            budget = AccountBudget(capabilities.max_concurrency, capabilities.requests_per_second)
+            budget = AccountBudget(
+                capabilities.max_concurrency,
+                capabilities.requests_per_second,
+                reads_per_minute=capabilities.reads_per_minute,
+                read_clock=read_clock,
+            )
             _budgets[key] = budget
         return budget
 
@@ -219,14 +281,43 @@ class PartnerClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         accept: Sequence[int] = (),
+        read: bool = False,
     ) -> httpx.Response:
         """Send one request, retrying transient failures; a 2xx reply (or one whose status is
         in ``accept``) is returned, anything else raises a :class:`DestinationError` subclass
-        carrying the partner's message."""
+        carrying the partner's message. ``read``: every try waits for the account's read turn."""
+        built = self._http.build_request(
+            method, path, json=json, params=params, content=content, headers=headers
+        )
+        return self._retrying(lambda: self._once(built, accept, read, stream=False))
+
+    def lines(
+        self, path: str, *, params: Mapping[str, Any] | None = None, read: bool = False
+    ) -> Iterator[str]:
+        """The non-empty lines of a text reply to a GET, stripped, read as they arrive (a
+        long member list is never held whole); retried like :meth:`request` until the reply
+        starts, a failure mid-body raises :class:`TransientError`."""
+        built = self._http.build_request("GET", path, params=params)
+        response = self._retrying(lambda: self._once(built, (), read, stream=True))
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield line.strip()
+        except httpx.TimeoutException:
+            self.stats.timeouts += 1
+            raise TransientError(f"{self.partner} stopped answering mid-reply") from None
+        except httpx.TransportError as error:
+            raise TransientError(
+                self.message(f"{self.partner} broke off its reply: {type(error).__name__}")
+            ) from None
+        finally:
+            response.close()
+
+    def _retrying(self, attempt_once: Callable[[], httpx.Response]) -> httpx.Response:
         waited = 0.0
         for attempt in range(self.retry.attempts):
             try:
-                return self._once(method, path, json, params, content, headers, accept)
+                return attempt_once()
             except TransientError as error:
                 retry_after = error.retry_after if isinstance(error, RateLimited) else None
                 wait = self.retry.delay(attempt, retry_after, self.rng)
@@ -244,21 +335,14 @@ class PartnerClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(
-        self,
-        method: str,
-        path: str,
-        json: Any,
-        params: Mapping[str, Any] | None,
-        content: bytes | None,
-        headers: Mapping[str, str] | None,
-        accept: Sequence[int],
+        self, request: httpx.Request, accept: Sequence[int], read: bool, stream: bool
     ) -> httpx.Response:
+        if read:
+            self.stats.paced_seconds += self.budget.read_turn(self.sleep)
         self.stats.requests += 1
         try:
             with self.budget.slot():
-                response = self._http.request(
-                    method, path, json=json, params=params, content=content, headers=headers
-                )
+                response = self._http.send(request, stream=stream)
         except httpx.TimeoutException:
             self.stats.timeouts += 1
             raise TransientError(f"{self.partner} did not answer in time") from None
@@ -270,6 +354,9 @@ class PartnerClient:
         action = action_for(status, self.overrides)
         if action is Action.OK or status in accept:
             return response
+        if stream:  # the error body, for the partner's message
+            response.read()
+            response.close()
         text = self.message(partner_message(response, self.describe))
         if action is Action.RATE_LIMITED:
             self.stats.rate_limited += 1

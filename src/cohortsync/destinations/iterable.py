@@ -1,20 +1,44 @@
 """Iterable: the wire format of list sync (Iterable REST API).
 
-Sources (checked 2026-11): Iterable API reference (``https://api.iterable.com/api-docs``) and
-the support articles "Getting Started with Iterable's API" and "API Keys".
+Documented by Iterable (shared/PARTNER_FACTS.md, "Iterable": the Swagger spec bundled in its
+official client ``Iterable/api-client`` (``api-docs.json``, ``src/client/lists.ts``), and the
+support articles on identifying users in email-based, userID-based and hybrid projects):
 
-- Hosts: US ``https://api.iterable.com``, EU ``https://api.eu.iterable.com``; key in ``Api-Key``.
-- ``GET /api/lists`` → ``{"lists": [{"id", "name", "createdAt", "listType"}]}`` (the check:
-  read-only, 100 req/s); ``POST /api/lists`` ``{"name", "description"}`` → ``{"listId"}``.
-- ``POST /api/lists/subscribe`` ``{"listId", "subscribers": [{"email"|"userId", "dataFields",
-  "preferUserId"}], "updateExistingUsersOnly": false}`` and ``POST /api/lists/unsubscribe``
-  ``{"listId", "subscribers": [{"email"|"userId"}], "channelUnsubscribe": false}`` →
-  ``{"successCount", "failCount", "failedUpdates": {"invalidEmails", "notFoundUserIds", …}}``.
-- ``GET /api/lists/getUsers?listId=&preferUserId=true`` → plain text, one id a line.
+- Hosts: US ``https://api.iterable.com``, EU ``https://api.eu.iterable.com``; key in ``Api-Key``
+  (a key belongs to one data center: the other host answers 401).
+- A subscriber is identified by its top-level ``email`` or ``userId``; ``dataFields`` (where
+  ``$email`` travels as an export column) identify nobody. In an email-based project, sending
+  both makes email win and overwrites the stored userId with the one sent, so ``userId`` goes
+  beside the email only from ``$iterable_user_id`` (Mixpanel's rule), never the distinct_id.
+  ``preferUserId: true`` with a userId nobody has makes a new placeholder user: never sent.
+  (The Swagger field text says "an email or a userId (but not both)"; the support article on
+  email-based projects describes both, email winning.)
+- ``POST /api/lists/subscribe`` ``{"listId", "subscribers": [{"email", "userId"?,
+  "dataFields"}], "updateExistingUsersOnly": false}`` creates users for unknown emails;
+  ``POST /api/lists/unsubscribe`` ``{"listId", "subscribers": [{"email"}],
+  "channelUnsubscribe": false}`` (``true`` is close to a global unsubscribe from the channel).
+  Both answer HTTP 200 even when users failed: ``{"successCount", "failCount", "failedUpdates":
+  {"invalidEmails", "notFoundUserIds", "conflictUserIds", …}}`` plus the deprecated top-level
+  ``invalidEmails``/``invalidUserIds``; every listed user is a rejection.
+- ``GET /api/lists`` → ``{"lists": [{"id", "name", "description", "createdAt", "listType"}]}``
+  (100 req/s; also the credentials check); ``POST /api/lists`` ``{"name", "description"}`` →
+  ``{"listId"}``; list names may repeat, ids are unique.
+- ``GET /api/lists/getUsers?listId=`` → ``text/plain``, one email a line (with
+  ``preferUserId=true`` the userId where there is one: not asked, since members are keyed by
+  email); **5 requests a minute per project**, as is ``GET /api/lists/{id}/size``; either may
+  answer 503 "Request timeout" (retried). Every try waits for the account's read turn
+  (``reads_per_minute``: one each 12.5 s), shared by every sync of the account.
 - Errors ``{"msg", "code", "params"}``: 401 ``BadApiKey``, 429 ``RateLimitExceeded``; the HTTP
   status decides, never ``code`` (an unknown listId is a 400 whose code says "Success").
-- Limits: SPEC §5 says 1,000 subscribers a call, 5 requests/s and 4 MB a body (the per-call
-  figure is not in the API reference; 5 req/s and 4 MB are documented for bulk user updates).
+
+Inferred, not confirmed by Iterable's documents:
+
+- At most 1,000 subscribers a call (the spec only has a ``BatchTooLarge`` error code; 1,000 is
+  what integrations use) and 4 MB a body (documented for bulk user updates); 5 req/s is the
+  documented rate of ``users/bulkUpdate``, none is stated for ``lists/subscribe``.
+- ``Retry-After`` on a 429: honoured when present, else jittered backoff (the HTTP client).
+- A removal Iterable answers with ``notFound*``/``forgotten*`` is done: a user the project
+  does not have (any more) is on no list.
 """
 
 from __future__ import annotations
@@ -44,6 +68,7 @@ CAPABILITIES = Capabilities(
     max_body_bytes=4 * 1024 * 1024,
     interval=timedelta(minutes=15),
     reads_members=True,
+    reads_per_minute=5,
 )
 USER_ID_PROPERTY = "$iterable_user_id"
 # failedUpdates lists, and the reason each stands for.
@@ -59,6 +84,9 @@ FAILURE_REASONS = {
     "invalidDataEmails": "invalid data fields",
     "invalidDataUserIds": "invalid data fields",
 }
+DEPRECATED_FAILURES = ("invalidEmails", "invalidUserIds")  # top-level copies, older replies
+# Failures that leave a user off the list anyway: a removal they answer is done.
+ABSENT_USER = frozenset(FAILURE_REASONS[name] for name in ("notFoundEmails", "forgottenEmails"))
 
 
 def describe_error(body: Any) -> str | None:
@@ -68,34 +96,41 @@ def describe_error(body: Any) -> str | None:
     return None
 
 
-def subscriber(member: PartnerMember, with_fields: bool) -> dict[str, Any]:
-    """One entry of ``subscribers``: by userId when known, else by email."""
+def subscriber(member: PartnerMember) -> dict[str, Any]:
+    """One entry of a subscribe call: the email (the member's key), the Iterable userId
+    beside it when the profile has one, and the export columns."""
+    entry: dict[str, Any] = {"email": member.key}
     user_id = member.fields.get("userId")
-    entry: dict[str, Any] = (
-        {"userId": user_id, "preferUserId": True} if user_id else {"email": member.fields["email"]}
-    )
-    if with_fields:
-        entry["dataFields"] = dict(member.fields.get("dataFields", {}))
-    elif user_id:
-        entry.pop("preferUserId")
+    if user_id:
+        entry["userId"] = user_id
+    entry["dataFields"] = dict(member.fields.get("dataFields") or {})
     return entry
 
 
-def outcome(members: Sequence[PartnerMember], body: Mapping[str, Any]) -> BatchOutcome:
-    """Per-member results from a subscribe/unsubscribe reply."""
+def failures(body: Mapping[str, Any]) -> dict[str, str]:
+    """Every email or userId a subscribe/unsubscribe reply lists as failed, with the reason."""
     failed: dict[str, str] = {}
     updates = body.get("failedUpdates") or {}
-    for field, reason in FAILURE_REASONS.items():
-        for value in updates.get(field) or []:
+    for name, reason in FAILURE_REASONS.items():
+        for value in updates.get(name) or []:
             failed.setdefault(str(value), reason)
-    for field in ("invalidEmails", "invalidUserIds"):  # deprecated top-level lists
-        for value in body.get(field) or []:
-            failed.setdefault(str(value), FAILURE_REASONS[field])
+    for name in DEPRECATED_FAILURES:
+        for value in body.get(name) or []:
+            failed.setdefault(str(value), FAILURE_REASONS[name])
+    return failed
+
+
+def outcome(
+    members: Sequence[PartnerMember], body: Mapping[str, Any], done_if: frozenset[str]
+) -> BatchOutcome:
+    """Per-member results from a reply: a member listed under its email or its userId is
+    rejected, unless its reason is one of ``done_if``."""
+    failed = failures(body)
     result = BatchOutcome()
     for member in members:
-        wire_id = str(member.fields.get("userId") or member.fields.get("email"))
-        refusal = failed.get(wire_id)
-        if refusal is None:
+        user_id = member.fields.get("userId")
+        refusal = failed.get(member.key) or (failed.get(str(user_id)) if user_id else None)
+        if refusal is None or refusal in done_if:
             result.accepted.append(member.key)
         else:
             result.rejected.append(Rejection(member.key, refusal))
@@ -109,7 +144,6 @@ class IterableDestination(HttpConnector):
 
     def __init__(self, config: ConnectorConfig) -> None:
         key = config.credentials["api_key"]
-        self._simplified = config.simplified_id_merge
         self._http = config.client(
             "iterable",
             CAPABILITIES,
@@ -119,18 +153,17 @@ class IterableDestination(HttpConnector):
         )
 
     def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
-        """userId from ``$iterable_user_id`` when set, else by email; email is required."""
+        """Keyed by ``$email`` (required); ``userId`` only from ``$iterable_user_id``."""
         email = text(profile, "$email")
         if email is None:
             return Skip("missing email")
-        user_id = text(profile, USER_ID_PROPERTY) or (distinct_id if self._simplified else None)
         fields: dict[str, Any] = {
-            "email": email,
-            "dataFields": export_columns(profile, distinct_id, (USER_ID_PROPERTY,)),
+            "dataFields": export_columns(profile, distinct_id, (USER_ID_PROPERTY,))
         }
+        user_id = text(profile, USER_ID_PROPERTY)
         if user_id:
             fields["userId"] = user_id
-        return PartnerMember(key=user_id or email, distinct_id=distinct_id, fields=fields)
+        return PartnerMember(key=email, distinct_id=distinct_id, fields=fields)
 
     def check(self) -> None:
         """``GET /api/lists``: read-only and cheap."""
@@ -140,10 +173,19 @@ class IterableDestination(HttpConnector):
         body = self._http.request("GET", "/api/lists").json()
         return list(body.get("lists") or [])
 
-    def ensure_list(self, name: str, cohort: CohortInfo) -> PartnerList:
-        """Find the list by name, else create it."""
+    def find_list(self, list_id: str, cohort: CohortInfo) -> PartnerList | None:
+        """The list with this id under the name it has on Iterable now, or None."""
         for entry in self._lists():
-            if entry.get("name") == name:
+            if str(entry.get("id")) == list_id:
+                return PartnerList(list_id, str(entry.get("name", "")), cohort)
+        return None
+
+    def ensure_list(
+        self, name: str, cohort: CohortInfo, taken: frozenset[str] = frozenset()
+    ) -> PartnerList:
+        """The list named ``name`` whose id is not ``taken``, else a new one."""
+        for entry in self._lists():
+            if entry.get("name") == name and str(entry.get("id")) not in taken:
                 return PartnerList(str(entry["id"]), name, cohort)
         created = self._http.request(
             "POST",
@@ -155,34 +197,29 @@ class IterableDestination(HttpConnector):
         return PartnerList(str(created["listId"]), name, cohort)
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
-        """``POST /api/lists/subscribe``."""
+        """``POST /api/lists/subscribe``; users listed in ``failedUpdates`` are rejected."""
         body = {
             "listId": int(target.id),
-            "subscribers": [subscriber(m, with_fields=True) for m in members],
+            "subscribers": [subscriber(m) for m in members],
             "updateExistingUsersOnly": False,
         }
-        return outcome(
-            members, self._http.request("POST", "/api/lists/subscribe", json=body).json()
-        )
+        reply = self._http.request("POST", "/api/lists/subscribe", json=body).json()
+        return outcome(members, reply, done_if=frozenset())
 
     def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
-        """``POST /api/lists/unsubscribe`` without unsubscribing from the channel."""
+        """``POST /api/lists/unsubscribe`` by email, keeping the channel subscription."""
         body = {
             "listId": int(target.id),
-            "subscribers": [subscriber(m, with_fields=False) for m in members],
+            "subscribers": [{"email": m.key} for m in members],
             "channelUnsubscribe": False,
         }
         reply = self._http.request("POST", "/api/lists/unsubscribe", json=body).json()
-        return outcome(members, reply)
+        return outcome(members, reply, done_if=ABSENT_USER)
 
     def read_members(self, target: PartnerList) -> Iterator[str]:
-        """``GET /api/lists/getUsers`` (5 requests a minute: for reconciliation only)."""
-        response = self._http.request(
-            "GET", "/api/lists/getUsers", params={"listId": target.id, "preferUserId": "true"}
-        )
-        for line in response.text.splitlines():
-            if line.strip():
-                yield line.strip()
+        """The emails on the list (``GET /api/lists/getUsers``), line by line as they arrive;
+        waits for the account's read turn (5 a minute: for reconciliation, not every run)."""
+        return self._http.lines("/api/lists/getUsers", params={"listId": target.id}, read=True)
 
 
 SPEC = PartnerSpec(
