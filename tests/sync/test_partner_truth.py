@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.services import cohorts
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_run_members
-from cohortsync.services import cohorts
 from cohortsync.sync.records import SyncRun
 from tests.sync.world import SyncWorld
 
@@ -119,7 +119,7 @@ def test_reconcile_repairs_a_list_edited_by_hand_and_counts_the_drift(
     _pros(world, "ann", "bob", "cat")
     sync_id = _export(world, sandbox)
     first = _run(world, sync_id)
-    assert first.counts.reconciled  # never read back before: the first run reads once
+    assert not first.counts.reconciled  # a list the sync made itself is known to be empty
     list_id = _list_id(world, sync_id)
     sandbox.state.edit_by_hand(list_id, remove=["bob@x.io"], add=["stranger@x.io"])
 
@@ -136,6 +136,24 @@ def test_reconcile_repairs_a_list_edited_by_hand_and_counts_the_drift(
     assert repaired.as_json()["counts"]["drift"] == {"missing": 1, "extra": 1}
     assert _held(sandbox, list_id) == {"ann@x.io", "bob@x.io", "cat@x.io"}
     assert world.acknowledged(sync_id) == _held(sandbox, list_id)
+
+
+def test_a_list_found_by_name_is_read_back_before_its_first_run_relies_on_it(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann")
+    cohort_id = world.cohort("Pros", PRO_COHORT)
+    left_over = sandbox.state.create_list(f"mixpanel_Pros_{cohort_id}")  # an earlier export's
+    sandbox.state.edit_by_hand(left_over.id, add=["gone@x.io", "ann@x.io"])
+    integration_id = world.connect(sandbox)
+    sync_id = world.service().export(world.project.id, cohort_id, integration_id, "dynamic").id
+
+    first = _run(world, sync_id)
+
+    assert _list_id(world, sync_id) == left_over.id
+    assert first.counts.reconciled and first.counts.drift_extra == 1
+    assert _held(sandbox, left_over.id) == {"ann@x.io"}
 
 
 def test_a_readable_list_is_read_back_daily_and_after_a_failed_run(

@@ -46,6 +46,7 @@ class PartnerList:
     id: str
     name: str
     cohort: CohortInfo
+    created: bool = False  # made by the call that returned it (so it is known to be empty)
 
 
 @dataclass(frozen=True, slots=True)

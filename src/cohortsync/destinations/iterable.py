@@ -194,7 +194,7 @@ class IterableDestination(HttpConnector):
         ).json()
         if "listId" not in created:
             raise PartnerConfigError(f"Iterable did not return a listId: {created}")
-        return PartnerList(str(created["listId"]), name, cohort)
+        return PartnerList(str(created["listId"]), name, cohort, created=True)
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """``POST /api/lists/subscribe``; users listed in ``failedUpdates`` are rejected."""

@@ -136,7 +136,7 @@ class XtremepushDestination(HttpConnector):
         model = created.get("model") or {}
         if "id" not in model:
             raise PartnerConfigError(f"Xtremepush did not return the new list's id: {created}")
-        return PartnerList(str(model["id"]), name, cohort)
+        return PartnerList(str(model["id"]), name, cohort, created=True)
 
     def _items(
         self, method: str, target: PartnerList, members: Sequence[PartnerMember]

@@ -59,10 +59,16 @@ def owned_elsewhere(engine: Engine, sync: Sync) -> frozenset[str]:
 
 
 def find_or_make(
-    engine: Engine, sync: Sync, destination: Destination, cohort: CohortInfo, name: str
+    engine: Engine,
+    sync: Sync,
+    destination: Destination,
+    cohort: CohortInfo,
+    name: str,
+    now: datetime,
 ) -> ListFound:
     """The sync's list: by its kept id, else (never made, or gone) found by ``name`` among
-    lists no other sync owns, or made. A list made again resets the acknowledged state."""
+    lists no other sync owns, or made. A list made again resets the acknowledged state; a list
+    just made is known to be empty, as good as read back."""
     if sync.list_id:
         found = destination.find_list(sync.list_id, cohort)
         if found is not None:
@@ -76,10 +82,11 @@ def find_or_make(
             connection.execute(
                 sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync.id)
             )
+        made = {"reconciled_at": now} if target.created else {}
         connection.execute(
             syncs.update()
             .where(syncs.c.id == sync.id)
-            .values(list_id=target.id, list_name=target.name)
+            .values(list_id=target.id, list_name=target.name, **made)
         )
     return ListFound(target, recreated)
 
@@ -110,7 +117,8 @@ def reconcile_due(
     every: timedelta,
 ) -> bool:
     """Whether this run reads the list back: the partner allows it, and it was asked for, or
-    never done, or last done ``every`` ago, or drift is suspected."""
+    never done (on a list this sync did not make), or last done ``every`` ago, or drift is
+    suspected. ``sync`` is as it was after its list was found."""
     if not destination.capabilities.reads_members or not isinstance(
         destination, ReadableDestination
     ):

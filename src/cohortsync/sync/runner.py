@@ -288,6 +288,8 @@ class SyncRunner:
                 sync.project_id, sync.integration_id, self.config.retry
             )
             found = self._target(sync, integration.settings, destination)
+            with read_transaction(self._engine) as connection:
+                sync = get_sync(connection, sync.id, self._clock.now())
             if found.recreated:
                 counts.list_recreated = True
                 if run.status != PLANNING:  # the plan was a diff against a list that is gone
@@ -440,7 +442,7 @@ class SyncRunner:
             cohort = get_cohort(connection, sync.project_id, sync.cohort_id)
         name = sync.list_name or list_name(settings, cohort.name, cohort.id)
         info = CohortInfo(cohort.id, cohort.name, cohort.description)
-        return find_or_make(self._engine, sync, destination, info, name)
+        return find_or_make(self._engine, sync, destination, info, name, self._clock.now())
 
     def _send(
         self,
