@@ -1,4 +1,5 @@
-"""Syncs API (SPEC §11): preview, export, list, run now, confirm, stop, run history.
+"""Syncs API (SPEC §11): preview, export, list, run now, confirm, stop, run history, the members
+a run skipped or had rejected, and explain.
 
 Members may look; only admins may start, run, confirm or stop.
 """
@@ -8,9 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from cohortsync.api.deps import CurrentUser, StateDep, project_role, require_admin
+from cohortsync.api.state import AppState
+from cohortsync.services import run_members
+from cohortsync.services.explain import Explainer
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
 
@@ -120,3 +125,60 @@ def rejections(
     """Members the partner refused; they are tried again on the next run."""
     project_role(user, project_id)
     return state.syncs.rejections(project_id, sync_id)
+
+
+@router.get("/{sync_id}/runs/{run_id}/members")
+def run_members_page(
+    project_id: int,
+    sync_id: int,
+    run_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    outcome: str | None = Query(default=None, description="skipped or rejected (default: both)"),
+    limit: int = Query(default=100, ge=1, le=run_members.MAX_PAGE),
+    cursor: str | None = Query(default=None, description="next_cursor of the previous page"),
+) -> dict[str, Any]:
+    """Members the run skipped (with the reason) or the partner rejected (with the key)."""
+    project_role(user, project_id)
+    page = run_members.member_page(
+        state.engine, project_id, sync_id, run_id, outcome=outcome, limit=limit, cursor=cursor
+    )
+    return page.as_json()
+
+
+def members_csv_response(
+    state: AppState, project_id: int, sync_id: int, run_id: int
+) -> StreamingResponse:
+    """The run's skipped and rejected members as a CSV download (NotFound before streaming)."""
+    lines = run_members.members_csv(state.engine, project_id, sync_id, run_id)
+    name = run_members.csv_filename(sync_id, run_id)
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
+def run_members_csv(
+    project_id: int, sync_id: int, run_id: int, user: CurrentUser, state: StateDep
+) -> StreamingResponse:
+    """The run's skipped and rejected members as CSV: distinct_id, partner_key, outcome, reason."""
+    project_role(user, project_id)
+    return members_csv_response(state, project_id, sync_id, run_id)
+
+
+@router.get("/{sync_id}/explain")
+def explain(
+    project_id: int,
+    sync_id: int,
+    user: CurrentUser,
+    state: StateDep,
+    distinct_id: str = Query(min_length=1, description="any id of the user"),
+) -> dict[str, Any]:
+    """Why the user is or is not on the partner's list (R-X-4): the cohort condition by
+    condition, identified or not, partner key or skip reason, acknowledged, last rejection and
+    what the partner held when its list was last read back. The partner is not called."""
+    project_role(user, project_id)
+    explainer = Explainer(state.engine, state.integrations, state.clock)
+    return explainer.explain(project_id, sync_id, distinct_id).as_json()

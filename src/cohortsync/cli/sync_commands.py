@@ -1,5 +1,5 @@
-"""``cohortsync syncs …``: export a cohort, list, preview, run (with progress), stop, confirm;
-and ``cohortsync worker``, the scheduler without the API."""
+"""``cohortsync syncs …``: export a cohort, list, preview, run (with progress), stop, confirm,
+explain; and ``cohortsync worker``, the scheduler without the API."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import orjson
 import typer
 from prometheus_client import start_http_server
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,13 +26,15 @@ from cohortsync.cli.context import (
     settings,
 )
 from cohortsync.cli.data_commands import demo_app, project_ingestion, seed_demo
-from cohortsync.clock import SystemClock
+from cohortsync.cli.explain_text import explanation_text
+from cohortsync.clock import Clock, SystemClock
 from cohortsync.demo.sync_tour import demo_done, has_profiles, run_tour
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.errors import Conflict
 from cohortsync.keyring import Keyring
 from cohortsync.metrics import PROCESS
 from cohortsync.services import accounts
+from cohortsync.services.explain import Explainer
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.storage.database import read_transaction
@@ -48,15 +51,20 @@ def _service(progress: Progress | None = None, scheduled: bool = False) -> Itera
         yield _build(engine, progress, scheduled)
 
 
-def _build(engine: Engine, progress: Progress | None, scheduled: bool) -> SyncService:
+def _integrations(engine: Engine, clock: Clock) -> IntegrationService:
     current = settings()
-    clock = SystemClock()
-    integrations = IntegrationService(
+    return IntegrationService(
         engine,
         Keyring.from_settings(current),
         clock,
         allow_custom_endpoints=current.allow_custom_endpoints,
     )
+
+
+def _build(engine: Engine, progress: Progress | None, scheduled: bool) -> SyncService:
+    current = settings()
+    clock = SystemClock()
+    integrations = _integrations(engine, clock)
     task = progress.add_task("sending", total=None) if progress is not None else None
 
     def on_batch(run: SyncRun) -> None:
@@ -242,6 +250,28 @@ def syncs_stop(sync_id: SyncArgument, project: ProjectOption = None) -> None:
     with _service() as service:
         sync = service.stop(project_id, sync_id)
     out.print(f"sync {sync.id} is {sync.status}")
+
+
+@syncs_app.command("explain")
+@friendly_errors
+def syncs_explain(
+    sync_id: SyncArgument,
+    distinct_id: Annotated[str, typer.Argument(help="Any id of the user.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    project: ProjectOption = None,
+) -> None:
+    """Why a user is (or is not) on the sync's partner list: condition by condition, partner
+    key or skip reason, acknowledged, last rejection; the partner is not called."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine:
+        clock = SystemClock()
+        explainer = Explainer(engine, _integrations(engine, clock), clock)
+        explanation = explainer.explain(project_id, sync_id, distinct_id)
+    if json_output:
+        body = orjson.dumps(explanation.as_json(), option=orjson.OPT_INDENT_2).decode()
+        out.print(body, markup=False)
+    else:
+        out.print(explanation_text(explanation), markup=False)
 
 
 @demo_app.command("sync")

@@ -1,16 +1,20 @@
-"""The Syncs page: each export's status, last and next run, run history, and (for admins)
-Run now, Stop, and Confirm of a blocked run."""
+"""The Syncs page: each export's status, last and next run, run history (with the members each
+run skipped or had rejected, as CSV), "why is … (not) on the list?", and (for admins) Run now,
+Stop, and Confirm of a blocked run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
+from cohortsync.api.syncs import members_csv_response
 from cohortsync.services import cohorts
+from cohortsync.services.explain import Explainer, UnknownUser
 from cohortsync.services.integrations import Integration
 from cohortsync.storage.database import read_transaction
 from cohortsync.sync.records import BLOCKED, UNFINISHED, Sync, SyncRun
@@ -78,7 +82,30 @@ def sync_row(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> 
 def run_history(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> Response:
     """The latest runs with their counts, skips and rejections by reason, and errors."""
     runs = state.syncs.runs(view.project.id, sync_id, limit=HISTORY)
-    return render(request, "_run_history.html", {"runs": runs})
+    url = f"/projects/{view.project.id}/syncs/{sync_id}"
+    return render(request, "_run_history.html", {"runs": runs, "url": url})
+
+
+@router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
+def run_members_csv(sync_id: int, run_id: int, state: StateDep, view: ViewDep) -> Response:
+    """The members the run skipped or the partner rejected, with the reasons, as CSV."""
+    return members_csv_response(state, view.project.id, sync_id, run_id)
+
+
+@router.get("/{sync_id}/explain")
+def explain(
+    request: Request, sync_id: int, state: StateDep, view: ViewDep, distinct_id: str = ""
+) -> Response:
+    """Why a user is or is not on the sync's partner list, in the sync's row."""
+    wanted = distinct_id.strip()
+    context: dict[str, object] = {"wanted": wanted}
+    if wanted:
+        explainer = Explainer(state.engine, state.integrations, state.clock)
+        try:
+            context["answer"] = explainer.explain(view.project.id, sync_id, wanted)
+        except UnknownUser as unknown:
+            context["unknown"] = unknown.message
+    return render(request, "_explain.html", context)
 
 
 @router.post("/{sync_id}/run")
