@@ -20,10 +20,12 @@ from cohortsync.destinations.base import (
     PartnerList,
     PartnerMember,
     ReadableDestination,
+    SnapshotDestination,
 )
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import PartnerConfigError, TransientError
 from cohortsync.destinations.http import RetryPolicy
+from cohortsync.domain.errors import BatchError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COHORT = CohortInfo(12, "Cart abandoners", "left a cart")
@@ -250,19 +252,36 @@ def clevertap(recorder: Recorder, **settings: Any) -> Destination:
     return connector("clevertap", recorder, {"account_id": "ACC-1", "passcode": "p4ss"}, **settings)
 
 
-def test_clevertap_uploads_profiles_with_identity_and_reads_skipped_records() -> None:
-    docs = fixture("clevertap")
+def clevertap_custom_list(docs: dict[str, Any]) -> Responder:
+    """CleverTap and its S3 bucket answering the three Custom List steps as documented."""
+    presigned = docs["custom_list_url_response"]["presignedS3URL"]
 
     def respond(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/1/upload":
-            return httpx.Response(200, text=docs["upload_partial"])
-        return httpx.Response(200, text=docs["upload_success"])
+        if request.method == "PUT" and str(request.url) == presigned:
+            return httpx.Response(200)
+        if request.url.path == "/get_custom_list_segment_url":
+            return httpx.Response(200, json=docs["custom_list_url_response"])
+        if request.url.path == "/upload_custom_list_segment_completed":
+            return httpx.Response(200, json=docs["custom_list_completed_response"])
+        return httpx.Response(404, json={"status": "fail", "error": "no such path"})
 
-    recorder = Recorder(respond)
+    return respond
+
+
+def as_json(value: Any) -> Any:
+    """A fixture reply kept as recorded text, or already JSON."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("reply", ["upload_partial", "upload_partial_status"])
+def test_clevertap_uploads_profiles_with_identity_and_reads_skipped_records(reply: str) -> None:
+    docs = fixture("clevertap")
+    recorder = Recorder(lambda r: httpx.Response(200, json=as_json(docs[reply])))
     partner = clevertap(recorder, region="in1", export_properties=["plan"])
     first = member(partner, "mp-1", **{"$email": "a@b.io", "plan": "pro", "secret": "x"})
     second = member(partner, "mp-2", **{"$CleverTap_user_id": "ct-2"})
-    outcome = partner.add_members(PartnerList("cohortsync-12", "s", COHORT), [first, second])
+    outcome = partner.add_members(PartnerList("1698765432", "s", COHORT), [first, second])
+    assert len(recorder.requests) == 1  # profiles only: the segment is set by the snapshot
     upload = recorder.requests[0]
     assert str(upload.url) == "https://in1.api.clevertap.com/1/upload"
     assert upload.headers["X-CleverTap-Account-Id"] == "ACC-1"
@@ -272,12 +291,112 @@ def test_clevertap_uploads_profiles_with_identity_and_reads_skipped_records() ->
     shape = docs["upload_request"]["d"][0]
     assert all(set(r) == set(shape) - {"ts"} for r in records)
     assert [r["identity"] for r in records] == ["mp-1", "ct-2"]  # $CleverTap_user_id first
+    assert records[0]["type"] == "profile"
     assert records[0]["profileData"] == {"$distinct_id": "mp-1", "Email": "a@b.io", "plan": "pro"}
-    # record number 2 was skipped (code 523): only mp-1 goes on to the segment
-    segment = recorder.body(1)
-    assert segment["bulk_profiles"][0]["user_profiles"] == [{"identity": "mp-1"}]
+    # record number 2 was skipped (code 523) inside the HTTP 200
     assert outcome.accepted == ["mp-1"]
     assert outcome.rejected[0].key == "ct-2" and outcome.rejected[0].reason.startswith("523 ")
+
+
+def test_clevertap_a_fail_reply_naming_no_record_refuses_the_whole_batch() -> None:
+    body = {"status": "fail", "processed": 0, "error": "Account is suspended"}
+    recorder = Recorder(lambda r: httpx.Response(200, json=body))
+    partner = clevertap(recorder)
+    batch = [member(partner, "a"), member(partner, "b")]
+    outcome = partner.add_members(PartnerList("1", "s", COHORT), batch)
+    assert outcome.accepted == []
+    assert [(r.key, r.reason) for r in outcome.rejected] == [
+        ("a", "Account is suspended"),
+        ("b", "Account is suspended"),
+    ]
+
+
+def test_clevertap_lists_and_removals_need_no_call() -> None:
+    recorder = Recorder(lambda r: httpx.Response(500))
+    partner = clevertap(recorder, list_name_template="cohort {cohort_id}: {cohort_name}")
+    assert partner.capabilities.snapshot_membership
+    made = partner.ensure_list("cohort 12: Cart abandoners", COHORT)
+    assert (made.id, made.name) == ("pending-12", "cohort 12: Cart abandoners")  # no segment yet
+    found = partner.find_list("1698765432", COHORT)
+    assert found == PartnerList("1698765432", "cohort 12: Cart abandoners", COHORT)
+    leaving = [member(partner, "u1"), member(partner, "u2")]
+    outcome = partner.remove_members(found, leaving)
+    assert outcome.accepted == ["u1", "u2"] and outcome.rejected == []
+    assert recorder.requests == []
+
+
+def test_clevertap_snapshot_is_the_three_documented_custom_list_steps() -> None:
+    docs = fixture("clevertap")
+    recorder = Recorder(clevertap_custom_list(docs))
+    partner = clevertap(recorder, region="in1")
+    assert isinstance(partner, SnapshotDestination)
+    target = PartnerList("", "mixpanel_Cart abandoners_12", COHORT)
+    keys = iter(["user-1@example.com", "user-2@example.com", 'ann, "the first"'])
+    made = partner.replace_members(target, keys)
+
+    presign, upload, completed = recorder.requests
+    assert (presign.method, str(presign.url)) == (
+        "POST",
+        "https://in1.api.clevertap.com/get_custom_list_segment_url",
+    )
+    assert presign.headers["X-CleverTap-Account-Id"] == "ACC-1"
+    assert presign.headers["X-CleverTap-Passcode"] == "p4ss"
+    assert presign.content == b""  # no body parameters
+    presigned = docs["custom_list_url_response"]["presignedS3URL"]
+    assert (upload.method, str(upload.url)) == ("PUT", presigned)
+    assert not [h for h in upload.headers if h.lower().startswith("x-clevertap")]
+    assert "authorization" not in upload.headers  # the URL's signature is the credential
+    assert upload.headers["Content-Length"] == str(len(upload.content))  # S3: no chunking
+    assert upload.content.decode() == (
+        docs["custom_list_csv"] + 'i,"ann, ""the first"""\n'
+    )  # header Type,Identity, one i,<identity> row per key, CSV-quoted
+    sent = json.loads(completed.content)
+    assert (
+        str(completed.url) == "https://in1.api.clevertap.com/upload_custom_list_segment_completed"
+    )
+    assert completed.headers["X-CleverTap-Passcode"] == "p4ss"
+    assert set(sent) == set(docs["custom_list_completed_request"])
+    assert sent == {
+        "name": "mixpanel_Cart abandoners_12",
+        "email": "noreply@cohortsync.invalid",
+        "filename": "cohort-12.csv",
+        "creator": "cohortsync",
+        "url": presigned,
+        "replace": True,
+    }
+    assert made == PartnerList("1698765432", "mixpanel_Cart abandoners_12", COHORT)
+
+
+def test_clevertap_snapshot_names_the_connector_and_the_admins_email() -> None:
+    recorder = Recorder(clevertap_custom_list(fixture("clevertap")))
+    partner = clevertap(recorder, connector_name="Mixpanel cohorts", segment_email="ops@shop.io")
+    assert isinstance(partner, SnapshotDestination)
+    partner.replace_members(PartnerList("", "s", COHORT), [])
+    sent = recorder.body()
+    assert (sent["creator"], sent["email"]) == ("Mixpanel cohorts", "ops@shop.io")
+    assert recorder.requests[1].content == b"Type,Identity\n"  # an empty cohort empties it
+    with pytest.raises(BatchError, match="segment_email must be an email address"):
+        clevertap(recorder, segment_email="ops at shop")
+
+
+def test_clevertap_snapshot_of_many_keys_is_written_from_an_iterator() -> None:
+    recorder = Recorder(clevertap_custom_list(fixture("clevertap")))
+    partner = clevertap(recorder)
+    assert isinstance(partner, SnapshotDestination)
+    partner.replace_members(PartnerList("", "s", COHORT), (f"user-{i}" for i in range(200_000)))
+    lines = recorder.requests[1].content.decode().splitlines()
+    assert len(lines) == 200_001
+    assert (lines[0], lines[1], lines[-1]) == ("Type,Identity", "i,user-0", "i,user-199999")
+
+
+def test_clevertap_custom_list_refusal_is_the_message() -> None:
+    refusal = {"status": "fail", "error": "App may not submit cohort updates from Mixpanel"}
+    recorder = Recorder(lambda r: httpx.Response(403, json=refusal))
+    partner = clevertap(recorder)
+    assert isinstance(partner, SnapshotDestination)
+    with pytest.raises(PartnerConfigError, match=r"^App may not submit cohort updates"):
+        partner.replace_members(PartnerList("", "s", COHORT), ["u1"])
+    assert len(recorder.requests) == 1  # not retried, nothing uploaded
 
 
 def test_clevertap_bad_credentials_body_is_the_message() -> None:
