@@ -491,7 +491,7 @@ def test_xtremepush_ensure_list_skips_taken_ids_then_creates_by_title() -> None:
     assert recorder.body() == inferred["list_by_title_request"]
     assert partner.ensure_list("Cart abandoners", COHORT, frozenset({"501"})).id == "502"
     created = partner.ensure_list("Cart abandoners", COHORT, frozenset({"501", "502"}))
-    assert created == PartnerList("503", "Cart abandoners", COHORT)
+    assert created == PartnerList("503", "Cart abandoners", COHORT, created=True)
     assert recorder.body() == inferred["create_list_request"]
     assert str(recorder.requests[-1].url).endswith("/api/external/create/list")
 

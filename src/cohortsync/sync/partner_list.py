@@ -14,7 +14,7 @@ made anew when the partner lost it, and read back to find and repair drift.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -71,6 +71,10 @@ def find_or_make(
     just made is known to be empty, as good as read back."""
     if sync.list_id:
         found = destination.find_list(sync.list_id, cohort)
+        if found is not None and sync.list_name and destination.capabilities.snapshot_membership:
+            # A snapshot is addressed by the list's name: the one we keep, whatever the cohort
+            # is called now.
+            found = replace(found, name=sync.list_name)
         if found is not None:
             keep(engine, sync, found)
             return ListFound(found, recreated=False)
