@@ -26,6 +26,7 @@ DIALOGS = {
             "credential.passcode",
             "setting.region",
             "setting.export_properties",
+            "setting.segment_email",
         ],
         ["eu1", "in1", "sg1", "us1", "aps3", "mec1"],
     ),

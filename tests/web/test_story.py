@@ -186,8 +186,10 @@ def test_admin_connects_builds_exports_and_disconnects(
         page_of_members = cohorts.member_page(
             connection, people.id, cohort_id, now_ms(live_server.clock)
         )
-    members = {m["distinct_id"] for m in page_of_members.members if "$email" in m["properties"]}
-    assert set(lists[list_name]["members"]) == members == IN_COHORT - NO_EMAIL
+    emails = {
+        m["properties"]["$email"] for m in page_of_members.members if "$email" in m["properties"]
+    }
+    assert set(lists[list_name]["members"]) == emails == {f"{u}@x.io" for u in IN_COHORT - NO_EMAIL}
 
     # Disconnect (confirmed): the card says so and the sync stops
     open_page(page, "Integrations")

@@ -29,6 +29,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
         "Profile properties sent with each member besides $distinct_id, $email, $phone, "
         "$first_name and $last_name; comma-separated.",
     ),
+    "segment_email": (
+        "Segment owner's email",
+        "Optional: the CleverTap user named as the creator of each cohort's segment.",
+    ),
 }
 _REGION_LABEL = {"clevertap": "Data center"}
 _LIST_SETTINGS = frozenset({"export_properties"})
