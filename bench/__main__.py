@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench import cohorts, ingest, partner_events, sync
+from bench import cohorts, ingest, partner_events, reconcile, sync
 from bench.harness import Row, render, write_results
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["ingest", "cohorts", "sync", "partner-events"],
+        choices=["ingest", "cohorts", "sync", "reconcile", "partner-events"],
         default=None,
         help="run one suite only",
     )
@@ -49,6 +49,8 @@ def main() -> None:
         rows += cohorts.run(args.users, args.repeats, postgres_url=postgres)
     if args.only in (None, "sync"):
         rows += sync.run(args.members, args.repeats, throughput_members=args.throughput_members)
+    if args.only in (None, "reconcile"):
+        rows += reconcile.run(args.members)
     if args.only in (None, "partner-events"):
         rows += partner_events.run(args.users, args.repeats, webhook_events=args.webhook_events)
     table = render(rows)

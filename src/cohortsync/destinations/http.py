@@ -113,7 +113,7 @@ class CallStats:
     server_errors: int = 0
     timeouts: int = 0
     waited_seconds: float = 0.0  # between tries of a request
-    paced_seconds: float = 0.0  # for the account's read turns
+    paced_seconds: float = 0.0  # waiting for the account's request and read turns
 
 
 # Read turns are spaced a little wider than the partner's per-minute budget: requests taking
@@ -171,12 +171,12 @@ class AccountBudget:
         self._sleep = sleep
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the account's concurrent request slots, paced to its request rate."""
+    def slot(self) -> Iterator[float]:
+        """Hold one of the account's concurrent request slots, paced to its request rate; gives
+        the seconds the pacing waited."""
         with self._slots:
-            if self._requests is not None:
-                self._requests.wait_turn(self._sleep)
-            yield
+            waited = self._requests.wait_turn(self._sleep) if self._requests is not None else 0.0
+            yield waited
 
     def read_turn(self, sleep: Callable[[float], None]) -> float:
         """Wait, through the caller's ``sleep``, for the account's next read of list members
@@ -341,7 +341,8 @@ class PartnerClient:
             self.stats.paced_seconds += self.budget.read_turn(self.sleep)
         self.stats.requests += 1
         try:
-            with self.budget.slot():
+            with self.budget.slot() as paced:
+                self.stats.paced_seconds += paced
                 response = self._http.send(request, stream=stream)
         except httpx.TimeoutException:
             self.stats.timeouts += 1

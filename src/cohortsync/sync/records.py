@@ -69,6 +69,7 @@ class RunCounts:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    waited_seconds: float = 0.0  # on the partner's pacing and retry backoff
     list_recreated: bool = False  # the partner's list was gone: made anew and refilled whole
     reconciled: bool = False  # the partner's list was read back and compared (R-X-2)
     drift_missing: int = 0  # acknowledged members the partner did not hold (sent again)
@@ -93,6 +94,7 @@ class RunCounts:
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "waited_seconds": round(self.waited_seconds, 3),
             "list_recreated": self.list_recreated,
             "reconciled": self.reconciled,
             "drift": {"missing": self.drift_missing, "extra": self.drift_extra},
@@ -119,6 +121,7 @@ class RunCounts:
             requests=int(data.get("requests", 0)),
             retries=int(data.get("retries", 0)),
             rate_limited=int(data.get("rate_limited", 0)),
+            waited_seconds=float(data.get("waited_seconds", 0.0)),
             list_recreated=bool(data.get("list_recreated", False)),
             reconciled=bool(data.get("reconciled", False)),
             drift_missing=int(drift.get("missing", 0)),

@@ -274,7 +274,9 @@ class SyncRunner:
             sync = get_sync(connection, run.sync_id, self._clock.now())
             previous = previous_run(connection, sync.id, run.id)
         counts = run.counts
-        base = _CallBase(counts.requests, counts.retries, counts.rate_limited)
+        base = _CallBase(
+            counts.requests, counts.retries, counts.rate_limited, counts.waited_seconds
+        )
         destination: Destination | None = None
         try:
             integration = self._integrations.get(sync.project_id, sync.integration_id)
@@ -589,9 +591,11 @@ class _CallBase:
     requests: int
     retries: int
     rate_limited: int
+    waited_seconds: float
 
     def merge(self, counts: RunCounts, destination: Destination) -> None:
         stats = destination.stats
         counts.requests = self.requests + stats.requests
         counts.retries = self.retries + stats.retries
         counts.rate_limited = self.rate_limited + stats.rate_limited
+        counts.waited_seconds = self.waited_seconds + stats.waited_seconds + stats.paced_seconds
