@@ -16,8 +16,16 @@ from cohortsync.services import accounts
 from cohortsync.storage.database import write_transaction
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
-from tests.sync.test_api import BUYERS, buyers_world, connect, create_cohort, export, run_now
-from tests.web.conftest import MEMBER, SQLITE_ONLY, Browsing, sign_in_http
+from tests.sync.test_api import (
+    BUYERS,
+    buyers_world,
+    connect,
+    create_cohort,
+    engage,
+    export,
+    run_now,
+)
+from tests.web.conftest import ADMIN, MEMBER, SQLITE_ONLY, Browsing, sign_in_http
 
 pytestmark = SQLITE_ONLY
 
@@ -168,3 +176,36 @@ def test_explain_and_the_csv_are_for_the_projects_people_only(
         explained = client.get(f"{base}/explain", params={"distinct_id": "cy"})
         assert explained.status_code == 200
         assert "On the list: in the cohort, identified, sent as cy, acknowledged." in explained.text
+
+
+def test_an_admin_checks_an_iterable_list_edited_by_hand_and_sees_the_drift_repaired(
+    browsing: Browsing,
+    people: Project,
+    live_server: LiveServer,
+    admin_api: httpx.Client,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    sandbox = sandboxes["iterable"]
+    buyers_world(live_server, people)
+    engage(live_server, people, {u: {"$email": f"{u}@x.io"} for u in ("ana", "ben", "cy")})
+    cohort_id = create_cohort(admin_api, people, "Buyers", BUYERS)
+    sync = export(admin_api, people, cohort_id, connect(admin_api, people, sandbox), "dynamic")
+    assert run_now(admin_api, people, sync["id"])["status"] == "succeeded"
+    list_id = admin_api.get(f"/api/v1/projects/{people.id}/syncs/{sync['id']}").json()["list_id"]
+    sandbox.state.edit_by_hand(list_id, remove=["ben@x.io"], add=["stranger@x.io"])
+
+    browsing.sign_in(ADMIN)
+    page = browsing.page
+    page.goto(f"/projects/{people.id}/syncs")
+    row = page.locator(f"#sync-{sync['id']}")
+    row.get_by_role("button", name="Check list & run").click()
+
+    expect(row.get_by_test_id("run-drift")).to_contain_text(
+        "read back: 1 missing, 1 extra, repaired", timeout=15_000
+    )
+    assert sandbox.state.members(sandbox.state.lists[list_id].name) == {
+        "ana@x.io",
+        "ben@x.io",
+        "cy@x.io",
+    }
+    browsing.shoot("syncs-list-check")

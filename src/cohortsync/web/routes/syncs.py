@@ -4,6 +4,7 @@ Stop, and Confirm of a blocked run."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
 from cohortsync.api.syncs import members_csv_response
+from cohortsync.destinations.registry import partner
 from cohortsync.services import cohorts
 from cohortsync.services.explain import Explainer, UnknownUser
 from cohortsync.services.integrations import Integration
@@ -41,6 +43,11 @@ class SyncLine:
         """A run is planning or sending (the row refreshes itself until it ends)."""
         unfinished = self.last_run is not None and self.last_run.status in UNFINISHED
         return self.sync.running or unfinished
+
+    @property
+    def reads_back(self) -> bool:
+        """The partner can list its members, so the list can be checked against ours."""
+        return partner(self.integration.type).capabilities.reads_members
 
     @property
     def blocked(self) -> bool:
@@ -114,6 +121,17 @@ async def run_now(
 ) -> Response:
     """Start a run now (in the background); the row then follows its progress."""
     await run_in_threadpool(state.syncs.run_now, view.project.id, sync_id)
+    return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
+
+
+@router.post("/{sync_id}/reconcile")
+async def reconcile_now(
+    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+) -> Response:
+    """Start a run that first reads the partner's list back and repairs drift (R-X-2)."""
+    await run_in_threadpool(
+        functools.partial(state.syncs.run_now, view.project.id, sync_id, reconcile=True)
+    )
     return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
 
 
