@@ -203,6 +203,7 @@ def test_each_run_lists_the_members_it_skipped_and_the_partner_refused(
     sandbox = sandboxes["iterable"]
     _pros(world, "ann", "bob")
     world.set_profile("kim", plan="pro")  # no email: Iterable cannot take her
+    world.set_profile("zed", plan="pro", **{"$email": "ann@x.io"})  # ann's email: a duplicate
     sandbox.state.faults.reject_keys = {"bob@x.io"}
     sync_id = _export(world, sandbox)
     run = world.service().run_now(world.project.id, sync_id)
@@ -218,5 +219,10 @@ def test_each_run_lists_the_members_it_skipped_and_the_partner_refused(
             ).where(sync_run_members.c.run_id == run.id)
         ).all()
     by_outcome = {(r.outcome, r.distinct_id, r.member_key) for r in rows}
-    assert by_outcome == {("skipped", "kim", None), ("rejected", "bob", "bob@x.io")}
-    assert {r.reason for r in rows if r.outcome == "skipped"} == {"missing email"}
+    assert by_outcome == {
+        ("skipped", "kim", None),
+        ("skipped", "zed", "ann@x.io"),
+        ("rejected", "bob", "bob@x.io"),
+    }
+    reasons = {r.distinct_id: r.reason for r in rows if r.outcome == "skipped"}
+    assert reasons == {"kim": "missing email", "zed": "duplicate partner id"}

@@ -127,10 +127,10 @@ def drop_plan(engine: Engine, run_id: int) -> None:
         connection.execute(sync_plan.delete().where(sync_plan.c.run_id == run_id))
 
 
-def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> int:
+def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> list[tuple[str, str]]:
     """Take out of the plan adds whose partner key another member already has (two users with
-    one email, say): the partner holds a key once. Returns how many were taken out."""
-    dropped = 0
+    one email, say): the partner holds a key once. Returns the (distinct_id, key) taken out."""
+    dropped: list[tuple[str, str]] = []
     with write_transaction(engine) as connection:
         plan = sync_plan.alias("p")
         adds = sa.and_(plan.c.run_id == run_id, plan.c.op != REMOVE)
@@ -145,17 +145,20 @@ def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> int:
             first = connection.execute(
                 sa.select(sa.func.min(plan.c.seq)).where(adds, plan.c.member_key == key)
             ).scalar_one()
-            dropped += connection.execute(
-                sync_plan.delete().where(
-                    sync_plan.c.run_id == run_id,
-                    sync_plan.c.op != REMOVE,
-                    sync_plan.c.member_key == key,
-                    sync_plan.c.seq != first,
-                )
-            ).rowcount
+            later = sa.and_(
+                sync_plan.c.run_id == run_id,
+                sync_plan.c.op != REMOVE,
+                sync_plan.c.member_key == key,
+                sync_plan.c.seq != first,
+            )
+            dropped += [
+                (row[0], key)
+                for row in connection.execute(sa.select(sync_plan.c.distinct_id).where(later))
+            ]
+            connection.execute(sync_plan.delete().where(later))
         removed = sa.select(plan.c.distinct_id).where(plan.c.run_id == run_id, plan.c.op == REMOVE)
         held = (
-            sa.select(sync_plan.c.seq)
+            sa.select(sync_plan.c.seq, sync_plan.c.distinct_id, sync_plan.c.member_key)
             .join(
                 sync_members,
                 sa.and_(
@@ -170,10 +173,11 @@ def drop_duplicate_keys(engine: Engine, sync_id: int, run_id: int) -> int:
                 sync_members.c.distinct_id.not_in(removed),
             )
         )
-        seqs = [{"r": run_id, "s": row[0]} for row in connection.execute(held)]
-        if seqs:
-            connection.execute(_DELETE_PLANNED, seqs)
-    return dropped + len(seqs)
+        rows = connection.execute(held).all()
+        if rows:
+            connection.execute(_DELETE_PLANNED, [{"r": run_id, "s": row.seq} for row in rows])
+        dropped += [(row.distinct_id, row.member_key) for row in rows]
+    return dropped
 
 
 def plan_totals(connection: Connection, run_id: int) -> dict[str, int]:

@@ -37,14 +37,14 @@ class SkipRecorder:
                 )
             )
 
-    def skip(self, distinct_id: str, reason: str) -> None:
-        """Record one skipped member."""
+    def skip(self, distinct_id: str, reason: str, key: str | None = None) -> None:
+        """Record one skipped member (with the partner key, where it was the reason)."""
         self._pending.append(
             {
                 "run_id": self._run_id,
                 "outcome": SKIPPED,
                 "distinct_id": distinct_id,
-                "member_key": None,
+                "member_key": key,
                 "reason": reason,
             }
         )

@@ -399,12 +399,15 @@ class SyncRunner:
             self._block(sync.id, run.id, reason)
             return False
         duplicates = drop_duplicate_keys(self._engine, sync.id, run.id)
+        for distinct_id, key in duplicates:
+            skips.skip(distinct_id, DUPLICATE, key)
+        skips.flush()
         with read_transaction(self._engine) as connection:
             totals = plan_totals(connection, run.id)
         counts.members = tally.members
         counts.skipped = tally.skipped
         if duplicates:
-            counts.skipped[DUPLICATE] += duplicates
+            counts.skipped[DUPLICATE] += len(duplicates)
         counts.planned_add = totals.get(ADD, 0)
         counts.planned_update = totals.get(UPDATE, 0)
         counts.planned_remove = totals.get(REMOVE, 0)
