@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,7 @@ from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import create_engine, read_transaction, write_transaction
 from cohortsync.storage.migrate import upgrade
 from cohortsync.storage.tables import sync_members, syncs
+from cohortsync.sync import runner as runner_module
 from cohortsync.sync.diff import encode_fields
 from cohortsync.sync.plan import cohort_members
 from cohortsync.sync.records import DYNAMIC, RECONCILE, SUCCEEDED
@@ -124,32 +126,19 @@ def engine_sync(engine: Any, sync_id: int) -> Mapping[str, Any]:
         return dict(row._mapping)
 
 
-def _reconcile_worker(
-    database: str, integration: Mapping[str, Any], list_id: str, pipe: Pipe
-) -> None:
+def _prepare(database: str, integration: Mapping[str, Any], list_id: str, pipe: Pipe) -> None:
     """In a spawned process: a dynamic sync of the cohort onto the emulator's list with every
-    member acknowledged; on the word, one reconciling run, reporting its phases."""
+    member acknowledged (its list read back just now, so only the asked-for run reads it)."""
     engine = create_engine(f"sqlite:///{database}")
     upgrade(engine)
     project, _ = accounts.ensure_default_project(engine)
     clock = SystemClock()
-    integrations = IntegrationService(
-        engine, Keyring([generate_key()]), clock, allow_custom_endpoints=True
-    )
+    key = generate_key()
+    integrations = IntegrationService(engine, Keyring([key]), clock, allow_custom_endpoints=True)
     connected = integrations.connect(
         project.id, integration["type"], integration["credentials"], integration["settings"]
     )
-    marks: dict[str, float] = {}
-
-    def source(
-        connection: Connection, project_id: int, cohort_id: int, as_of_ms: int
-    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        marks.setdefault("planning", time.perf_counter())
-        yield from cohort_members(connection, project_id, cohort_id, as_of_ms)
-        marks.setdefault("streamed", time.perf_counter())
-
-    runner = SyncRunner(engine, integrations, clock, SyncConfig(), source=source)
-    service = SyncService(engine, integrations, clock, runner)
+    service = SyncService(engine, integrations, clock, SyncRunner(engine, integrations, clock))
     with read_transaction(engine) as connection:
         cohort = next(c for c in cohorts.list_cohorts(connection, project.id) if c.name == COHORT)
     sync = service.export(project.id, cohort.id, connected.id, DYNAMIC)
@@ -160,17 +149,51 @@ def _reconcile_worker(
             .values(list_id=list_id, list_name=LIST_NAME, reconciled_at=clock.now())
         )
     _acknowledge_everyone(engine, sync.id, integrations)
+    engine.dispose()
+    with sqlite3.connect(database) as direct:
+        direct.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pipe.send((key, sync.id))
+
+
+def _timed(name: str, marks: dict[str, float], call: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            marks[name] = marks.get(name, 0.0) + time.perf_counter() - began
+
+    return timed
+
+
+def _reconcile_worker(database: str, key: str, sync_id: int, pipe: Pipe) -> None:
+    """In a fresh spawned process: one reconciling run of the prepared sync, with its phases."""
+    engine = create_engine(f"sqlite:///{database}")
+    clock = SystemClock()
+    integrations = IntegrationService(engine, Keyring([key]), clock, allow_custom_endpoints=True)
+    marks: dict[str, float] = {}
+
+    def source(
+        connection: Connection, project_id: int, cohort_id: int, as_of_ms: int
+    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        began = time.perf_counter()
+        yield from cohort_members(connection, project_id, cohort_id, as_of_ms)
+        marks["plan"] = time.perf_counter() - began
+
+    # Phase marks: the runner's read-back and stranger planning, timed where it calls them.
+    for name, phase in (("read_back", "read_back"), ("plan_extras", "extras")):
+        setattr(runner_module, name, _timed(phase, marks, getattr(runner_module, name)))
+    runner = SyncRunner(engine, integrations, clock, SyncConfig(), source=source)
     pipe.send("ready")
     pipe.recv()
     started = time.perf_counter()
-    run = runner.run(sync.id, RECONCILE)
+    run = runner.run(sync_id, RECONCILE)
     ended = time.perf_counter()
     pipe.send(
         {
             "seconds": ended - started,
             "paced_seconds": run.counts.waited_seconds,
-            "read_back_s": marks.get("planning", ended) - started,
-            "plan_s": marks.get("streamed", ended) - marks.get("planning", ended),
+            "marks": marks,
             "status": run.status,
             "error": run.error,
             "requests": run.counts.requests,
@@ -218,9 +241,13 @@ def run(users: int = 1_000_000, progress: Callable[[str], None] = print) -> list
         copy = Path(directory) / "sync.db"
         shutil.copyfile(source, copy)
         ours, theirs = context.Pipe()
-        worker = context.Process(
-            target=_reconcile_worker, args=(str(copy), integration, lid, theirs)
-        )
+        setup = context.Process(target=_prepare, args=(str(copy), integration, lid, theirs))
+        setup.start()
+        theirs.close()
+        key, sync_id = ours.recv()
+        setup.join()
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=_reconcile_worker, args=(str(copy), key, sync_id, theirs))
         worker.start()
         theirs.close()
         try:
@@ -240,6 +267,7 @@ def run(users: int = 1_000_000, progress: Callable[[str], None] = print) -> list
     ok = result["status"] == SUCCEEDED and partner["exact"]
     outcome = "" if ok else f"; NOT DONE: run {result['status']} ({result['error']})"
     working = result["seconds"] - result["paced_seconds"]
+    marks = result["marks"]
     most_reads = most_reads_in_a_minute(partner["reads"])
     missing, extra = result["drift"]
     return [
@@ -248,9 +276,10 @@ def run(users: int = 1_000_000, progress: Callable[[str], None] = print) -> list
             f"reconciling run of a {users:,}-member Iterable list, {missing:,} members missing and "
             f"{extra:,} strangers on it: end to end less the partner's pacing "
             f"({result['seconds']:.1f} s in all, {result['paced_seconds']:.1f} s paced; read back "
-            f"and compared in {result['read_back_s']:.1f} s, cohort planned in "
-            f"{result['plan_s']:.1f} s; {result['requests']} requests, {result['sent']:,} members "
-            f"sent; list exact afterwards: {partner['exact']})" + outcome,
+            f"and compared {marks.get('read_back', 0):.1f} s, cohort streamed and diffed "
+            f"{marks.get('plan', 0):.1f} s, strangers planned {marks.get('extras', 0):.1f} s; "
+            f"{result['requests']} requests, {result['sent']:,} members sent; list exact "
+            f"afterwards: {partner['exact']})" + outcome,
             working,
             "s",
             "<= 10 s",

@@ -321,9 +321,9 @@ def test_what_the_partner_held_when_its_list_was_last_read_back(
     done = run(world, sync_id, reconcile=True)
     assert done.counts.reconciled
     answer = explain(world, sync_id, "kim")
-    reconciled_at = world.service().get(world.project.id, sync_id).reconciled_at
-    assert reconciled_at is not None
-    assert answer["on_partner_list"] == {"held": True, "as_of": reconciled_at.isoformat()}
+    read_back_at = world.service().get(world.project.id, sync_id).read_back_at
+    assert read_back_at is not None
+    assert answer["on_partner_list"] == {"held": True, "as_of": read_back_at.isoformat()}
 
     # Taken off by hand on the partner: the next read-back sees it (and the run repairs it).
     (key,) = on_list(world, iterable, sync_id)
@@ -336,7 +336,9 @@ def test_what_the_partner_held_when_its_list_was_last_read_back(
     assert repaired["on_partner_list"]["held"] is False  # read before the repair was sent
     assert repaired["acknowledged"] is True and on_list(world, iterable, sync_id) == {key}
 
-    xtremepush = explain(world, export(world, sandboxes["xtremepush"], PRO), "kim")
+    xtremepush_sync = export(world, sandboxes["xtremepush"], PRO)
+    run(world, xtremepush_sync)
+    xtremepush = explain(world, xtremepush_sync, "kim")
     assert xtremepush["on_partner_list"] is None  # a partner whose lists cannot be read
 
 

@@ -195,7 +195,7 @@ def test_clevertap_concurrency_cap_is_never_exceeded_across_syncs(
         cohort_id = world.cohort(f"Pro {index}", PLAN_PRO)
         syncs.append(service.export(world.project.id, cohort_id, integration_id, "dynamic"))
     sandbox.state.faults.max_concurrency = 15  # the 16th request in flight gets a 429
-    sandbox.state.faults.latency_seconds = 0.05
+    sandbox.state.faults.latency_seconds = 0.2  # long enough for twenty syncs to overlap
     results: list[SyncRun] = []
     threads = [
         threading.Thread(target=lambda s=s: results.append(service.run_now(world.project.id, s.id)))

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.sandbox.iterable import IterableSandbox
 from cohortsync.services import cohorts
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import sync_run_members
+from cohortsync.storage.tables import sync_members, sync_run_members, syncs
 from cohortsync.sync.records import SyncRun
 from tests.sync.world import SyncWorld
 
@@ -156,7 +157,20 @@ def test_a_list_found_by_name_is_read_back_before_its_first_run_relies_on_it(
     assert _held(sandbox, left_over.id) == {"ann@x.io"}
 
 
-def test_a_readable_list_is_read_back_daily_and_after_a_failed_run(
+def _fail_after_first_batch(world: SyncWorld, sandbox: RunningSandbox, sync_id: int) -> SyncRun:
+    """A run whose partner stops answering after the first batch (one member a batch)."""
+
+    def outage(_run: SyncRun) -> None:
+        sandbox.state.faults.server_error_next = 50  # longer than the retry budget
+
+    service = world.service(world.runner(on_batch=outage, batch_size=1))
+    failed = service.run_now(world.project.id, sync_id)
+    sandbox.state.faults.server_error_next = 0
+    assert failed.status == "failed"
+    return failed
+
+
+def test_a_readable_list_is_read_back_daily_and_after_a_run_that_failed_sending(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox]
 ) -> None:
     sandbox = sandboxes["iterable"]
@@ -167,14 +181,74 @@ def test_a_readable_list_is_read_back_daily_and_after_a_failed_run(
     world.clock.advance(timedelta(hours=24))
     assert _run(world, sync_id).counts.reconciled
 
-    sandbox.state.faults.server_error_next = 50  # longer than the retry budget
-    _pros(world, "bob")
-    failed = world.service().run_now(world.project.id, sync_id)
-    assert failed.status == "failed"
+    sandbox.state.faults.server_error_next = 50  # a run that fails before sending anything
+    assert world.service().run_now(world.project.id, sync_id).status == "failed"
     sandbox.state.faults.server_error_next = 0
+    assert not _run(world, sync_id).counts.reconciled  # nothing could have drifted
+
+    _pros(world, "bob", "cat")
+    _fail_after_first_batch(world, sandbox, sync_id)
     after = _run(world, sync_id)
-    assert after.counts.reconciled  # drift is suspected after a failure
+    assert after.counts.reconciled  # drift is suspected after a failure mid-send
+    assert _held(sandbox, _list_id(world, sync_id)) == {"ann@x.io", "bob@x.io", "cat@x.io"}
+
+
+def test_a_read_back_the_partner_does_not_answer_lets_the_run_go_on_and_is_tried_again(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    _pros(world, "ann")
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    assert isinstance(sandbox.state, IterableSandbox)
+    sandbox.state.reads_per_minute = 0  # every getUsers answered 429 RateLimitExceeded
+    _pros(world, "bob")
+
+    run = _run(world, sync_id, reconcile=True)
+
+    assert not run.counts.reconciled and run.counts.read_back_error
     assert _held(sandbox, _list_id(world, sync_id)) == {"ann@x.io", "bob@x.io"}
+    assert world.service().get(world.project.id, sync_id).reconciled_at is not None
+    sandbox.state.reads_per_minute = None
+    world.clock.advance(timedelta(hours=24))
+    assert _run(world, sync_id).counts.reconciled
+
+
+def test_a_sync_from_before_email_keys_is_repaired_once_an_admin_confirms(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    """Before, Iterable members were sent as userId = distinct_id with preferUserId, which made
+    placeholder users; their acknowledged keys were distinct_ids, and the sync never read back."""
+    sandbox = sandboxes["iterable"]
+    people = [f"p{i:02d}" for i in range(12)]
+    _pros(world, *people)
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    list_id = _list_id(world, sync_id)
+    with write_transaction(world.engine) as connection:  # the state the old engine left
+        connection.execute(
+            sync_members.update()
+            .where(sync_members.c.sync_id == sync_id)
+            .values(member_key=sync_members.c.distinct_id)
+        )
+        connection.execute(syncs.update().where(syncs.c.id == sync_id).values(reconciled_at=None))
+    sandbox.state.edit_by_hand(
+        list_id,
+        remove=[f"{p}@x.io" for p in people],
+        add=[f"{p}@placeholder.email" for p in people],
+    )
+
+    blocked = world.service().run_now(world.project.id, sync_id)
+    assert blocked.status == "blocked"
+    assert "did not put there" in (blocked.blocked_reason or "")
+    assert _held(sandbox, list_id) == {f"{p}@placeholder.email" for p in people}
+    assert world.service().run_now(world.project.id, sync_id).status == "blocked"  # read again
+
+    confirmed = world.service().confirm(world.project.id, sync_id, user_id=1, wait=True)
+
+    assert confirmed.status == "succeeded", confirmed.error
+    assert _held(sandbox, list_id) == {f"{p}@x.io" for p in people}
+    assert world.acknowledged(sync_id) == _held(sandbox, list_id)
 
 
 def test_the_webhook_gets_a_full_members_refresh_after_a_failed_run(

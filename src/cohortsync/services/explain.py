@@ -180,7 +180,7 @@ class Explainer:
         key = outcome.key if isinstance(outcome, PartnerMember) else None
         with read_transaction(self._engine) as connection:
             rejection = _last_rejection(connection, sync_id, [k for k in (key, held) if k])
-            read_back = _read_back(connection, sync_id, sync.reconciled_at, key or held)
+            read_back = _read_back(connection, sync_id, sync.read_back_at, key or held)
         return Explanation(
             sync_id=sync_id,
             distinct_id=user.distinct_id,
@@ -237,10 +237,10 @@ def _last_rejection(connection: Connection, sync_id: int, keys: list[str]) -> Re
 
 
 def _read_back(
-    connection: Connection, sync_id: int, reconciled_at: datetime | None, key: str | None
+    connection: Connection, sync_id: int, read_back_at: datetime | None, key: str | None
 ) -> ReadBack | None:
     """Whether the partner held ``key`` when the list was last read back; None if never read."""
-    if reconciled_at is None:
+    if read_back_at is None:
         return None
     held = key is not None and (
         connection.execute(
@@ -250,4 +250,4 @@ def _read_back(
         ).first()
         is not None
     )
-    return ReadBack(held, as_utc(reconciled_at))
+    return ReadBack(held, as_utc(read_back_at))

@@ -33,6 +33,7 @@ from cohortsync.sync.records import FAILED, RECONCILE, Sync, SyncRun
 from cohortsync.warehouse.sql import bulk_insert_ignoring
 
 READ_CHUNK = 5_000
+MAX_KEY = 255  # the longest member key stored
 # A planned removal of a member the partner holds but nobody here stands for: no distinct_id.
 STRANGER = ""
 
@@ -86,7 +87,8 @@ def find_or_make(
             connection.execute(
                 sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync.id)
             )
-        made = {"reconciled_at": now} if target.created else {}
+        # A list just made is known to be empty; one found by name is known to nobody yet.
+        made = {"reconciled_at": now if target.created else None}
         connection.execute(
             syncs.update()
             .where(syncs.c.id == sync.id)
@@ -108,8 +110,12 @@ def keep(engine: Engine, sync: Sync, target: PartnerList) -> None:
 
 
 def drift_suspected(previous: SyncRun | None) -> bool:
-    """Whether the list may have drifted from what we believe: the last run failed mid-way."""
-    return previous is not None and previous.status == FAILED
+    """Whether the list may have drifted from what we believe: the last run failed with changes
+    to send, some of which may have reached the partner unacknowledged."""
+    if previous is None or previous.status != FAILED:
+        return False
+    planned = previous.counts
+    return planned.planned_add + planned.planned_update + planned.planned_remove > 0
 
 
 def reconcile_due(
@@ -143,10 +149,12 @@ def read_back(
     now: datetime,
 ) -> int:
     """Store what the partner's list holds and forget acknowledged members it does not hold
-    (the diff then sends them again); returns how many were missing."""
+    (the diff then sends them again); returns how many were missing. A key longer than any we
+    send cannot be one of ours and is left out."""
     with write_transaction(engine) as connection:
         connection.execute(sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync_id))
-    for chunk in _chunks(destination.read_members(target)):
+    keys = (key for key in destination.read_members(target) if len(key) <= MAX_KEY)
+    for chunk in _chunks(keys):
         with write_transaction(engine) as connection:
             bulk_insert_ignoring(
                 connection,
@@ -166,7 +174,7 @@ def read_back(
         missing = connection.execute(
             sync_members.delete().where(sync_members.c.sync_id == sync_id, ~held)
         ).rowcount
-        connection.execute(syncs.update().where(syncs.c.id == sync_id).values(reconciled_at=now))
+        connection.execute(syncs.update().where(syncs.c.id == sync_id).values(read_back_at=now))
     return int(missing)
 
 
@@ -190,10 +198,8 @@ def plan_extras(engine: Engine, sync_id: int, run_id: int, sink: Callable[[Chang
         )
         .exists()
     )
-    query = (
-        sa.select(sync_partner_keys.c.member_key)
-        .where(sync_partner_keys.c.sync_id == sync_id, ~acknowledged, ~planned)
-        .order_by(sync_partner_keys.c.member_key)
+    query = sa.select(sync_partner_keys.c.member_key).where(
+        sync_partner_keys.c.sync_id == sync_id, ~acknowledged, ~planned
     )
     extra = 0
     with read_transaction(engine) as connection:

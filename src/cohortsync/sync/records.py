@@ -72,6 +72,7 @@ class RunCounts:
     waited_seconds: float = 0.0  # on the partner's pacing and retry backoff
     list_recreated: bool = False  # the partner's list was gone: made anew and refilled whole
     reconciled: bool = False  # the partner's list was read back and compared (R-X-2)
+    read_back_error: str | None = None  # the read-back failed: the run went on without it
     drift_missing: int = 0  # acknowledged members the partner did not hold (sent again)
     drift_extra: int = 0  # members the partner held that it should not (taken off)
     refreshed: bool = False  # the whole membership was sent (a snapshot or a full refresh)
@@ -97,6 +98,7 @@ class RunCounts:
             "waited_seconds": round(self.waited_seconds, 3),
             "list_recreated": self.list_recreated,
             "reconciled": self.reconciled,
+            "read_back_error": self.read_back_error,
             "drift": {"missing": self.drift_missing, "extra": self.drift_extra},
             "refreshed": self.refreshed,
         }
@@ -124,6 +126,7 @@ class RunCounts:
             waited_seconds=float(data.get("waited_seconds", 0.0)),
             list_recreated=bool(data.get("list_recreated", False)),
             reconciled=bool(data.get("reconciled", False)),
+            read_back_error=data.get("read_back_error"),
             drift_missing=int(drift.get("missing", 0)),
             drift_extra=int(drift.get("extra", 0)),
             refreshed=bool(data.get("refreshed", False)),
@@ -143,7 +146,8 @@ class Sync:
     interval_seconds: int
     list_id: str | None
     list_name: str | None
-    reconciled_at: datetime | None  # when the partner's list was last read back
+    reconciled_at: datetime | None  # the list last known to be true (read back, or made empty)
+    read_back_at: datetime | None  # when the partner's list was last read (sync_partner_keys)
     next_run_at: datetime | None
     running: bool
     created_by: int | None
@@ -163,6 +167,7 @@ class Sync:
             "list_id": self.list_id,
             "list_name": self.list_name,
             "reconciled_at": _iso(self.reconciled_at),
+            "read_back_at": _iso(self.read_back_at),
             "next_run_at": _iso(self.next_run_at),
             "running": self.running,
             "created_by": self.created_by,
@@ -222,6 +227,7 @@ def sync_from_row(row: Any, now: datetime) -> Sync:
         list_id=row.list_id,
         list_name=row.list_name,
         reconciled_at=_utc(row.reconciled_at),
+        read_back_at=_utc(row.read_back_at),
         next_run_at=_utc(row.next_run_at),
         running=row.lease_owner is not None and lease_until is not None and lease_until > now,
         created_by=row.created_by,
@@ -317,6 +323,14 @@ def previous_run(connection: Connection, sync_id: int, run_id: int) -> SyncRun |
         .limit(1)
     ).first()
     return run_from_row(row) if row is not None else None
+
+
+def started_at(connection: Connection, run_id: int) -> datetime:
+    """When a run started (the time its cohort and any read-back are as of)."""
+    value = connection.execute(
+        sa.select(sync_runs.c.started_at).where(sync_runs.c.id == run_id)
+    ).scalar_one()
+    return as_utc(value)
 
 
 def list_runs(connection: Connection, sync_id: int, limit: int = 50) -> list[SyncRun]:

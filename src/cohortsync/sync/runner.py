@@ -94,6 +94,7 @@ from cohortsync.sync.records import (
     latest_run,
     partner_of,
     previous_run,
+    started_at,
     supersede_blocked,
 )
 from cohortsync.sync.safety import SafetyRules
@@ -306,10 +307,7 @@ class SyncRunner:
                     self.config.reconcile_every,
                 )
                 if reconcile and isinstance(destination, ReadableDestination):
-                    counts.reconciled = True
-                    counts.drift_missing = read_back(
-                        self._engine, sync.id, destination, found.target, self._clock.now()
-                    )
+                    reconcile = self._read_back(sync, destination, found.target, counts)
                 if not self._plan(sync, run, destination, counts, reconciled=reconcile):
                     return
                 with read_transaction(self._engine) as connection:
@@ -337,6 +335,27 @@ class SyncRunner:
         finally:
             if destination is not None:
                 destination.close()
+
+    def _read_back(
+        self,
+        sync: Sync,
+        destination: ReadableDestination,
+        target: PartnerList,
+        counts: RunCounts,
+    ) -> bool:
+        """Read the list back (R-X-2); whether it was read. A read the partner does not answer
+        (its read budget, a timeout on a large list) is noted and the run goes on without it:
+        the list is read again by the next run, and a refused credential still stops this one."""
+        try:
+            counts.drift_missing = read_back(
+                self._engine, sync.id, destination, target, self._clock.now()
+            )
+        except TransientError as error:
+            log.warning("sync %s: the list could not be read back: %s", sync.id, error.message)
+            counts.read_back_error = error.message
+            return False
+        counts.reconciled = True
+        return True
 
     def _replan(self, run: SyncRun, counts: RunCounts) -> SyncRun:
         """Back to planning: the stored plan no longer stands (its list was made again)."""
@@ -381,7 +400,6 @@ class SyncRunner:
             skips.flush()
             if reconciled:
                 counts.drift_extra = plan_extras(self._engine, sync.id, run.id, writer.add)
-                held += counts.drift_extra
                 writer.flush()
         except (DestinationError, CohortTooLarge, lease.LeaseLost):
             raise
@@ -415,7 +433,10 @@ class SyncRunner:
             None
             if confirmed
             else self.config.safety.block_reason(
-                held=held, members=tally.members, removes=counts.planned_remove
+                held=held,
+                members=tally.members,
+                removes=counts.planned_remove - counts.drift_extra,
+                strangers=counts.drift_extra,
             )
         )
         with write_transaction(self._engine) as connection:
@@ -567,6 +588,8 @@ class SyncRunner:
                 error=error,
             )
             values: dict[str, Any] = {"updated_at": now}
+            if counts.reconciled and status in (SUCCEEDED, PARTIAL):
+                values["reconciled_at"] = started_at(connection, run_id)
             if sync.mode == ONE_TIME:
                 if status in (SUCCEEDED, PARTIAL):
                     values.update(status=FINISHED, next_run_at=None)

@@ -12,11 +12,22 @@ class SafetyRules:
     removal_share: float = 0.5  # block when a run would remove more than this share of the list
     min_removals: int = 10  # ... and at least this many members (tiny lists churn freely)
 
-    def block_reason(self, *, held: int, members: int, removes: int) -> str | None:
+    def block_reason(
+        self, *, held: int, members: int, removes: int, strangers: int = 0
+    ) -> str | None:
         """Why a planned run must wait for a confirm, or None when it may go ahead.
 
-        ``held`` is what the list holds (acknowledged), ``members`` the cohort's size now.
+        ``held`` is what the list holds as far as we know (acknowledged), ``members`` the
+        cohort's size now, ``removes`` the members the cohort lost, and ``strangers`` the members
+        a read-back found on the partner's list that this sync never put there.
         """
+        on_list = held + strangers
+        if strangers >= self.min_removals and strangers > self.removal_share * on_list:
+            return (
+                f"reading the list back found {strangers:,} of its {on_list:,} members "
+                f"({strangers / on_list:.0%}) that this sync did not put there (added by hand on "
+                "the partner, or by an earlier export); confirm to take them off"
+            )
         if held == 0:
             return None
         if members == 0:

@@ -1,5 +1,5 @@
-"""Partner truth: when a sync last read its list back, what the read found, and the members
-each run skipped or had rejected.
+"""Partner truth: when a sync's list was last known to be true and last read back, what the
+read found, and the members each run skipped or had rejected.
 
 Revision ID: 0008
 Revises: 0007
@@ -18,6 +18,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("syncs") as batch:
         batch.add_column(sa.Column("reconciled_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("read_back_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "sync_partner_keys",
         sa.Column("sync_id", sa.Integer, nullable=False),
@@ -48,4 +49,5 @@ def downgrade() -> None:
     op.drop_table("sync_run_members")
     op.drop_table("sync_partner_keys")
     with op.batch_alter_table("syncs") as batch:
+        batch.drop_column("read_back_at")
         batch.drop_column("reconciled_at")
