@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
 
 from cohortsync.destinations import registry
-from cohortsync.destinations.base import CohortInfo, Destination
+from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
@@ -58,3 +59,9 @@ def fresh(sandboxes: dict[str, RunningSandbox], partner: str) -> Harness:
 @pytest.fixture(params=PARTNERS)
 def harness(request: pytest.FixtureRequest, sandboxes: dict[str, RunningSandbox]) -> Harness:
     return fresh(sandboxes, request.param)
+
+
+def members_of(keys: Iterable[str]) -> tuple[list[PartnerMember], int]:
+    """``replace_members``' arguments for members known only by their keys."""
+    made = [PartnerMember(key, key) for key in keys]
+    return made, len(made)

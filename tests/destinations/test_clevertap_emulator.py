@@ -19,7 +19,7 @@ from cohortsync.destinations.base import CohortInfo, PartnerMember, SnapshotDest
 from cohortsync.destinations.errors import PartnerConfigError
 from cohortsync.sandbox.clevertap import CleverTapSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from tests.destinations.conftest import Harness, fresh
+from tests.destinations.conftest import Harness, fresh, members_of
 
 COHORT = CohortInfo(8, "Big spenders")
 
@@ -276,7 +276,7 @@ def test_a_deleted_segment_comes_back_when_a_snapshot_is_uploaded_under_its_name
     name = clevertap.list_name(COHORT)
     batch = spenders(destination, 3)
     accepted = destination.add_members(destination.ensure_list(name, COHORT), batch).accepted
-    made = destination.replace_members(destination.ensure_list(name, COHORT), accepted)
+    made = destination.replace_members(destination.ensure_list(name, COHORT), *members_of(accepted))
     assert made.name == name and state.members(name) == set(accepted)
     deleted = httpx.post(
         f"{clevertap.sandbox.server.url}/_sandbox/lists/{made.id}", json={"delete": True}
@@ -287,7 +287,7 @@ def test_a_deleted_segment_comes_back_when_a_snapshot_is_uploaded_under_its_name
     found = destination.find_list(made.id, COHORT)
     assert found is not None and found.name == name
     assert len(state.requests) == calls  # no call can tell it is gone
-    again = destination.replace_members(found, accepted)
+    again = destination.replace_members(found, *members_of(accepted))
     assert again.id != made.id
     assert state.lists[again.id].name == name
     assert state.members(name) == set(accepted)
@@ -300,10 +300,10 @@ def test_a_hand_edit_of_the_segment_is_undone_by_the_next_snapshot(clevertap: Ha
     target = destination.ensure_list(name, COHORT)
     accepted = destination.add_members(target, spenders(destination, 4)).accepted
     upload(clevertap, [profile("intruder")])
-    made = destination.replace_members(target, accepted)
+    made = destination.replace_members(target, *members_of(accepted))
     state.edit_by_hand(made.id, add=["intruder"], remove=[accepted[0]])
     assert state.members(name) == {"intruder", *accepted[1:]}
-    assert destination.replace_members(made, accepted).id == made.id
+    assert destination.replace_members(made, *members_of(accepted)).id == made.id
     assert state.members(name) == set(accepted)
 
 
@@ -334,7 +334,7 @@ def test_three_syncs_of_one_account_never_exceed_fifteen_concurrent_requests(
     assert 1 < state.peak_in_flight <= 15
     assert all(d.stats.rate_limited == 0 for d in destinations)
     assert len(state.profiles) == 80
-    destinations[1].replace_members(target, accepted)
+    destinations[1].replace_members(target, *members_of(accepted))
     assert len(state.members(target.name)) == 80
 
 
@@ -344,6 +344,6 @@ def test_the_free_plan_refusal_is_shown_verbatim(clevertap: Harness) -> None:
     target = destination.ensure_list(clevertap.list_name(COHORT), COHORT)
     accepted = destination.add_members(target, spenders(destination, 2)).accepted
     with pytest.raises(PartnerConfigError) as refused:
-        destination.replace_members(target, accepted)
+        destination.replace_members(target, *members_of(accepted))
     assert refused.value.message == "App may not submit cohort updates from Mixpanel"
     assert emulator(clevertap).lists == {}

@@ -20,7 +20,7 @@ from cohortsync.destinations.base import (
 )
 from cohortsync.destinations.errors import PartnerConfigError, RateLimited
 from cohortsync.sandbox.fleet import RunningSandbox
-from tests.destinations.conftest import Harness, fresh
+from tests.destinations.conftest import Harness, fresh, members_of
 
 COHORT = CohortInfo(5, "Buyers", "bought twice")
 REFUSAL = {
@@ -52,7 +52,7 @@ def settle(destination: Destination, target: PartnerList, keys: Iterable[str]) -
     if not destination.capabilities.snapshot_membership:
         return target
     assert isinstance(destination, SnapshotDestination)
-    return destination.replace_members(target, list(keys))
+    return destination.replace_members(target, *members_of(list(keys)))
 
 
 def wrong_credentials(harness: Harness) -> dict[str, str]:

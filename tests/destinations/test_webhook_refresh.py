@@ -42,7 +42,9 @@ def held(harness: Harness) -> set[str]:
     return set(state(harness).lists[str(COHORT.id)].members)
 
 
-def test_a_refresh_after_a_hand_edit_leaves_exactly_the_given_keys(receiver: Harness) -> None:
+def test_a_refresh_after_a_hand_edit_leaves_exactly_the_members_as_last_sent(
+    receiver: Harness,
+) -> None:
     webhook = destination(receiver)
     target = webhook.ensure_list("Cart abandoners", COHORT)
     webhook.begin_run(RunInfo("run-1", adds=3, removes=0))
@@ -50,25 +52,31 @@ def test_a_refresh_after_a_hand_edit_leaves_exactly_the_given_keys(receiver: Har
     state(receiver).edit_by_hand(target.id, add=["intruder"], remove=["ada"])
     assert held(receiver) == {"lin", "mo", "intruder"}
 
-    keys = ["ada", "lin", *(f"user-{i}" for i in range(2_498))]
-    assert webhook.replace_members(target, iter(keys)) == target
-    assert held(receiver) == set(keys)
+    everyone = people(webhook, "ada", "lin", *(f"user-{i}" for i in range(2_498)))
+    refreshed = webhook.replace_members(target, iter(everyone), len(everyone))
+
+    assert refreshed == target
+    assert held(receiver) == {m.key for m in everyone}
     kept = state(receiver).lists[target.id].members
-    assert kept["ada"] == {"mixpanel_distinct_id": "ada"}  # a refresh page carries the id only
-    assert kept["lin"]["email"] == "lin@example.com"  # still held: keeps what add_members told
+    # a receiver that lost its state gets each member whole again: id, email, names
+    assert kept["ada"] == {
+        "mixpanel_distinct_id": "ada",
+        "email": "ada@example.com",
+        "first_name": "ada",
+    }
     refresh = [s for s in state(receiver).sessions if s != "run-1"]
     assert len(refresh) == 1  # one session of its own, apart from the run's
     assert state(receiver).sessions[refresh[0]] == [
         {"total_pages": 3, "page_count": n} for n in (1, 2, 3)
     ]
-    assert state(receiver).received == 3 + len(keys)  # pages of 1,000, 1,000 and 500
+    assert state(receiver).received == 3 + len(everyone)  # pages of 1,000, 1,000 and 500
 
 
 def test_an_empty_refresh_is_one_page_that_empties_the_cohort(receiver: Harness) -> None:
     webhook = destination(receiver)
     target = webhook.ensure_list("Cart abandoners", COHORT)
     webhook.add_members(target, people(webhook, "ada", "mo"))
-    webhook.replace_members(target, [])
+    webhook.replace_members(target, [], 0)
     assert held(receiver) == set()
     assert state(receiver).last_parameters["page_info"] == {"total_pages": 1, "page_count": 1}
 

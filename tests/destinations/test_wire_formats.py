@@ -26,6 +26,7 @@ from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import PartnerConfigError, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import BatchError
+from tests.destinations.conftest import members_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COHORT = CohortInfo(12, "Cart abandoners", "left a cart")
@@ -332,7 +333,7 @@ def test_clevertap_snapshot_is_the_three_documented_custom_list_steps() -> None:
     assert isinstance(partner, SnapshotDestination)
     target = PartnerList("", "mixpanel_Cart abandoners_12", COHORT)
     keys = iter(["user-1@example.com", "user-2@example.com", 'ann, "the first"'])
-    made = partner.replace_members(target, keys)
+    made = partner.replace_members(target, *members_of(keys))
 
     presign, upload, completed = recorder.requests
     assert (presign.method, str(presign.url)) == (
@@ -371,7 +372,7 @@ def test_clevertap_snapshot_names_the_connector_and_the_admins_email() -> None:
     recorder = Recorder(clevertap_custom_list(fixture("clevertap")))
     partner = clevertap(recorder, connector_name="Mixpanel cohorts", segment_email="ops@shop.io")
     assert isinstance(partner, SnapshotDestination)
-    partner.replace_members(PartnerList("", "s", COHORT), [])
+    partner.replace_members(PartnerList("", "s", COHORT), *members_of([]))
     sent = recorder.body()
     assert (sent["creator"], sent["email"]) == ("Mixpanel cohorts", "ops@shop.io")
     assert recorder.requests[1].content == b"Type,Identity\n"  # an empty cohort empties it
@@ -383,7 +384,9 @@ def test_clevertap_snapshot_of_many_keys_is_written_from_an_iterator() -> None:
     recorder = Recorder(clevertap_custom_list(fixture("clevertap")))
     partner = clevertap(recorder)
     assert isinstance(partner, SnapshotDestination)
-    partner.replace_members(PartnerList("", "s", COHORT), (f"user-{i}" for i in range(200_000)))
+    partner.replace_members(
+        PartnerList("", "s", COHORT), *members_of(f"user-{i}" for i in range(200_000))
+    )
     lines = recorder.requests[1].content.decode().splitlines()
     assert len(lines) == 200_001
     assert (lines[0], lines[1], lines[-1]) == ("Type,Identity", "i,user-0", "i,user-199999")
@@ -395,7 +398,7 @@ def test_clevertap_custom_list_refusal_is_the_message() -> None:
     partner = clevertap(recorder)
     assert isinstance(partner, SnapshotDestination)
     with pytest.raises(PartnerConfigError, match=r"^App may not submit cohort updates"):
-        partner.replace_members(PartnerList("", "s", COHORT), ["u1"])
+        partner.replace_members(PartnerList("", "s", COHORT), *members_of(["u1"]))
     assert len(recorder.requests) == 1  # not retried, nothing uploaded
 
 

@@ -154,10 +154,15 @@ class ReadableDestination(Destination, Protocol):
 
 @runtime_checkable
 class SnapshotDestination(Destination, Protocol):
-    """A destination whose list membership is set whole (CleverTap's custom-list upload with
-    ``replace``): ``add_members`` and ``remove_members`` carry the members' profiles, and at the
-    end of every run the engine hands over every acknowledged key."""
+    """A destination whose list membership can be set whole. Where ``snapshot_membership`` is
+    declared (CleverTap's custom-list upload with ``replace``) the engine hands over every
+    acknowledged member at the end of every run, and ``add_members``/``remove_members`` carry
+    only the members' profiles; elsewhere (the webhook's ``members`` refresh) it does so when
+    the list may have drifted."""
 
-    def replace_members(self, target: PartnerList, keys: Iterable[str]) -> PartnerList:
-        """Make the list hold exactly ``keys``; returns the list (its id may be new)."""
+    def replace_members(
+        self, target: PartnerList, members: Iterable[PartnerMember], total: int
+    ) -> PartnerList:
+        """Make the list hold exactly ``members`` (``total`` of them, streamed, each with the
+        fields last sent); returns the list (its id may be new)."""
         ...

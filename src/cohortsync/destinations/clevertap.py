@@ -247,10 +247,12 @@ class CleverTapDestination(HttpConnector):
         """Nothing to send: the run's snapshot leaves them out (their profiles stay)."""
         return BatchOutcome(accepted=[m.key for m in members])
 
-    def replace_members(self, target: PartnerList, keys: Iterable[str]) -> PartnerList:
+    def replace_members(
+        self, target: PartnerList, members: Iterable[PartnerMember], total: int
+    ) -> PartnerList:
         """The Custom List API's three steps with ``replace: true``: the segment named
-        ``target.name`` becomes exactly ``keys``."""
-        with custom_list_csv(keys) as snapshot:
+        ``target.name`` becomes exactly the members' identities."""
+        with custom_list_csv(m.key for m in members) as snapshot:
             presigned = self._custom_list_call("/get_custom_list_segment_url", "presignedS3URL")
             self._s3.request("PUT", str(presigned), content=snapshot.read())
         body = {

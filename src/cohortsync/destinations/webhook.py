@@ -191,15 +191,24 @@ class WebhookDestination(HttpConnector):
         self._post_diff("remove_members", target.cohort, members)
         return BatchOutcome(accepted=[m.key for m in members])
 
-    def replace_members(self, target: PartnerList, keys: Iterable[str]) -> PartnerList:
-        """A ``members`` refresh in a session of its own: pages of at most 1,000
-        ``{"mixpanel_distinct_id"}`` (one empty page for an empty cohort)."""
-        everyone = [{"mixpanel_distinct_id": key} for key in keys]
+    def replace_members(
+        self, target: PartnerList, members: Iterable[PartnerMember], total: int
+    ) -> PartnerList:
+        """A ``members`` refresh in a session of its own: every member as last sent (email,
+        names, columns), in pages of at most 1,000 streamed as they come (one empty page for an
+        empty cohort)."""
         batch = CAPABILITIES.max_batch
-        pages = [everyone[i : i + batch] for i in range(0, len(everyone), batch)] or [[]]
+        pages = max(math.ceil(total / batch), 1)
         session_id = str(uuid.uuid4())
-        for number, page in enumerate(pages, start=1):
-            self._post("members", target.cohort, page, session_id, (number, len(pages)))
+        page: list[Mapping[str, Any]] = []
+        number = 0
+        for member in members:
+            page.append(member.fields)
+            if len(page) == batch and number + 1 < pages:
+                number += 1
+                self._post("members", target.cohort, page, session_id, (number, pages))
+                page = []
+        self._post("members", target.cohort, page, session_id, (number + 1, pages))
         return target
 
 

@@ -3,9 +3,8 @@
 
 ``add_members`` and ``remove_members`` change the cohort at once. The pages of a ``members``
 session are gathered apart and replace the cohort's membership once every page of the session
-has arrived (a page sent twice counts once); until then the cohort keeps what it held. A member
-kept through a refresh keeps the columns earlier messages brought (a refresh may carry ids
-only)."""
+has arrived (a page sent twice counts once); until then the cohort keeps what it held. The
+refresh is the whole truth: each member then holds exactly what its page carried."""
 
 from __future__ import annotations
 
@@ -135,9 +134,8 @@ class WebhookSandbox(SandboxState):
         refresh = self.refreshes.setdefault((session_id, target.id), Refresh(total_pages))
         refresh.pages.add(page_count)
         refresh.members.update(members)
-        if refresh.complete:  # members it held keep what earlier messages told of them
-            held = target.members
-            target.members = {k: {**held.get(k, {}), **v} for k, v in refresh.members.items()}
+        if refresh.complete:
+            target.members = dict(refresh.members)
             del self.refreshes[(session_id, target.id)]
 
 

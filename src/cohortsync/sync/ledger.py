@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
-from cohortsync.storage.database import write_transaction
+from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
 from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
 from cohortsync.sync.outcomes import record_rejections
@@ -49,16 +49,26 @@ def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]
         yield Acknowledged(row[0], row[1], row[2])
 
 
-def acknowledged_keys(connection: Connection, sync_id: int) -> Iterator[str]:
-    """The partner keys of the sync's acknowledged members, streamed in key order."""
-    query = (
-        sa.select(sync_members.c.member_key)
-        .where(sync_members.c.sync_id == sync_id)
-        .order_by(code_point_order(connection, sync_members.c.member_key))
-    )
-    result = connection.execution_options(stream_results=True, yield_per=5_000).execute(query)
-    for row in result:
-        yield row[0]
+def acknowledged_members(engine: Engine, sync_id: int, page: int = 5_000) -> Iterator[Change]:
+    """The sync's acknowledged members with the fields last sent, a page per short read
+    transaction (so a long upload of them holds no transaction open)."""
+    after = ""
+    while True:
+        with read_transaction(engine) as connection:
+            order = code_point_order(connection, sync_members.c.distinct_id)
+            rows = connection.execute(
+                sa.select(
+                    sync_members.c.distinct_id, sync_members.c.member_key, sync_members.c.fields
+                )
+                .where(sync_members.c.sync_id == sync_id, order > after)
+                .order_by(order)
+                .limit(page)
+            ).all()
+        for row in rows:
+            yield Change(ADD, row[0], row[1], row[2])
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
 
 
 def acknowledged_count(connection: Connection, sync_id: int) -> int:

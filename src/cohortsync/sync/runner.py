@@ -47,7 +47,7 @@ from cohortsync.sync.ledger import (
     BatchResult,
     PlanWriter,
     acknowledged_count,
-    acknowledged_keys,
+    acknowledged_members,
     checkpoint,
     drop_duplicate_keys,
     drop_plan,
@@ -558,7 +558,9 @@ class SyncRunner:
         """Hand the partner the whole acknowledged membership (a snapshot, or a full refresh
         where drift is suspected), and keep the list it answers with."""
         with read_transaction(self._engine) as connection:
-            current = destination.replace_members(target, acknowledged_keys(connection, sync.id))
+            total = acknowledged_count(connection, sync.id)
+        members = (m.member() for m in acknowledged_members(self._engine, sync.id))
+        current = destination.replace_members(target, members, total)
         keep(self._engine, replace(sync, list_id=target.id, list_name=target.name), current)
         counts.refreshed = True
         base.merge(counts, destination)
