@@ -170,6 +170,21 @@ def _fail_after_first_batch(world: SyncWorld, sandbox: RunningSandbox, sync_id: 
     return failed
 
 
+def test_an_email_in_capitals_is_sent_as_spelt_and_never_taken_for_drift(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["iterable"]
+    world.set_profile("kim", plan="pro", **{"$email": "Kim@Example.COM"})
+    sync_id = _export(world, sandbox)
+    _run(world, sync_id)
+    assert _held(sandbox, _list_id(world, sync_id)) == {"Kim@Example.COM"}
+
+    checked = _run(world, sync_id, reconcile=True)
+
+    assert (checked.counts.drift_missing, checked.counts.drift_extra) == (0, 0)
+    assert checked.counts.planned_add == checked.counts.planned_remove == 0
+
+
 def test_a_readable_list_is_read_back_daily_and_after_a_run_that_failed_sending(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox]
 ) -> None:

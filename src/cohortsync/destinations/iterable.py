@@ -39,6 +39,11 @@ Inferred, not confirmed by Iterable's documents:
 - ``Retry-After`` on a 429: honoured when present, else jittered backoff (the HTTP client).
 - A removal Iterable answers with ``notFound*``/``forgotten*`` is done: a user the project
   does not have (any more) is on no list.
+- Whether Iterable keeps an email's case (``Kim@Example.com``) or lowers it: both readings
+  work, since a member's key, the failures of a reply and the lines of ``getUsers`` are
+  compared lower-cased, while the email is sent as the profile spells it.
+- ``GET /api/lists`` returns every list of the project (the spec shows no paging), so a list
+  id missing from it is a list deleted on Iterable's side.
 """
 
 from __future__ import annotations
@@ -96,10 +101,15 @@ def describe_error(body: Any) -> str | None:
     return None
 
 
+def email_of(member: PartnerMember) -> str:
+    """The member's email as the profile spells it (the key is its lower-cased form)."""
+    return str(member.fields.get("email") or member.key)
+
+
 def subscriber(member: PartnerMember) -> dict[str, Any]:
-    """One entry of a subscribe call: the email (the member's key), the Iterable userId
-    beside it when the profile has one, and the export columns."""
-    entry: dict[str, Any] = {"email": member.key}
+    """One entry of a subscribe call: the email, the Iterable userId beside it when the
+    profile has one, and the export columns."""
+    entry: dict[str, Any] = {"email": email_of(member)}
     user_id = member.fields.get("userId")
     if user_id:
         entry["userId"] = user_id
@@ -126,10 +136,11 @@ def outcome(
     """Per-member results from a reply: a member listed under its email or its userId is
     rejected, unless its reason is one of ``done_if``."""
     failed = failures(body)
+    emails = {value.lower(): reason for value, reason in failed.items()}
     result = BatchOutcome()
     for member in members:
         user_id = member.fields.get("userId")
-        refusal = failed.get(member.key) or (failed.get(str(user_id)) if user_id else None)
+        refusal = emails.get(member.key) or (failed.get(str(user_id)) if user_id else None)
         if refusal is None or refusal in done_if:
             result.accepted.append(member.key)
         else:
@@ -153,17 +164,22 @@ class IterableDestination(HttpConnector):
         )
 
     def member(self, distinct_id: str, profile: Mapping[str, Any]) -> PartnerMember | Skip:
-        """Keyed by ``$email`` (required); ``userId`` only from ``$iterable_user_id``."""
+        """Keyed by ``$email`` (required), lower-cased so that it compares with what getUsers
+        answers however Iterable cases it (unconfirmed); sent as the profile spells it.
+        ``userId`` only from ``$iterable_user_id``."""
         email = text(profile, "$email")
         if email is None:
             return Skip("missing email")
         fields: dict[str, Any] = {
             "dataFields": export_columns(profile, distinct_id, (USER_ID_PROPERTY,))
         }
+        key = email.lower()
+        if email != key:
+            fields["email"] = email
         user_id = text(profile, USER_ID_PROPERTY)
         if user_id:
             fields["userId"] = user_id
-        return PartnerMember(key=email, distinct_id=distinct_id, fields=fields)
+        return PartnerMember(key=key, distinct_id=distinct_id, fields=fields)
 
     def check(self) -> None:
         """``GET /api/lists``: read-only and cheap."""
@@ -210,16 +226,18 @@ class IterableDestination(HttpConnector):
         """``POST /api/lists/unsubscribe`` by email, keeping the channel subscription."""
         body = {
             "listId": int(target.id),
-            "subscribers": [{"email": m.key} for m in members],
+            "subscribers": [{"email": email_of(m)} for m in members],
             "channelUnsubscribe": False,
         }
         reply = self._http.request("POST", "/api/lists/unsubscribe", json=body).json()
         return outcome(members, reply, done_if=ABSENT_USER)
 
     def read_members(self, target: PartnerList) -> Iterator[str]:
-        """The emails on the list (``GET /api/lists/getUsers``), line by line as they arrive;
-        waits for the account's read turn (5 a minute: for reconciliation, not every run)."""
-        return self._http.lines("/api/lists/getUsers", params={"listId": target.id}, read=True)
+        """The emails on the list (``GET /api/lists/getUsers``), lower-cased like the keys, line
+        by line as they arrive; waits for the account's read turn (5 a minute: for
+        reconciliation, not every run)."""
+        lines = self._http.lines("/api/lists/getUsers", params={"listId": target.id}, read=True)
+        return (line.lower() for line in lines)
 
 
 SPEC = PartnerSpec(
