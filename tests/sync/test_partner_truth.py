@@ -92,6 +92,27 @@ def test_two_cohorts_of_one_name_get_two_lists(
     assert _held(sandbox, _list_id(world, second)) == {"bob"}
 
 
+def test_two_cohorts_of_one_name_may_not_share_a_clevertap_segment(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["clevertap"]
+    world.set_profile("ann", plan="pro")
+    world.set_profile("bob", plan="free")
+    integration_id = world.connect(sandbox, list_name_template="{cohort_name}")
+    pro = world.cohort("Team", PRO_COHORT)
+    free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
+    service = world.service()
+    first = service.export(world.project.id, pro, integration_id, "dynamic").id
+    second = service.export(world.project.id, free, integration_id, "dynamic").id
+    _run(world, first)
+
+    refused = service.run_now(world.project.id, second)
+
+    assert refused.status == "failed"
+    assert "already sends a list named 'Team'" in (refused.error or "")
+    assert sandbox.state.members("Team") == {"ann"}  # the first cohort's segment is untouched
+
+
 def test_a_renamed_cohort_and_a_list_renamed_on_the_partner_keep_their_list(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox]
 ) -> None:

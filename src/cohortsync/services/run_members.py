@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from cohortsync.domain.errors import BatchError, NotFound
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import sync_run_members, sync_runs, syncs
+from cohortsync.sync.ledger import code_point_order
 from cohortsync.sync.outcomes import REJECTED, SKIPPED
 
 OUTCOMES = (SKIPPED, REJECTED)
@@ -120,19 +121,18 @@ def member_page(
     query = sa.select(sync_run_members).where(table.run_id == run_id)
     if outcome is not None:
         query = query.where(table.outcome == outcome)
-    if cursor:
-        after_id, after_outcome = _decode_cursor(cursor)
-        query = query.where(
-            sa.or_(
-                table.distinct_id > after_id,
-                sa.and_(table.distinct_id == after_id, table.outcome > after_outcome),
-            )
-        )
     with read_transaction(engine) as connection:
         check_run(connection, project_id, sync_id, run_id)
-        rows = connection.execute(
-            query.order_by(table.distinct_id, table.outcome).limit(limit + 1)
-        ).all()
+        distinct_id = code_point_order(connection, table.distinct_id)  # the same on each engine
+        if cursor:
+            after_id, after_outcome = _decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    distinct_id > after_id,
+                    sa.and_(table.distinct_id == after_id, table.outcome > after_outcome),
+                )
+            )
+        rows = connection.execute(query.order_by(distinct_id, table.outcome).limit(limit + 1)).all()
     members = [_member(row) for row in rows[:limit]]
     return RunMemberPage(members, _encode_cursor(members[-1]) if len(rows) > limit else None)
 
@@ -147,12 +147,12 @@ def _csv_rows(engine: Engine, run_id: int) -> Iterator[bytes]:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     table = sync_run_members.c
-    query = (
-        sa.select(sync_run_members)
-        .where(table.run_id == run_id)
-        .order_by(table.distinct_id, table.outcome)
-    )
     with read_transaction(engine) as connection:
+        query = (
+            sa.select(sync_run_members)
+            .where(table.run_id == run_id)
+            .order_by(code_point_order(connection, table.distinct_id), table.outcome)
+        )
         result = connection.execution_options(stream_results=True, yield_per=CSV_CHUNK).execute(
             query
         )

@@ -26,6 +26,7 @@ from cohortsync.destinations.base import (
     PartnerList,
     ReadableDestination,
 )
+from cohortsync.domain.errors import Conflict
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_partner_keys, sync_plan, syncs
 from cohortsync.sync.diff import REMOVE, Change
@@ -44,6 +45,25 @@ class ListFound:
 
     target: PartnerList
     recreated: bool
+
+
+def refuse_shared_name(engine: Engine, sync: Sync, name: str) -> None:
+    """A partner whose list is addressed by its name (a snapshot) cannot tell two lists of one
+    name apart: a second sync of the integration may not use a name another sync uses."""
+    with read_transaction(engine) as connection:
+        other = connection.execute(
+            sa.select(syncs.c.id).where(
+                syncs.c.integration_id == sync.integration_id,
+                syncs.c.id != sync.id,
+                syncs.c.list_name == name,
+            )
+        ).first()
+    if other is not None:
+        raise Conflict(
+            f"sync {other[0]} already sends a list named {name!r} to this integration, and the "
+            "partner tells lists apart by name; rename the cohort, or put {cohort_id} in the "
+            "integration's list name template"
+        )
 
 
 def owned_elsewhere(engine: Engine, sync: Sync) -> frozenset[str]:
@@ -79,6 +99,8 @@ def find_or_make(
         if found is not None:
             keep(engine, sync, found)
             return ListFound(found, recreated=False)
+    if destination.capabilities.snapshot_membership:
+        refuse_shared_name(engine, sync, name)
     target = destination.ensure_list(name, cohort, owned_elsewhere(engine, sync))
     recreated = sync.list_id is not None
     with write_transaction(engine) as connection:
