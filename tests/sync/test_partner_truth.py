@@ -92,6 +92,35 @@ def test_two_cohorts_of_one_name_get_two_lists(
     assert _held(sandbox, _list_id(world, second)) == {"bob"}
 
 
+def test_two_syncs_that_were_given_one_list_before_are_parted(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    """Xtremepush lists used to be found by title: two cohorts named alike got one list."""
+    sandbox = sandboxes["xtremepush"]
+    world.set_profile("ann", plan="pro")
+    world.set_profile("bob", plan="free")
+    integration_id = world.connect(sandbox)
+    pro = world.cohort("Team", PRO_COHORT)
+    free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
+    service = world.service()
+    first = service.export(world.project.id, pro, integration_id, "dynamic").id
+    second = service.export(world.project.id, free, integration_id, "dynamic").id
+    _run(world, first)
+    _run(world, second)
+    shared = _list_id(world, first)
+    with write_transaction(world.engine) as connection:  # what the old engine left: one list
+        connection.execute(syncs.update().where(syncs.c.id == second).values(list_id=shared))
+    sandbox.state.edit_by_hand(shared, add=["bob"])
+
+    parted = _run(world, second)
+
+    assert parted.counts.list_recreated and _list_id(world, second) != shared
+    assert _held(sandbox, _list_id(world, second)) == {"bob"}
+    _run(world, first)
+    assert _list_id(world, first) == shared
+    assert _held(sandbox, shared) == {"ann"}  # bob, put there by the old sharing, is taken off
+
+
 def test_two_cohorts_of_one_name_may_not_share_a_clevertap_segment(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox]
 ) -> None:

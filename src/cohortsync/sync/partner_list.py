@@ -33,6 +33,7 @@ from cohortsync.sync.diff import REMOVE, Change
 from cohortsync.sync.records import FAILED, RECONCILE, Sync, SyncRun
 from cohortsync.warehouse.sql import bulk_insert_ignoring
 
+ours = sync_members.alias("ours")
 READ_CHUNK = 5_000
 MAX_KEY = 255  # the longest member key stored
 # A planned removal of a member the partner holds but nobody here stands for: no distinct_id.
@@ -66,6 +67,47 @@ def refuse_shared_name(engine: Engine, sync: Sync, name: str) -> None:
         )
 
 
+def _older_sync_on_the_same_list(engine: Engine, sync: Sync) -> int | None:
+    """An older sync of the integration that keeps the same list (two cohorts of one name were
+    given one Xtremepush list, found by title, before lists were kept by id): the older keeps
+    it, and this one gets a list of its own, filled whole."""
+    with read_transaction(engine) as connection:
+        older = connection.execute(
+            sa.select(syncs.c.id)
+            .where(
+                syncs.c.integration_id == sync.integration_id,
+                syncs.c.id < sync.id,
+                syncs.c.list_id == sync.list_id,
+            )
+            .limit(1)
+        ).first()
+    return int(older[0]) if older is not None else None
+
+
+def _take_off_what_only_this_sync_put(
+    engine: Engine, sync: Sync, older: int, destination: Destination, cohort: CohortInfo
+) -> None:
+    """Before leaving a shared list, take off it the members this sync put there that the
+    older sync does not hold."""
+    assert sync.list_id is not None
+    theirs = (
+        sa.select(sync_members.c.member_key)
+        .where(sync_members.c.sync_id == older, sync_members.c.member_key == ours.c.member_key)
+        .exists()
+    )
+    with read_transaction(engine) as connection:
+        strays = connection.execute(
+            sa.select(ours.c.distinct_id, ours.c.member_key, ours.c.fields).where(
+                ours.c.sync_id == sync.id, ~theirs
+            )
+        ).all()
+    shared = PartnerList(sync.list_id, sync.list_name or "", cohort)
+    size = destination.capabilities.max_batch
+    for start in range(0, len(strays), size):
+        batch = [Change(REMOVE, *row).member() for row in strays[start : start + size]]
+        destination.remove_members(shared, batch)
+
+
 def owned_elsewhere(engine: Engine, sync: Sync) -> frozenset[str]:
     """Ids of the lists other syncs of the same integration own."""
     with read_transaction(engine) as connection:
@@ -90,7 +132,10 @@ def find_or_make(
     """The sync's list: by its kept id, else (never made, or gone) found by ``name`` among
     lists no other sync owns, or made. A list made again resets the acknowledged state; a list
     just made is known to be empty, as good as read back."""
-    if sync.list_id:
+    older = _older_sync_on_the_same_list(engine, sync) if sync.list_id else None
+    if older is not None:
+        _take_off_what_only_this_sync_put(engine, sync, older, destination, cohort)
+    elif sync.list_id:
         found = destination.find_list(sync.list_id, cohort)
         if found is not None and sync.list_name and destination.capabilities.snapshot_membership:
             # A snapshot is addressed by the list's name: the one we keep, whatever the cohort
