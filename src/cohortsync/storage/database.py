@@ -108,3 +108,27 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot)."""
     with engine.connect() as connection, connection.begin():
         yield connection
+
+
+class RowBuffer:
+    """Rows for one table, inserted a chunk at a time in transactions of their own (a plan or
+    a run's report of a million rows without a million statements or one huge transaction)."""
+
+    def __init__(self, engine: Engine, table: sa.Table, chunk: int = 5_000) -> None:
+        self._engine = engine
+        self._table = table
+        self._chunk = chunk
+        self._pending: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one row; the chunk is stored once full."""
+        self._pending.append(row)
+        if len(self._pending) >= self._chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store what is queued."""
+        if self._pending:
+            with write_transaction(self._engine) as connection:
+                connection.execute(self._table.insert(), self._pending)
+            self._pending = []

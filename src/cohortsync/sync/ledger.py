@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.database import RowBuffer, read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
 from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
 from cohortsync.sync.outcomes import record_rejections
@@ -84,9 +84,8 @@ class PlanWriter:
     """Stores a run's changes in chunks, numbering removals before adds."""
 
     def __init__(self, engine: Engine, run_id: int) -> None:
-        self._engine = engine
+        self._rows = RowBuffer(engine, sync_plan, PLAN_CHUNK)
         self._run_id = run_id
-        self._pending: list[dict[str, Any]] = []
         self._removes = 0
         self._adds = 0
 
@@ -98,7 +97,7 @@ class PlanWriter:
         else:
             self._adds += 1
             seq = ADD_SEQ_BASE + self._adds
-        self._pending.append(
+        self._rows.add(
             {
                 "run_id": self._run_id,
                 "seq": seq,
@@ -108,15 +107,10 @@ class PlanWriter:
                 "fields": change.fields,
             }
         )
-        if len(self._pending) >= PLAN_CHUNK:
-            self.flush()
 
     def flush(self) -> None:
         """Store what is queued."""
-        if self._pending:
-            with write_transaction(self._engine) as connection:
-                connection.execute(sync_plan.insert(), self._pending)
-            self._pending = []
+        self._rows.flush()
 
 
 _DELETE_PLANNED = sync_plan.delete().where(

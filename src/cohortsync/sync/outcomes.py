@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
-from cohortsync.storage.database import write_transaction
+from cohortsync.storage.database import RowBuffer, write_transaction
 from cohortsync.storage.tables import sync_run_members, sync_runs
 from cohortsync.sync.diff import Change
 
@@ -27,9 +27,8 @@ class SkipRecorder:
     """Stores a run's skipped members in chunks as planning finds them."""
 
     def __init__(self, engine: Engine, run_id: int) -> None:
-        self._engine = engine
+        self._rows = RowBuffer(engine, sync_run_members, CHUNK)
         self._run_id = run_id
-        self._pending: list[dict[str, object]] = []
         with write_transaction(engine) as connection:  # a run planned again starts afresh
             connection.execute(
                 sync_run_members.delete().where(
@@ -39,7 +38,7 @@ class SkipRecorder:
 
     def skip(self, distinct_id: str, reason: str, key: str | None = None) -> None:
         """Record one skipped member (with the partner key, where it was the reason)."""
-        self._pending.append(
+        self._rows.add(
             {
                 "run_id": self._run_id,
                 "outcome": SKIPPED,
@@ -48,15 +47,10 @@ class SkipRecorder:
                 "reason": reason,
             }
         )
-        if len(self._pending) >= CHUNK:
-            self.flush()
 
     def flush(self) -> None:
         """Store what is queued."""
-        if self._pending:
-            with write_transaction(self._engine) as connection:
-                connection.execute(sync_run_members.insert(), self._pending)
-            self._pending = []
+        self._rows.flush()
 
 
 def record_rejections(

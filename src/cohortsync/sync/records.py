@@ -325,6 +325,11 @@ def previous_run(connection: Connection, sync_id: int, run_id: int) -> SyncRun |
     return run_from_row(row) if row is not None else None
 
 
+def update_run(connection: Connection, run_id: int, **values: Any) -> None:
+    """Change a run's stored columns."""
+    connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
+
+
 def started_at(connection: Connection, run_id: int) -> datetime:
     """When a run started (the time its cohort and any read-back are as of)."""
     value = connection.execute(

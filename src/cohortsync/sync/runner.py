@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,50 +28,40 @@ from cohortsync.destinations.base import (
     SnapshotDestination,
 )
 from cohortsync.destinations.errors import (
-    DestinationError,
     PartnerConfigError,
     TransientError,
 )
-from cohortsync.destinations.http import RetryPolicy
 from cohortsync.destinations.registry import list_name
 from cohortsync.domain.errors import CohortsyncError, Conflict
-from cohortsync.metrics import observe_blocked, observe_run
+from cohortsync.metrics import observe_run
 from cohortsync.services.cohorts import get_cohort
 from cohortsync.services.integrations import CONNECTED, IntegrationService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_runs, syncs
 from cohortsync.sync import lease
 from cohortsync.sync.delivery import deliver, next_batch
-from cohortsync.sync.diff import ADD, REMOVE, UPDATE
 from cohortsync.sync.ledger import (
     BatchResult,
-    PlanWriter,
     acknowledged_count,
     acknowledged_members,
     checkpoint,
-    drop_duplicate_keys,
     drop_plan,
     plan_page,
     plan_totals,
 )
-from cohortsync.sync.outcomes import SkipRecorder
 from cohortsync.sync.outcomes import prune as prune_outcomes
 from cohortsync.sync.partner_list import (
     ListFound,
     drift_suspected,
     find_or_make,
     keep,
-    plan_extras,
-    read_back,
     reconcile_due,
 )
 from cohortsync.sync.plan import (
-    DUPLICATE,
-    CohortTooLarge,
     MemberSource,
     cohort_members,
-    plan_changes,
 )
+from cohortsync.sync.planning import RunPlanner, SyncConfig
 from cohortsync.sync.records import (
     ACTIVE,
     BLOCKED,
@@ -96,8 +86,10 @@ from cohortsync.sync.records import (
     previous_run,
     started_at,
     supersede_blocked,
+    update_run,
 )
-from cohortsync.sync.safety import SafetyRules
+
+__all__ = ["SyncConfig", "SyncRunner", "SyncStopped", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -105,25 +97,6 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """A name for this worker that is unique across machines and restarts."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    """The sync engine's knobs (settings ``COHORTSYNC_SYNC_*``)."""
-
-    lease_seconds: float = 60.0
-    safety: SafetyRules = field(default_factory=SafetyRules)
-    max_members: int = 10_000_000
-    one_time_retry_seconds: int = 300
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    batch_size: int | None = None  # smaller batches than the partner allows (None: its limit)
-    reconcile_every: timedelta = timedelta(days=1)  # read a readable partner's list back
-
-
-class EvaluationFailed(CohortsyncError):
-    """The cohort could not be evaluated, and there was no list to protect by blocking."""
-
-    code = "evaluation_failed"
 
 
 class SyncStopped(CohortsyncError):
@@ -151,8 +124,8 @@ class SyncRunner:
         self._clock = clock
         self.config = config or SyncConfig()
         self.owner = owner or worker_name()
-        self._source = source
         self._on_batch = on_batch
+        self._planner = RunPlanner(engine, clock, self.config, self.owner, source)
 
     # -- starting -------------------------------------------------------------------------
 
@@ -218,7 +191,7 @@ class SyncRunner:
                 if run is None or run.status != BLOCKED:
                     raise Conflict(f"sync {sync_id} has no blocked run to confirm")
                 has_plan = bool(plan_totals(connection, run.id))
-                self._set_run(
+                update_run(
                     connection,
                     run.id,
                     status=RUNNING if has_plan else PLANNING,
@@ -296,7 +269,7 @@ class SyncRunner:
             if found.recreated:
                 counts.list_recreated = True
                 if run.status != PLANNING:  # the plan was a diff against a list that is gone
-                    run = self._replan(run, counts)
+                    run = self._planner.replan(run, counts)
             if run.status == PLANNING:
                 reconcile = reconcile_due(
                     sync,
@@ -307,8 +280,8 @@ class SyncRunner:
                     self.config.reconcile_every,
                 )
                 if reconcile and isinstance(destination, ReadableDestination):
-                    reconcile = self._read_back(sync, destination, found.target, counts)
-                if not self._plan(sync, run, destination, counts, reconciled=reconcile):
+                    reconcile = self._planner.read_back(sync, destination, found.target, counts)
+                if not self._planner.plan(sync, run, destination, counts, reconciled=reconcile):
                     return
                 with read_transaction(self._engine) as connection:
                     run = get_run(connection, run.id)
@@ -335,131 +308,6 @@ class SyncRunner:
         finally:
             if destination is not None:
                 destination.close()
-
-    def _read_back(
-        self,
-        sync: Sync,
-        destination: ReadableDestination,
-        target: PartnerList,
-        counts: RunCounts,
-    ) -> bool:
-        """Read the list back (R-X-2); whether it was read. A read the partner does not answer
-        (its read budget, a timeout on a large list) is noted and the run goes on without it:
-        the list is read again by the next run, and a refused credential still stops this one."""
-        try:
-            counts.drift_missing = read_back(
-                self._engine, sync.id, destination, target, self._clock.now()
-            )
-        except TransientError as error:
-            log.warning("sync %s: the list could not be read back: %s", sync.id, error.message)
-            counts.read_back_error = error.message
-            return False
-        counts.reconciled = True
-        return True
-
-    def _replan(self, run: SyncRun, counts: RunCounts) -> SyncRun:
-        """Back to planning: the stored plan no longer stands (its list was made again)."""
-        drop_plan(self._engine, run.id)
-        with write_transaction(self._engine) as connection:
-            self._set_run(
-                connection, run.id, status=PLANNING, cursor=0, batches=0, counts=counts.as_json()
-            )
-            return get_run(connection, run.id)
-
-    def _plan(
-        self,
-        sync: Sync,
-        run: SyncRun,
-        destination: Destination,
-        counts: RunCounts,
-        *,
-        reconciled: bool = False,
-    ) -> bool:
-        """Store the run's plan (with the removal of strangers a read-back found); False when
-        the run is blocked instead."""
-        drop_plan(self._engine, run.id)
-        with read_transaction(self._engine) as connection:
-            held = acknowledged_count(connection, sync.id)
-        writer = PlanWriter(self._engine, run.id)
-        skips = SkipRecorder(self._engine, run.id)
-        confirmed = run.confirmed_by is not None
-        try:
-            tally = plan_changes(
-                self._engine,
-                sync_id=sync.id,
-                project_id=sync.project_id,
-                cohort_id=sync.cohort_id,
-                as_of_ms=run.as_of_ms,
-                destination=destination,
-                sink=writer.add,
-                source=self._source,
-                max_members=self.config.max_members,
-                on_skip=skips.skip,
-            )
-            writer.flush()
-            skips.flush()
-            if reconciled:
-                counts.drift_extra = plan_extras(self._engine, sync.id, run.id, writer.add)
-                writer.flush()
-        except (DestinationError, CohortTooLarge, lease.LeaseLost):
-            raise
-        except Exception as error:  # the cohort could not be evaluated (gone, query, database)
-            log.warning("sync %s: cohort evaluation failed", sync.id, exc_info=True)
-            drop_plan(self._engine, run.id)
-            message = (
-                error.message
-                if isinstance(error, CohortsyncError)
-                else f"{type(error).__name__}: {str(error)[:300]}"
-            )
-            reason = None if confirmed else SafetyRules.evaluation_failed(held, message)
-            if reason is None:
-                raise EvaluationFailed(f"the cohort could not be evaluated: {message}") from None
-            self._block(sync.id, run.id, reason)
-            return False
-        duplicates = drop_duplicate_keys(self._engine, sync.id, run.id)
-        for distinct_id, key in duplicates:
-            skips.skip(distinct_id, DUPLICATE, key)
-        skips.flush()
-        with read_transaction(self._engine) as connection:
-            totals = plan_totals(connection, run.id)
-        counts.members = tally.members
-        counts.skipped = tally.skipped
-        if duplicates:
-            counts.skipped[DUPLICATE] += len(duplicates)
-        counts.planned_add = totals.get(ADD, 0)
-        counts.planned_update = totals.get(UPDATE, 0)
-        counts.planned_remove = totals.get(REMOVE, 0)
-        reason = (
-            None
-            if confirmed
-            else self.config.safety.block_reason(
-                held=held,
-                members=tally.members,
-                removes=counts.planned_remove - counts.drift_extra,
-                strangers=counts.drift_extra,
-            )
-        )
-        with write_transaction(self._engine) as connection:
-            lease.renew(
-                connection, sync.id, self.owner, self._clock.now(), self.config.lease_seconds
-            )
-            self._set_run(
-                connection,
-                run.id,
-                status=BLOCKED if reason else RUNNING,
-                blocked_reason=reason,
-                counts=counts.as_json(),
-            )
-            partner = partner_of(connection, sync.id)
-        if reason is not None:
-            observe_blocked(partner)
-        return reason is None
-
-    def _block(self, sync_id: int, run_id: int, reason: str) -> None:
-        with write_transaction(self._engine) as connection:
-            self._set_run(connection, run_id, status=BLOCKED, blocked_reason=reason)
-            partner = partner_of(connection, sync_id)
-        observe_blocked(partner)
 
     def _target(
         self, sync: Sync, settings: Mapping[str, Any], destination: Destination
@@ -521,7 +369,7 @@ class SyncRunner:
                         self._clock.now(),
                         self.config.lease_seconds,
                     )
-                    self._set_run(connection, run.id, counts=counts.as_json())
+                    update_run(connection, run.id, counts=counts.as_json())
             accepted, rejected = deliver(destination, target, changes)
             base.merge(counts, destination)
             cursor = batch[-1][0]
@@ -581,7 +429,7 @@ class SyncRunner:
         drop_plan(self._engine, run_id)
         with write_transaction(self._engine) as connection:
             lease.renew(connection, sync.id, self.owner, now, self.config.lease_seconds)
-            self._set_run(
+            update_run(
                 connection,
                 run_id,
                 status=status,
@@ -606,10 +454,6 @@ class SyncRunner:
             prune_outcomes(connection, sync.id)
             partner = partner_of(connection, sync.id)
         observe_run(partner, status, counts)
-
-    @staticmethod
-    def _set_run(connection: Any, run_id: int, **values: Any) -> None:
-        connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
 
 
 @dataclass(frozen=True)
