@@ -11,6 +11,8 @@ DEFAULT_COLUMNS = ("$email", "$phone", "$first_name", "$last_name")
 def text(profile: Mapping[str, Any], name: str) -> str | None:
     """A profile property as non-empty text, or None."""
     value = profile.get(name)
+    if type(value) is str:  # the common case, first
+        return value.strip() or None
     if value is None or isinstance(value, dict | list):
         return None
     rendered = str(value).strip() if not isinstance(value, bool) else str(value).lower()

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -56,8 +57,13 @@ def create_engine(url: str) -> Engine:
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # JSON columns are text on SQLite: read them with orjson (what ingestion parses with,
+        # so nothing stored can be JSON it refuses), several times faster than the json module.
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=8
+            url,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            pool_size=8,
+            json_deserializer=orjson.loads,
         )
         _configure_sqlite(engine)
         return engine

@@ -250,6 +250,7 @@ sync_partner_keys = sa.Table(
     metadata,
     sa.Column("sync_id", sa.ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("member_key", sa.String(255), primary_key=True),
+    sqlite_with_rowid=False,  # one B-tree: a million keys insert faster
 )
 
 # Members a run skipped or the partner rejected, with the reason (R-SYN-7), for the run's report.

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["sync_id"], ["syncs.id"], name="fk_sync_partner_keys_sync_id_syncs", ondelete="CASCADE"
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "sync_run_members",
