@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
 from tests.conftest import LiveServer
+from tests.sync.conftest import admin  # noqa: F401 - the fixture, used by name
 from tests.sync.test_api import (
     BUYERS,
     PRO,
-    admin,  # noqa: F401 - the fixture, used by name
     buyers_world,
     connect,
     create_cohort,

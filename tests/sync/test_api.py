@@ -12,13 +12,10 @@ from itertools import count
 from typing import Any
 
 import httpx
-import pytest
 
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
-from tests.integrations.test_api import member_token
 
 # SPEC §5, the "Dynamic sync interval" row
 DEFAULT_INTERVAL = {"webhook": 30 * 60, "xtremepush": 2 * 3600}
@@ -30,20 +27,6 @@ BUYERS = {
 }
 PRO = {"property": "plan", "op": "equals", "value": "pro"}
 _insert_ids = count()
-
-
-@pytest.fixture
-def admin(live_server: LiveServer, project: Project) -> httpx.Client:
-    """An HTTP client signed in as a project admin."""
-    token = admin_token(live_server.engine, project.id)
-    return live_server.client(headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def member(live_server: LiveServer, project: Project) -> httpx.Client:
-    """An HTTP client signed in as a (non-admin) project member."""
-    token = member_token(live_server, project)
-    return live_server.client(headers={"Authorization": f"Bearer {token}"})
 
 
 def syncs_url(project: Project, suffix: str = "") -> str:

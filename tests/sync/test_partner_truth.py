@@ -72,18 +72,24 @@ def test_a_list_deleted_on_the_partner_comes_back_whole_in_the_next_run(
         assert run.counts.added == 4
 
 
-def test_two_cohorts_of_one_name_get_two_lists(
-    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
-) -> None:
-    sandbox = sandboxes["xtremepush"]
+def _two_teams(world: SyncWorld, sandbox: RunningSandbox, **settings: str) -> tuple[int, int]:
+    """Two cohorts both named "Team" (ann is pro, bob is free), each exported dynamically to
+    one integration; the two syncs."""
     world.set_profile("ann", plan="pro")
     world.set_profile("bob", plan="free")
-    integration_id = world.connect(sandbox)
+    integration_id = world.connect(sandbox, **settings)
     pro = world.cohort("Team", PRO_COHORT)
     free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
     service = world.service()
     first = service.export(world.project.id, pro, integration_id, "dynamic").id
-    second = service.export(world.project.id, free, integration_id, "dynamic").id
+    return first, service.export(world.project.id, free, integration_id, "dynamic").id
+
+
+def test_two_cohorts_of_one_name_get_two_lists(
+    world: SyncWorld, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["xtremepush"]
+    first, second = _two_teams(world, sandbox)
     _run(world, first)
     _run(world, second)
 
@@ -97,14 +103,7 @@ def test_two_syncs_that_were_given_one_list_before_are_parted(
 ) -> None:
     """Xtremepush lists used to be found by title: two cohorts named alike got one list."""
     sandbox = sandboxes["xtremepush"]
-    world.set_profile("ann", plan="pro")
-    world.set_profile("bob", plan="free")
-    integration_id = world.connect(sandbox)
-    pro = world.cohort("Team", PRO_COHORT)
-    free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
-    service = world.service()
-    first = service.export(world.project.id, pro, integration_id, "dynamic").id
-    second = service.export(world.project.id, free, integration_id, "dynamic").id
+    first, second = _two_teams(world, sandbox)
     _run(world, first)
     _run(world, second)
     shared = _list_id(world, first)
@@ -125,14 +124,8 @@ def test_two_cohorts_of_one_name_may_not_share_a_clevertap_segment(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox]
 ) -> None:
     sandbox = sandboxes["clevertap"]
-    world.set_profile("ann", plan="pro")
-    world.set_profile("bob", plan="free")
-    integration_id = world.connect(sandbox, list_name_template="{cohort_name}")
-    pro = world.cohort("Team", PRO_COHORT)
-    free = world.cohort("Team", {"all": [{"property": "plan", "op": "equals", "value": "free"}]})
+    first, second = _two_teams(world, sandbox, list_name_template="{cohort_name}")
     service = world.service()
-    first = service.export(world.project.id, pro, integration_id, "dynamic").id
-    second = service.export(world.project.id, free, integration_id, "dynamic").id
     _run(world, first)
 
     refused = service.run_now(world.project.id, second)

@@ -8,7 +8,6 @@ import io
 from typing import Any
 
 import httpx
-import pytest
 
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
@@ -16,8 +15,6 @@ from cohortsync.services import run_members
 from cohortsync.storage.database import write_transaction
 from cohortsync.storage.tables import sync_run_members
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
-from tests.integrations.test_api import member_token
 from tests.sync.test_api import (
     BUYERS,
     assert_error,
@@ -28,20 +25,6 @@ from tests.sync.test_api import (
     run_now,
     syncs_url,
 )
-
-
-@pytest.fixture
-def admin(live_server: LiveServer, project: Project) -> httpx.Client:
-    """An HTTP client signed in as a project admin."""
-    token = admin_token(live_server.engine, project.id)
-    return live_server.client(headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def member(live_server: LiveServer, project: Project) -> httpx.Client:
-    """An HTTP client signed in as a (non-admin) project member."""
-    token = member_token(live_server, project)
-    return live_server.client(headers={"Authorization": f"Bearer {token}"})
 
 
 def buyers_run(

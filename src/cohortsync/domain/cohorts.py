@@ -63,6 +63,20 @@ UNIT_SECONDS = {
 }
 Scalar = str | int | float | bool
 
+# How each profile operator reads in a sentence ("plan equals \"pro\"").
+OPERATOR_WORDS = {
+    "equals": "equals",
+    "not_equals": "does not equal",
+    "contains": "contains",
+    "not_contains": "does not contain",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "in": "is one of",
+    "not_in": "is none of",
+}
+
 
 class DefinitionError(BatchError):
     """A cohort definition is invalid; ``path`` is the JSON path of the offending part."""

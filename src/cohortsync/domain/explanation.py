@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from cohortsync.domain.cohorts import (
+    OPERATOR_WORDS,
     CountComparison,
     DateWindow,
     EventCondition,
@@ -28,18 +29,6 @@ from cohortsync.domain.cohorts import (
 ALL, ANY, NOT = "all", "any", "not"
 PROPERTY, EVENT, IN_COHORT, STATIC = "property", "event", "in_cohort", "static"
 
-_OPERATOR_WORDS = {
-    "equals": "equals",
-    "not_equals": "does not equal",
-    "contains": "contains",
-    "not_contains": "does not contain",
-    "gt": ">",
-    "gte": "≥",
-    "lt": "<",
-    "lte": "≤",
-    "in": "is one of",
-    "not_in": "is none of",
-}
 _COUNT_SYMBOLS = {">=": "≥", "<=": "≤", "!=": "≠", "=": "=", ">": ">", "<": "<"}
 
 
@@ -59,8 +48,8 @@ def property_label(condition: PropertyCondition) -> str:
         low, high = value
         return f"{name} between {_shown(low)} and {_shown(high)}"
     if op in ("in", "not_in"):
-        return f"{name} {_OPERATOR_WORDS[op]} {', '.join(_shown(v) for v in value)}"
-    return f"{name} {_OPERATOR_WORDS[op]} {_shown(value)}"
+        return f"{name} {OPERATOR_WORDS[op]} {', '.join(_shown(v) for v in value)}"
+    return f"{name} {OPERATOR_WORDS[op]} {_shown(value)}"
 
 
 def _plural(amount: int, unit: str) -> str:

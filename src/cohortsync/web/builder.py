@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from cohortsync.domain.cohorts import UNIT_SECONDS
+from cohortsync.domain.cohorts import OPERATOR_WORDS, PROPERTY_OPERATORS, UNIT_SECONDS
 from cohortsync.domain.errors import BatchError
 
 MATCHES = ("all", "any")
@@ -29,21 +29,15 @@ KINDS = {"property": "Profile property", "event": "Did event", "in_cohort": "In 
 AUTO = "auto"
 VALUE_TYPES = {AUTO: "auto", "text": "text", "number": "number", "boolean": "true/false"}
 ORDERINGS = frozenset({"gt", "gte", "lt", "lte", "between"})
-OPERATOR_LABELS = {
-    "equals": "equals",
-    "not_equals": "does not equal",
-    "contains": "contains",
-    "not_contains": "does not contain",
-    "gt": ">",
-    "gte": "≥",
-    "lt": "<",
-    "lte": "≤",
+_LABEL_HINTS = {
     "between": "between (a, b)",
     "is_set": "is set",
     "is_not_set": "is not set",
     "in": "is one of (a, b, …)",
     "not_in": "is none of (a, b, …)",
 }
+# The words of a condition (as explain says them), with how to type a value where it helps.
+OPERATOR_LABELS = {op: _LABEL_HINTS.get(op) or OPERATOR_WORDS[op] for op in PROPERTY_OPERATORS}
 COUNT_LABELS = {
     ">=": "at least",
     ">": "more than",
