@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bench.harness import Row
-from bench.sync import COHORT, PeakRss, _database, _user
+from bench.sync import COHORT, _database, _user, measured_run
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.destinations.base import PartnerMember
 from cohortsync.keyring import Keyring, generate_key
@@ -246,22 +246,7 @@ def run(users: int = 1_000_000, progress: Callable[[str], None] = print) -> list
         theirs.close()
         key, sync_id = ours.recv()
         setup.join()
-        ours, theirs = context.Pipe()
-        worker = context.Process(target=_reconcile_worker, args=(str(copy), key, sync_id, theirs))
-        worker.start()
-        theirs.close()
-        try:
-            if ours.recv() != "ready":
-                raise RuntimeError("the sync process did not get ready")
-            assert worker.pid is not None
-            rss = PeakRss(worker.pid)
-            ours.send("go")
-            result: dict[str, Any] = ours.recv()
-            rss.stop()
-        finally:
-            worker.join(timeout=120)
-            if worker.is_alive():
-                worker.terminate()
+        result, rss = measured_run(_reconcile_worker, str(copy), key, sync_id)
         pipe.send("state")
         partner: dict[str, Any] = pipe.recv()
     ok = result["status"] == SUCCEEDED and partner["exact"]

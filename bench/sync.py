@@ -346,6 +346,31 @@ class PeakRss:
         self._thread.join()
 
 
+def measured_run(
+    target: Callable[..., None], *args: Any, timeout: float = 120
+) -> tuple[dict[str, Any], PeakRss]:
+    """Run ``target(*args, pipe)`` in a fresh spawned process, which says "ready", waits for
+    "go" and sends its result back; the result, and the process's RSS sampled meanwhile."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    worker = context.Process(target=target, args=(*args, theirs))
+    worker.start()
+    theirs.close()
+    try:
+        if ours.recv() != "ready":
+            raise RuntimeError("the measured process did not get ready")
+        assert worker.pid is not None
+        rss = PeakRss(worker.pid)
+        ours.send("go")
+        result: dict[str, Any] = ours.recv()
+        rss.stop()
+    finally:
+        worker.join(timeout=timeout)
+        if worker.is_alive():
+            worker.terminate()
+    return result, rss
+
+
 def first_sync(
     partner: str, users: int, progress: Callable[[str], None], *, timed_path: str = ""
 ) -> dict[str, Any]:
@@ -354,28 +379,10 @@ def first_sync(
     requests to ``timed_path`` reached the emulator."""
     source = _database(users, progress)
     progress(f"  first sync of {users:,} members to the {partner} emulator")
-    context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as directory, emulator(partner) as partner_side:
         copy = Path(directory) / "sync.db"
         shutil.copyfile(source, copy)
-        ours, theirs = context.Pipe()
-        worker = context.Process(
-            target=_sync_worker, args=(str(copy), partner_side.integration, theirs)
-        )
-        worker.start()
-        theirs.close()
-        try:
-            if ours.recv() != "ready":
-                raise RuntimeError("the sync process did not get ready")
-            assert worker.pid is not None
-            rss = PeakRss(worker.pid)
-            ours.send("go")
-            result: dict[str, Any] = ours.recv()
-            rss.stop()
-        finally:
-            worker.join(timeout=60)
-            if worker.is_alive():
-                worker.terminate()
+        result, rss = measured_run(_sync_worker, str(copy), partner_side.integration)
         result["on_list"] = partner_side.members(str(result["list_name"]))
         result["arrivals"] = partner_side.arrivals(timed_path) if timed_path else []
     result["rss_baseline_mb"] = rss.baseline / 2**20
