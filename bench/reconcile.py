@@ -40,7 +40,7 @@ from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import create_engine, read_transaction, write_transaction
 from cohortsync.storage.migrate import upgrade
 from cohortsync.storage.tables import sync_members, syncs
-from cohortsync.sync import runner as runner_module
+from cohortsync.sync import planning as planning_module
 from cohortsync.sync.diff import encode_fields
 from cohortsync.sync.plan import cohort_members
 from cohortsync.sync.records import DYNAMIC, RECONCILE, SUCCEEDED
@@ -180,9 +180,9 @@ def _reconcile_worker(database: str, key: str, sync_id: int, pipe: Pipe) -> None
         yield from cohort_members(connection, project_id, cohort_id, as_of_ms)
         marks["plan"] = time.perf_counter() - began
 
-    # Phase marks: the runner's read-back and stranger planning, timed where it calls them.
+    # Phase marks: the planner's read-back and stranger planning, timed where it calls them.
     for name, phase in (("read_back", "read_back"), ("plan_extras", "extras")):
-        setattr(runner_module, name, _timed(phase, marks, getattr(runner_module, name)))
+        setattr(planning_module, name, _timed(phase, marks, getattr(planning_module, name)))
     runner = SyncRunner(engine, integrations, clock, SyncConfig(), source=source)
     pipe.send("ready")
     pipe.recv()
