@@ -290,7 +290,8 @@ def test_clevertap_uploads_profiles_with_identity_and_reads_skipped_records(repl
     assert upload.headers["Content-Type"].startswith("application/json")
     records = recorder.body(0)["d"]
     shape = docs["upload_request"]["d"][0]
-    assert all(set(r) == set(shape) - {"ts"} for r in records)
+    assert all(set(r) == set(shape) for r in records)
+    assert all(isinstance(r["ts"], int) and r["ts"] > 1_700_000_000 for r in records)
     assert [r["identity"] for r in records] == ["mp-1", "ct-2"]  # $CleverTap_user_id first
     assert records[0]["type"] == "profile"
     assert records[0]["profileData"] == {"$distinct_id": "mp-1", "Email": "a@b.io", "plan": "pro"}

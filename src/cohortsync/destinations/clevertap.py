@@ -57,6 +57,7 @@ import csv
 import io
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import IO, Any
@@ -234,9 +235,16 @@ class CleverTapDestination(HttpConnector):
         return PartnerList(pending_segment_id(cohort), name, cohort)
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
-        """Upsert the members' profiles (``/1/upload``); the snapshot puts them in the segment."""
+        """Upsert the members' profiles (``/1/upload``, stamped with the time of sending as
+        the documented body shows); the snapshot puts them in the segment."""
+        now = int(time.time())
         records = [
-            {"identity": m.key, "type": "profile", "profileData": dict(m.fields["profileData"])}
+            {
+                "identity": m.key,
+                "ts": now,
+                "type": "profile",
+                "profileData": dict(m.fields["profileData"]),
+            }
             for m in members
         ]
         reply = self._http.request("POST", "/1/upload", json={"d": records}).json()
