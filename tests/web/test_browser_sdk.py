@@ -2,7 +2,7 @@
 
 The page is served from a second loopback port, so every request the SDK makes is cross-origin:
 the browser lets it through only if the server answers CORS. The published mixpanel-browser
-build is vendored under ``tests/api/vendor/mixpanel-browser`` (its README says which release).
+build is vendored under ``tests/web/vendor/mixpanel-browser`` (its README says which release).
 Also over plain HTTP: the preflight's answer, CORS on errors and nowhere but the SDK's endpoints,
 ``/import`` by project token, and ``img=1`` pixels.
 """
@@ -35,11 +35,7 @@ from cohortsync.services.ingestion import IngestionService
 from cohortsync.storage.database import write_transaction
 from tests.conftest import LiveServer
 from tests.helpers import admin_token, exported, profile
-from tests.web.conftest import (
-    SQLITE_ONLY,
-    Console,
-    browser,  # noqa: F401 - the fixture, used by name
-)
+from tests.web.conftest import SQLITE_ONLY, Console
 
 VENDOR = Path(__file__).parent / "vendor" / "mixpanel-browser"
 PAGE_ORIGIN_HEADER = "http://127.0.0.1:1"  # any other origin, for the plain HTTP tests
@@ -172,7 +168,7 @@ def _loaded(page: Page, url: str) -> None:
 )
 @SQLITE_ONLY
 def test_browser_sdk_on_another_origin_tracks_identifies_and_sets_profiles(
-    browser: Browser,  # noqa: F811 - the fixture imported above
+    browser: Browser,
     live_server: LiveServer,
     engine: Engine,
     project: Project,
@@ -260,7 +256,7 @@ def test_browser_sdk_on_another_origin_tracks_identifies_and_sets_profiles(
 
 @SQLITE_ONLY
 def test_queued_events_leave_with_the_page_and_are_stored_once_when_sent_again(
-    browser: Browser,  # noqa: F811 - the fixture imported above
+    browser: Browser,
     live_server: LiveServer,
     engine: Engine,
     project: Project,
