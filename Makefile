@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint browser bench bench-ingest install demo clean
+.PHONY: run test lint browser bench bench-ingest install demo clean fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ browser:
 	    echo "no /usr/bin/chromium and no apt-get as root: the browser tests will skip (fail with COHORTSYNC_REQUIRE_BROWSER=1)"; \
 	  fi; \
 	fi
+
+## The sync state machines with ten times the examples of make test (tens of minutes)
+fuzz: $(STAMP)
+	COHORTSYNC_FUZZ_SCALE=$${COHORTSYNC_FUZZ_SCALE:-10} $(BIN)/python -m pytest -p no:cacheprovider \
+	  -o timeout=0 tests/sync/test_state_machine.py
 
 ## Benchmarks: prints a table and writes bench/results/latest.md
 bench: $(STAMP)
