@@ -300,16 +300,13 @@ class PartnerClient:
         built = self._http.build_request("GET", path, params=params)
         response = self._retrying(lambda: self._once(built, (), read, stream=True))
         try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield line.strip()
-        except httpx.TimeoutException:
-            self.stats.timeouts += 1
-            raise TransientError(f"{self.partner} stopped answering mid-reply") from None
-        except httpx.TransportError as error:
-            raise TransientError(
-                self.message(f"{self.partner} broke off its reply: {type(error).__name__}")
-            ) from None
+            with self._transient(
+                f"{self.partner} stopped answering mid-reply",
+                f"{self.partner} broke off its reply",
+            ):
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield line.strip()
         finally:
             response.close()
 
@@ -340,17 +337,14 @@ class PartnerClient:
         if read:
             self.stats.paced_seconds += self.budget.read_turn(self.sleep)
         self.stats.requests += 1
-        try:
-            with self.budget.slot() as paced:
-                self.stats.paced_seconds += paced
-                response = self._http.send(request, stream=stream)
-        except httpx.TimeoutException:
-            self.stats.timeouts += 1
-            raise TransientError(f"{self.partner} did not answer in time") from None
-        except httpx.TransportError as error:
-            raise TransientError(
-                self.message(f"could not reach {self.partner}: {type(error).__name__}")
-            ) from None
+        with (
+            self._transient(
+                f"{self.partner} did not answer in time", f"could not reach {self.partner}"
+            ),
+            self.budget.slot() as paced,
+        ):
+            self.stats.paced_seconds += paced
+            response = self._http.send(request, stream=stream)
         status = self.status_of(response)
         action = action_for(status, self.overrides)
         if action is Action.OK or status in accept:
@@ -367,6 +361,17 @@ class PartnerClient:
             self.stats.server_errors += 1
             raise TransientError(text, status)
         raise PartnerConfigError(text, status)
+
+    @contextmanager
+    def _transient(self, timed_out: str, broke_off: str) -> Iterator[None]:
+        """Timeouts and broken connections as :class:`TransientError` (retried), counted."""
+        try:
+            yield
+        except httpx.TimeoutException:
+            self.stats.timeouts += 1
+            raise TransientError(timed_out) from None
+        except httpx.TransportError as error:
+            raise TransientError(self.message(f"{broke_off}: {type(error).__name__}")) from None
 
     def close(self) -> None:
         """Close the connection pool."""
