@@ -105,6 +105,7 @@ class RunPlanner:
     def replan(self, run: SyncRun, counts: RunCounts) -> SyncRun:
         """Back to planning: the stored plan no longer stands (its list was made again)."""
         drop_plan(self._engine, run.id)
+        counts.sending = False  # the new plan starts a fresh list: nothing of it is in flight
         with write_transaction(self._engine) as connection:
             update_run(
                 connection, run.id, status=PLANNING, cursor=0, batches=0, counts=counts.as_json()

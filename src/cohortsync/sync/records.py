@@ -76,6 +76,7 @@ class RunCounts:
     drift_missing: int = 0  # acknowledged members the partner did not hold (sent again)
     drift_extra: int = 0  # members the partner held that it should not (taken off)
     refreshed: bool = False  # the whole membership was sent (a snapshot or a full refresh)
+    sending: bool = False  # batches have begun to go out (a restart may repeat the one in flight)
 
     def as_json(self) -> dict[str, Any]:
         """The stored and reported shape."""
@@ -101,6 +102,7 @@ class RunCounts:
             "read_back_error": self.read_back_error,
             "drift": {"missing": self.drift_missing, "extra": self.drift_extra},
             "refreshed": self.refreshed,
+            "sending": self.sending,
         }
 
     @classmethod
@@ -130,6 +132,7 @@ class RunCounts:
             drift_missing=int(drift.get("missing", 0)),
             drift_extra=int(drift.get("extra", 0)),
             refreshed=bool(data.get("refreshed", False)),
+            sending=bool(data.get("sending", False)),
         )
 
 

@@ -336,7 +336,9 @@ class SyncRunner:
                 batches_done=run.batches,
             )
         )
-        resumed = run.batches > 0
+        # A run that began sending before a restart may have had its first batch in flight even
+        # with nothing acknowledged yet (a kill before the first checkpoint).
+        resumed = run.batches > 0 or counts.sending
         cursor = run.cursor
         batch_size = min(
             destination.capabilities.max_batch,
@@ -356,11 +358,14 @@ class SyncRunner:
                 break
             batch = next_batch(page, max_body)
             changes = [change for _, change in batch]
-            if resumed:
+            if resumed or not counts.sending:
                 # The batch in flight at the restart may reach the partner twice. Recorded
-                # before it is sent again, so a kill during this send cannot lose the count.
-                counts.resent += len(changes)
+                # before it is sent again, so a kill during this send cannot lose the count;
+                # and a run marks that it has begun sending before its first batch goes out.
+                if resumed:
+                    counts.resent += len(changes)
                 resumed = False
+                counts.sending = True
                 with write_transaction(self._engine) as connection:
                     lease.renew(
                         connection,
