@@ -10,11 +10,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import FrozenClock
+from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.cohorts import parse_definition
-from cohortsync.services import accounts, cohorts
+from cohortsync.services import accounts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.cohort_store import CohortStore
+from cohortsync.storage.database import read_transaction
 from tests.cohorts.reference import evaluate, load_world
 from tests.conftest import NOW, NOW_MS
 
@@ -164,10 +166,11 @@ def test_random_definitions_match_the_reference(
     updates = [{"$token": project.token, "$distinct_id": u, "$set": p} for u, p in people.items()]
     if updates:
         assert not service.engage(updates).failed
-    with write_transaction(engine) as connection:
-        cohort = cohorts.create_cohort(connection, project.id, "random", definition)
+    cohort = CohortService(engine, SystemClock()).create(project.id, "random", definition)
     with read_transaction(engine) as connection:
-        rows = connection.execute(cohorts.members_query(connection, project.id, cohort.id, NOW_MS))
+        rows = connection.execute(
+            CohortStore(connection).members_query(project.id, cohort.id, NOW_MS)
+        )
         got = {r.distinct_id for r in rows}
         expected = evaluate(
             load_world(connection, project.id), parse_definition(definition), NOW_MS

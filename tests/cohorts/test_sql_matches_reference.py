@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.cohorts import parse_definition
-from cohortsync.services import cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.cohort_store import CohortStore
+from cohortsync.storage.database import read_transaction
 from tests.cohorts.dataset import seed
 from tests.cohorts.reference import evaluate, load_world
 from tests.conftest import NOW_MS
@@ -163,10 +165,11 @@ def test_corpus_is_large_enough() -> None:
 
 @pytest.mark.parametrize("definition", [d for _, d in CORPUS], ids=[n for n, _ in CORPUS])
 def test_sql_equals_reference(engine: Engine, seeded: Project, definition: dict[str, Any]) -> None:
-    with write_transaction(engine) as connection:
-        cohort = cohorts.create_cohort(connection, seeded.id, "c", definition)
+    cohort = CohortService(engine, SystemClock()).create(seeded.id, "c", definition)
     with read_transaction(engine) as connection:
-        rows = connection.execute(cohorts.members_query(connection, seeded.id, cohort.id, NOW_MS))
+        rows = connection.execute(
+            CohortStore(connection).members_query(seeded.id, cohort.id, NOW_MS)
+        )
         got = {r.distinct_id for r in rows}
         expected = evaluate(load_world(connection, seeded.id), parse_definition(definition), NOW_MS)
     assert got == expected
@@ -236,12 +239,14 @@ def _refer(node: Any, cohort_id: int) -> Any:
 def test_in_cohort_equals_reference(
     engine: Engine, seeded: Project, definition: dict[str, Any]
 ) -> None:
-    with write_transaction(engine) as connection:
-        referred = cohorts.create_cohort(connection, seeded.id, "referred", REFERRED)
-        concrete = _refer(definition, referred.id)
-        cohort = cohorts.create_cohort(connection, seeded.id, "referring", concrete)
+    service = CohortService(engine, SystemClock())
+    referred = service.create(seeded.id, "referred", REFERRED)
+    concrete = _refer(definition, referred.id)
+    cohort = service.create(seeded.id, "referring", concrete)
     with read_transaction(engine) as connection:
-        rows = connection.execute(cohorts.members_query(connection, seeded.id, cohort.id, NOW_MS))
+        rows = connection.execute(
+            CohortStore(connection).members_query(seeded.id, cohort.id, NOW_MS)
+        )
         got = {r.distinct_id for r in rows}
         expected = evaluate(
             load_world(connection, seeded.id),

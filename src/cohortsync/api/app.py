@@ -19,6 +19,7 @@ from cohortsync.clock import Clock, SystemClock
 from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.keyring import Keyring
 from cohortsync.metrics import CONTENT_TYPE, Metrics
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.mtu import MTU_RECOUNT_AFTER, MtuHistory
@@ -86,6 +87,7 @@ def create_app(
         settings=settings,
         engine=engine,
         clock=clock,
+        cohorts=CohortService(engine, clock),
         ingestion=ingestion_service,
         integrations=integration_service,
         syncs=sync_service,

@@ -8,10 +8,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from cohortsync.api.deps import CurrentUser, StateDep, project_role
-from cohortsync.clock import now_ms
 from cohortsync.domain.errors import BatchError
 from cohortsync.services import cohorts
-from cohortsync.storage.database import read_transaction, write_transaction
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/cohorts", tags=["cohorts"])
 
@@ -45,10 +43,7 @@ class StaticCohortIn(BaseModel):
 def create(project_id: int, body: CohortIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """Create a dynamic cohort; a bad definition is a 400 naming the JSON path."""
     project_role(user, project_id)
-    with write_transaction(state.engine) as connection:
-        cohort = cohorts.create_cohort(
-            connection, project_id, body.name, body.definition, body.description, user.id
-        )
+    cohort = state.cohorts.create(project_id, body.name, body.definition, body.description, user.id)
     return cohort.as_json()
 
 
@@ -77,17 +72,9 @@ async def create_static(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise BatchError(problems) from None
-    with write_transaction(state.engine) as connection:
-        cohort = cohorts.create_static_cohort(
-            connection,
-            project_id,
-            body.name,
-            body.distinct_ids,
-            body.emails,
-            body.description,
-            user.id,
-            now_ms(state.clock),
-        )
+    cohort = state.cohorts.create_static(
+        project_id, body.name, body.distinct_ids, body.emails, body.description, user.id
+    )
     return cohort.as_json()
 
 
@@ -95,17 +82,14 @@ async def create_static(
 def list_all(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
     """The project's cohorts."""
     project_role(user, project_id)
-    with read_transaction(state.engine) as connection:
-        return [c.as_json() for c in cohorts.list_cohorts(connection, project_id)]
+    return [c.as_json() for c in state.cohorts.list(project_id)]
 
 
 @router.get("/{cohort_id}")
 def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """One cohort, with its member count now."""
     project_role(user, project_id)
-    with read_transaction(state.engine) as connection:
-        cohort = cohorts.get_cohort(connection, project_id, cohort_id)
-        count = cohorts.count_members(connection, project_id, cohort_id, now_ms(state.clock))
+    cohort, count = state.cohorts.with_count(project_id, cohort_id)
     return {**cohort.as_json(), "count": count}
 
 
@@ -115,15 +99,13 @@ def update(
 ) -> dict[str, Any]:
     """Rename, describe or redefine a cohort."""
     project_role(user, project_id)
-    with write_transaction(state.engine) as connection:
-        cohort = cohorts.update_cohort(
-            connection,
-            project_id,
-            cohort_id,
-            name=body.name,
-            description=body.description,
-            definition=body.definition,
-        )
+    cohort = state.cohorts.update(
+        project_id,
+        cohort_id,
+        name=body.name,
+        description=body.description,
+        definition=body.definition,
+    )
     return cohort.as_json()
 
 
@@ -131,8 +113,7 @@ def update(
 def delete(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> Response:
     """Delete a cohort (refused while another cohort refers to it)."""
     project_role(user, project_id)
-    with write_transaction(state.engine) as connection:
-        cohorts.delete_cohort(connection, project_id, cohort_id)
+    state.cohorts.delete(project_id, cohort_id)
     return Response(status_code=204)
 
 
@@ -149,14 +130,7 @@ def members(
     """The members now: count, one page (by distinct_id), and the cursor of the next page."""
     project_role(user, project_id)
     chosen = [p.strip() for p in properties.split(",") if p.strip()] if properties else []
-    with read_transaction(state.engine) as connection:
-        page = cohorts.member_page(
-            connection,
-            project_id,
-            cohort_id,
-            now_ms(state.clock),
-            limit=limit,
-            cursor=cursor,
-            properties=chosen,
-        )
+    page = state.cohorts.member_page(
+        project_id, cohort_id, limit=limit, cursor=cursor, properties=chosen
+    )
     return {"count": page.count, "members": page.members, "next_cursor": page.next_cursor}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.mtu import MtuHistory
@@ -22,6 +23,7 @@ class AppState:
     settings: Settings
     engine: Engine
     clock: Clock
+    cohorts: CohortService
     ingestion: IngestionService
     integrations: IntegrationService
     syncs: SyncService

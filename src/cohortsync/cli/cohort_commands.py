@@ -17,9 +17,8 @@ from cohortsync.cli.context import (
     migrated_engine,
     out,
 )
-from cohortsync.clock import SystemClock, now_ms
-from cohortsync.services import cohorts
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.clock import SystemClock
+from cohortsync.services.cohorts import CohortService
 
 cohorts_app = typer.Typer(help="Cohorts: definitions and their members.", no_args_is_help=True)
 
@@ -33,15 +32,14 @@ def list_cohorts(
     """List the project's cohorts."""
     project_id = default_project_id(project)
     table = Table("id", "name", "kind", *(["members"] if counts else []), "description")
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        for cohort in cohorts.list_cohorts(connection, project_id):
-            extra = []
-            if counts:
-                size = cohorts.count_members(
-                    connection, project_id, cohort.id, now_ms(SystemClock())
-                )
-                extra = [f"{size:,}"]
-            table.add_row(str(cohort.id), cohort.name, cohort.kind, *extra, cohort.description)
+    with migrated_engine() as engine:
+        service = CohortService(engine, SystemClock())
+        if counts:
+            listed = [(c, [f"{size:,}"]) for c, size in service.list_with_counts(project_id)]
+        else:
+            listed = [(c, []) for c in service.list(project_id)]
+    for cohort, extra in listed:
+        table.add_row(str(cohort.id), cohort.name, cohort.kind.value, *extra, cohort.description)
     out.print(table)
 
 
@@ -50,9 +48,8 @@ def list_cohorts(
 def show(cohort_id: int, project: ProjectOption = None) -> None:
     """Print a cohort as JSON, with its member count now."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        cohort = cohorts.get_cohort(connection, project_id, cohort_id)
-        size = cohorts.count_members(connection, project_id, cohort_id, now_ms(SystemClock()))
+    with migrated_engine() as engine:
+        cohort, size = CohortService(engine, SystemClock()).with_count(project_id, cohort_id)
     print(orjson.dumps({**cohort.as_json(), "count": size}, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -61,8 +58,8 @@ def show(cohort_id: int, project: ProjectOption = None) -> None:
 def count(cohort_id: int, project: ProjectOption = None) -> None:
     """Print how many users qualify now."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        print(cohorts.count_members(connection, project_id, cohort_id, now_ms(SystemClock())))
+    with migrated_engine() as engine:
+        print(CohortService(engine, SystemClock()).count(project_id, cohort_id))
 
 
 @cohorts_app.command("members")
@@ -77,15 +74,9 @@ def members(
     """Print one page of members as NDJSON (the next cursor goes to stderr)."""
     project_id = default_project_id(project)
     chosen = [p.strip() for p in properties.split(",")] if properties else []
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        page = cohorts.member_page(
-            connection,
-            project_id,
-            cohort_id,
-            now_ms(SystemClock()),
-            limit=limit,
-            cursor=cursor,
-            properties=chosen,
+    with migrated_engine() as engine:
+        page = CohortService(engine, SystemClock()).member_page(
+            project_id, cohort_id, limit=limit, cursor=cursor, properties=chosen
         )
     for member in page.members:
         print(orjson.dumps(member).decode())
@@ -108,6 +99,8 @@ def create(
     except orjson.JSONDecodeError as exc:
         raise fail(f"{file} is not valid JSON: {exc}") from None
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        cohort = cohorts.create_cohort(connection, project_id, name, definition, description)
+    with migrated_engine() as engine:
+        cohort = CohortService(engine, SystemClock()).create(
+            project_id, name, definition, description
+        )
     out.print(f"created cohort {cohort.id} {cohort.name!r}")

@@ -1,4 +1,5 @@
-"""Cohort definitions (R-COH-2): a typed tree parsed from JSON, with errors that name the JSON path.
+"""Cohorts and their definitions (R-COH-2): a typed tree parsed from JSON, with errors that name the
+JSON path, and the stored cohort itself.
 
     {"all": [cond, ...]} | {"any": [cond, ...]} | {"not": cond}
     {"property": NAME, "op": OP, "value": V}               a profile property of the user
@@ -21,9 +22,10 @@ Semantics, shared by every SQL dialect and the reference evaluator:
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from cohortsync.domain.errors import BatchError
@@ -76,6 +78,42 @@ OPERATOR_WORDS = {
     "in": "is one of",
     "not_in": "is none of",
 }
+
+
+class CohortKind(StrEnum):
+    """A dynamic cohort is computed from its definition; a static one lists its members."""
+
+    DYNAMIC = "dynamic"
+    STATIC = "static"
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A stored cohort."""
+
+    id: int
+    project_id: int
+    name: str
+    description: str
+    kind: CohortKind
+    definition: Any
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        """The API representation."""
+        return {
+            "id": self.id,
+            "project_id": self.project_id,
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind.value,
+            "definition": self.definition,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
 
 
 class DefinitionError(BatchError):
@@ -314,3 +352,23 @@ def parse_condition(raw: Any, path: str = "$") -> Condition:
 def parse_definition(raw: Any) -> Condition:
     """Parse a whole definition (the JSON document)."""
     return parse_condition(raw, "$")
+
+
+def reference_paths(raw: Any, path: str = "$") -> Iterator[tuple[str, int]]:
+    """(JSON path, cohort id) of every ``in_cohort`` in a raw definition."""
+    if isinstance(raw, dict):
+        if isinstance(raw.get("in_cohort"), int):
+            yield f"{path}.in_cohort", raw["in_cohort"]
+        for key, value in raw.items():
+            yield from reference_paths(value, f"{path}.{key}")
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            yield from reference_paths(value, f"{path}[{index}]")
+
+
+def checked_name(name: str) -> str:
+    """A cohort's name without surrounding blanks; 1-255 characters or a BatchError."""
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise BatchError("'name' must be 1-255 characters")
+    return name

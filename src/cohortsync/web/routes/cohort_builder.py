@@ -11,10 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
-from cohortsync.clock import now_ms
+from cohortsync.domain.cohorts import Cohort
 from cohortsync.domain.errors import BatchError
-from cohortsync.services import cohorts
-from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
 from cohortsync.web.builder import builder_options, definition_from_form, new_id
 from cohortsync.web.pages import PageRoute, go_to, render
@@ -25,8 +23,7 @@ router = APIRouter(
 
 
 def _context(state: AppState, view: ProjectView, **parts: Any) -> dict[str, Any]:
-    with read_transaction(state.engine) as connection:
-        names = {c.id: c.name for c in cohorts.list_cohorts(connection, view.project.id)}
+    names = state.cohorts.names(view.project.id)
     return {"view": view, **builder_options(names), **parts}
 
 
@@ -67,10 +64,7 @@ async def live_count(request: Request, state: StateDep, view: MemberActionDep) -
         context["definition"] = json.dumps(definition, indent=2)
 
         def count() -> int:
-            with read_transaction(state.engine) as connection:
-                return cohorts.count_definition(
-                    connection, view.project.id, definition, now_ms(state.clock)
-                )
+            return state.cohorts.count_definition(view.project.id, definition)
 
         context["count"] = await run_in_threadpool(count)
     except BatchError as error:
@@ -85,16 +79,14 @@ async def create(request: Request, state: StateDep, view: MemberActionDep) -> Re
     definition = definition_from_form(form)
     name, description = form.get("name"), form.get("description")
 
-    def save() -> cohorts.Cohort:
-        with write_transaction(state.engine) as connection:
-            return cohorts.create_cohort(
-                connection,
-                view.project.id,
-                name if isinstance(name, str) else "",
-                definition,
-                description if isinstance(description, str) else "",
-                view.session.user.id,
-            )
+    def save() -> Cohort:
+        return state.cohorts.create(
+            view.project.id,
+            name if isinstance(name, str) else "",
+            definition,
+            description if isinstance(description, str) else "",
+            view.session.user.id,
+        )
 
     cohort = await run_in_threadpool(save)
     return go_to(request, f"/projects/{view.project.id}/cohorts/{cohort.id}")

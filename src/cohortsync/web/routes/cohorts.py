@@ -10,11 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import StateDep
 from cohortsync.api.state import AppState
-from cohortsync.clock import now_ms
+from cohortsync.domain.cohorts import Cohort
 from cohortsync.domain.errors import PayloadTooLarge
-from cohortsync.services import cohorts
+from cohortsync.services.cohorts import members_from_csv
 from cohortsync.services.integrations import CONNECTED
-from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, body_limit, go_to, render
 
@@ -39,8 +38,7 @@ def _export_targets(state: AppState, view: ProjectView) -> list[Any]:
 @router.get("")
 def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
     """Every cohort of the project; counts load one by one."""
-    with read_transaction(state.engine) as connection:
-        found = cohorts.list_cohorts(connection, view.project.id)
+    found = state.cohorts.list(view.project.id)
     context = {
         "view": view,
         "cohorts": found,
@@ -53,29 +51,20 @@ def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
 @router.get("/{cohort_id}/count")
 def cohort_count(cohort_id: int, state: StateDep, view: ViewDep) -> Response:
     """How many users are in the cohort now (a fragment of the list)."""
-    with read_transaction(state.engine) as connection:
-        count = cohorts.count_members(connection, view.project.id, cohort_id, now_ms(state.clock))
+    count = state.cohorts.count(view.project.id, cohort_id)
     return Response(f"{count:,}", media_type="text/html")
 
 
 def _members(state: AppState, view: ProjectView, cohort_id: int, cursor: str | None) -> Any:
-    with read_transaction(state.engine) as connection:
-        return cohorts.member_page(
-            connection,
-            view.project.id,
-            cohort_id,
-            now_ms(state.clock),
-            limit=PAGE_SIZE,
-            cursor=cursor,
-            properties=MEMBER_COLUMNS,
-        )
+    return state.cohorts.member_page(
+        view.project.id, cohort_id, limit=PAGE_SIZE, cursor=cursor, properties=MEMBER_COLUMNS
+    )
 
 
 @router.get("/{cohort_id}")
 def cohort_page(request: Request, cohort_id: int, state: StateDep, view: ViewDep) -> Response:
     """One cohort: its definition, its count, and the first page of its members."""
-    with read_transaction(state.engine) as connection:
-        cohort = cohorts.get_cohort(connection, view.project.id, cohort_id)
+    cohort = state.cohorts.get(view.project.id, cohort_id)
     page = _members(state, view, cohort_id, None)
     context = {
         "view": view,
@@ -116,19 +105,12 @@ async def upload_static(
     raw = await file.read(MAX_UPLOAD_BYTES + 1)
     if len(raw) > MAX_UPLOAD_BYTES:  # sent without a Content-Length
         raise PayloadTooLarge(TOO_LARGE)
-    ids, emails = cohorts.members_from_csv(raw.decode("utf-8-sig", "replace"))
+    ids, emails = members_from_csv(raw.decode("utf-8-sig", "replace"))
 
-    def save() -> cohorts.Cohort:
-        with write_transaction(state.engine) as connection:
-            return cohorts.create_static_cohort(
-                connection,
-                view.project.id,
-                name,
-                ids,
-                emails,
-                created_by=view.session.user.id,
-                now_ms=now_ms(state.clock),
-            )
+    def save() -> Cohort:
+        return state.cohorts.create_static(
+            view.project.id, name, ids, emails, created_by=view.session.user.id
+        )
 
     cohort = await run_in_threadpool(save)
     return go_to(request, f"/projects/{view.project.id}/cohorts/{cohort.id}")

@@ -9,8 +9,6 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import StateDep
 from cohortsync.destinations import registry
-from cohortsync.services import cohorts
-from cohortsync.storage.database import read_transaction
 from cohortsync.web.access import AdminActionDep, AdminViewDep
 from cohortsync.web.pages import PageRoute, go_to, render
 
@@ -26,8 +24,7 @@ def export_dialog(
     request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
 ) -> Response:
     """Choose one-time or dynamic; the preview loads while the admin reads."""
-    with read_transaction(state.engine) as connection:
-        cohort = cohorts.get_cohort(connection, view.project.id, cohort_id)
+    cohort = state.cohorts.get(view.project.id, cohort_id)
     integration = state.integrations.get(view.project.id, integration_id)
     interval = registry.partner(integration.type).capabilities.interval
     context = {
