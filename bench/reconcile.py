@@ -32,8 +32,8 @@ from bench.sync import COHORT, _database, _user, measured_run
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.destinations.base import PartnerMember
 from cohortsync.keyring import Keyring, generate_key
+from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import start_sandbox
-from cohortsync.sandbox.iterable import IterableSandbox
 from cohortsync.services import accounts, cohorts
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService
@@ -43,7 +43,7 @@ from cohortsync.storage.tables import sync_members, syncs
 from cohortsync.sync import planning as planning_module
 from cohortsync.sync.diff import encode_fields
 from cohortsync.sync.plan import cohort_members
-from cohortsync.sync.records import DYNAMIC, RECONCILE, SUCCEEDED
+from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 
 SUITE = "reconcile"
@@ -141,7 +141,7 @@ def _prepare(database: str, integration: Mapping[str, Any], list_id: str, pipe: 
     service = SyncService(engine, integrations, clock, SyncRunner(engine, integrations, clock))
     with read_transaction(engine) as connection:
         cohort = next(c for c in cohorts.list_cohorts(connection, project.id) if c.name == COHORT)
-    sync = service.export(project.id, cohort.id, connected.id, DYNAMIC)
+    sync = service.export(project.id, cohort.id, connected.id, SyncMode.DYNAMIC)
     with write_transaction(engine) as connection:
         connection.execute(
             syncs.update()
@@ -187,7 +187,7 @@ def _reconcile_worker(database: str, key: str, sync_id: int, pipe: Pipe) -> None
     pipe.send("ready")
     pipe.recv()
     started = time.perf_counter()
-    run = runner.run(sync_id, RECONCILE)
+    run = runner.run(sync_id, RunTrigger.RECONCILE)
     ended = time.perf_counter()
     pipe.send(
         {
@@ -249,7 +249,7 @@ def run(users: int = 1_000_000, progress: Callable[[str], None] = print) -> list
         result, rss = measured_run(_reconcile_worker, str(copy), key, sync_id)
         pipe.send("state")
         partner: dict[str, Any] = pipe.recv()
-    ok = result["status"] == SUCCEEDED and partner["exact"]
+    ok = result["status"] == RunStatus.SUCCEEDED and partner["exact"]
     outcome = "" if ok else f"; NOT DONE: run {result['status']} ({result['error']})"
     working = result["seconds"] - result["paced_seconds"]
     marks = result["marks"]

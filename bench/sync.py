@@ -31,9 +31,9 @@ from sqlalchemy.engine import Connection
 
 from bench.harness import Row
 from cohortsync.clock import SystemClock
-from cohortsync.destinations import iterable
 from cohortsync.destinations.base import PartnerMember
 from cohortsync.keyring import Keyring, generate_key
+from cohortsync.partners.iterable import destination as iterable
 from cohortsync.sandbox.fleet import start_sandbox
 from cohortsync.services import accounts, cohorts
 from cohortsync.services.ingestion import IngestionService
@@ -43,7 +43,7 @@ from cohortsync.storage.database import create_engine, read_transaction, write_t
 from cohortsync.storage.migrate import upgrade
 from cohortsync.sync.diff import Acknowledged, DiffTally, encode_fields, member_diff
 from cohortsync.sync.plan import cohort_members
-from cohortsync.sync.records import ONE_TIME, SUCCEEDED
+from cohortsync.domain.sync_status import RunStatus, SyncMode
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 
 SUITE = "sync"
@@ -304,7 +304,7 @@ def _sync_worker(database: str, integration: Mapping[str, Any], pipe: Pipe) -> N
     service = SyncService(engine, integrations, clock, runner)
     with read_transaction(engine) as connection:
         cohort = next(c for c in cohorts.list_cohorts(connection, project.id) if c.name == COHORT)
-    sync = service.export(project.id, cohort.id, connected.id, ONE_TIME)
+    sync = service.export(project.id, cohort.id, connected.id, SyncMode.ONE_TIME)
     pipe.send("ready")
     pipe.recv()
     started = time.perf_counter()
@@ -387,7 +387,7 @@ def first_sync(
         result["arrivals"] = partner_side.arrivals(timed_path) if timed_path else []
     result["rss_baseline_mb"] = rss.baseline / 2**20
     result["rss_peak_mb"] = rss.peak / 2**20
-    result["ok"] = result["status"] == SUCCEEDED and result["on_list"] == users
+    result["ok"] = result["status"] == RunStatus.SUCCEEDED and result["on_list"] == users
     return result
 
 

@@ -19,7 +19,9 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock, as_utc
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import integrations, syncs
-from cohortsync.sync.records import FAILED, RunCounts, awaiting_turn
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import RunCounts
+from cohortsync.storage.sync_store import awaiting_turn
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -74,7 +76,7 @@ PARTNER_EVENTS_IN = Counter(
 )
 
 
-def observe_run(partner: str, status: str, counts: RunCounts) -> None:
+def observe_run(partner: str, status: RunStatus, counts: RunCounts) -> None:
     """Count a run that ended, with what it sent over its whole life (once: by the worker
     whose write ended it)."""
     SYNC_RUNS.labels(partner, status).inc()
@@ -91,7 +93,7 @@ def observe_run(partner: str, status: str, counts: RunCounts) -> None:
         ("rate_limited", counts.rate_limited),
     ):
         PARTNER_REQUESTS.labels(partner, outcome).inc(number)
-    if status == FAILED:
+    if status == RunStatus.FAILED:
         PARTNER_ERRORS.labels(partner).inc()
 
 

@@ -19,7 +19,7 @@ from cohortsync.destinations.base import (
     PartnerMember,
 )
 from cohortsync.destinations.errors import PartnerConfigError
-from cohortsync.destinations.iterable import CAPABILITIES
+from cohortsync.partners.iterable.destination import CAPABILITIES
 from cohortsync.sync.delivery import SystemicRefusal, deliver, next_batch
 from cohortsync.sync.diff import ADD, REMOVE, Change, Op, encode_fields
 

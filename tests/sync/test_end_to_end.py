@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
-from cohortsync.sync.records import SyncRun
+from cohortsync.domain.syncs import SyncRun
 from tests.sync.world import SyncWorld
 
 BUYERS = {

@@ -16,7 +16,7 @@ from cohortsync.services import cohorts
 from cohortsync.services.explain import Explainer, UnknownUser
 from cohortsync.services.run_members import member_page
 from cohortsync.storage.database import read_transaction
-from cohortsync.sync.records import SyncRun
+from cohortsync.domain.syncs import SyncRun
 from tests.sync.world import SyncWorld
 
 PRO = {"property": "plan", "op": "equals", "value": "pro"}

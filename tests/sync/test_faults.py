@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.sync.records import SyncRun
+from cohortsync.domain.syncs import SyncRun
 from tests.sync.world import SyncWorld
 
 PLAN_PRO = {"property": "plan", "op": "equals", "value": "pro"}

@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.sandbox.iterable import IterableSandbox
 from cohortsync.services import cohorts
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_run_members, syncs
-from cohortsync.sync.records import SyncRun
+from cohortsync.domain.syncs import SyncRun
 from tests.sync.world import SyncWorld
 
 PRO = {"property": "plan", "op": "equals", "value": "pro"}

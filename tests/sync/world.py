@@ -30,7 +30,7 @@ from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members
 from cohortsync.sync.plan import MemberSource, cohort_members
-from cohortsync.sync.records import SyncRun
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from tests.cohorts.reference import evaluate, load_world
 from tests.conftest import TEST_KEY

@@ -38,7 +38,8 @@ from cohortsync.services.explain import Explainer
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService, build_sync_service
 from cohortsync.storage.database import read_transaction
-from cohortsync.sync.records import BLOCKED, FAILED, SyncRun
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import SyncRun
 
 syncs_app = typer.Typer(help="Exports of cohorts to partners.", no_args_is_help=True)
 
@@ -110,7 +111,7 @@ def _describe(run: SyncRun) -> str:
 
 
 def _exit_code(run: SyncRun) -> int:
-    return {FAILED: 1, BLOCKED: 2}.get(run.status, 0)
+    return {RunStatus.FAILED: 1, RunStatus.BLOCKED: 2}.get(run.status, 0)
 
 
 @syncs_app.command("export")

@@ -8,93 +8,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.destinations import registry
 from cohortsync.destinations.base import Destination
-from cohortsync.destinations.connection import ConnectorConfig, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import DestinationError, TransientError
 from cohortsync.destinations.http import RetryPolicy
-from cohortsync.domain.errors import BatchError, Conflict, NotFound
-from cohortsync.domain.identity import IdentityMode
+from cohortsync.domain.errors import BatchError, Conflict
+from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key, sends_events
 from cohortsync.keyring import Keyring
+from cohortsync.partners.spec import PartnerSpec
 from cohortsync.services import webhook_secrets
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import integrations, projects, syncs
-
-CONNECTED = "connected"
-ERROR = "error"
-DISCONNECTED = "disconnected"
+from cohortsync.storage.integration_store import IntegrationStore
+from cohortsync.storage.sync_store import SyncStore
 
 
-@dataclass(frozen=True)
-class Integration:
-    """A partner account as everyone may see it: never its credentials."""
-
-    id: int
-    project_id: int
-    type: str
-    name: str
-    settings: dict[str, Any]
-    status: str
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    # Set only in the answer that made it (connect, rotate): the one time it is shown.
-    webhook_secret: str | None = None
-    previous_secret_until: datetime | None = None
-
-    def webhook_json(self) -> dict[str, Any] | None:
-        """Where the partner sends its events, for integrations whose partner sends them."""
-        if not sends_events(self.type) or self.status == DISCONNECTED:
-            return None
-        body: dict[str, Any] = {"path": f"/webhooks/{self.id}"}
-        if self.webhook_secret is not None:
-            body["secret"] = self.webhook_secret
-            body["secret_shown_once"] = True
-        if self.previous_secret_until is not None:
-            body["previous_secret_valid_until"] = self.previous_secret_until.isoformat()
-        return body
-
-    def as_json(self) -> dict[str, Any]:
-        """The API shape (SPEC §11)."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "project_id": self.project_id,
-            "type": self.type,
-            "name": self.name,
-            "status": self.status,
-            "settings": self.settings,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
-        if self.error:
-            body["error"] = self.error
-        webhook = self.webhook_json()
-        if webhook is not None:
-            body["webhook"] = webhook
-        return body
-
-
-def _row(row: Any) -> Integration:
-    return Integration(
-        id=row.id,
-        project_id=row.project_id,
-        type=row.type,
-        name=row.name,
-        settings=dict(row.settings),
-        status=row.status,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+def _seen(integration: Integration) -> Integration:
+    """The integration as shown: whether its partner sends events back decides its webhook."""
+    return replace(integration, sends_events=sends_events(integration.type))
 
 
 class IntegrationService:
@@ -129,13 +68,17 @@ class IntegrationService:
         credentials: Mapping[str, str],
         settings: Mapping[str, Any],
         retry: RetryPolicy | None = None,
+        simplified: bool | None = None,
     ) -> Destination:
+        if simplified is None:
+            with read_transaction(self._engine) as connection:
+                simplified = IntegrationStore(connection).simplified_id_merge(project_id)
         config = ConnectorConfig(
             credentials=credentials,
             settings=settings,
             base_url=registry.base_url(spec, settings),
             project_id=project_id,
-            simplified_id_merge=self._simplified(project_id),
+            simplified_id_merge=simplified,
             retry=retry or self._retry,
             sleep=self._sleep,
             timeout=self._timeout,
@@ -148,17 +91,20 @@ class IntegrationService:
         spec: PartnerSpec,
         credentials: Mapping[str, str],
         settings: Mapping[str, Any],
-    ) -> tuple[str, str | None]:
+    ) -> tuple[IntegrationStatus, str | None]:
         destination = self._build(project_id, spec, credentials, settings)
         try:
             destination.check()
         except TransientError as error:
-            return ERROR, f"{spec.title} could not be reached ({error.message}); try again later"
+            return (
+                IntegrationStatus.ERROR,
+                f"{spec.title} could not be reached ({error.message}); try again later",
+            )
         except DestinationError as error:
-            return ERROR, f"{spec.title} refused the credentials: {error.message}"
+            return IntegrationStatus.ERROR, f"{spec.title} refused the credentials: {error.message}"
         finally:
             destination.close()
-        return CONNECTED, None
+        return IntegrationStatus.CONNECTED, None
 
     def connect(
         self,
@@ -180,26 +126,24 @@ class IntegrationService:
         status, error = self._check(project_id, spec, checked_credentials, checked_settings)
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
-            new_id = connection.execute(
-                integrations.insert()
-                .values(
-                    project_id=project_id,
-                    type=spec.type,
-                    name=title,
-                    credentials=self._keyring.seal(checked_credentials),
-                    settings=checked_settings,
-                    status=status,
-                    error=error,
-                    created_by=created_by,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(integrations.c.id)
-            ).scalar_one()
+            new_id = IntegrationStore(connection).insert(
+                {
+                    "project_id": project_id,
+                    "type": spec.type,
+                    "name": title,
+                    "credentials": self._keyring.seal(checked_credentials),
+                    "settings": checked_settings,
+                    "status": status,
+                    "error": error,
+                    "created_by": created_by,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             secret = None
             if sends_events(spec.type):
-                secret = webhook_secrets.issue(connection, self._keyring, int(new_id), now)
-        return replace(self.get(project_id, int(new_id)), webhook_secret=secret)
+                secret = webhook_secrets.issue(connection, self._keyring, new_id, now)
+        return replace(self.get(project_id, new_id), webhook_secret=secret)
 
     def rotate_webhook_secret(
         self, project_id: int, integration_id: int, partner_key: str | None = None
@@ -218,7 +162,7 @@ class IntegrationService:
                     f"{current.type} does not make its own signing key; rotate without one"
                 )
             key = webhook_secrets.partner_key(partner_key)
-        if current.status == DISCONNECTED:
+        if current.status == IntegrationStatus.DISCONNECTED:
             raise Conflict("the integration is disconnected; connect a new one")
         with write_transaction(self._engine) as connection:
             secret, until = webhook_secrets.rotate(
@@ -243,7 +187,7 @@ class IntegrationService:
     ) -> Integration:
         """Change credentials, settings or name; the partner is checked again."""
         current = self.get(project_id, integration_id)
-        if current.status == DISCONNECTED:
+        if current.status == IntegrationStatus.DISCONNECTED:
             raise Conflict("the integration is disconnected; connect a new one")
         spec = registry.partner(current.type)
         stored = self._credentials(project_id, integration_id)
@@ -263,99 +207,72 @@ class IntegrationService:
         if name is not None:
             values["name"] = name.strip() or current.name
         with write_transaction(self._engine) as connection:
-            connection.execute(
-                integrations.update().where(integrations.c.id == integration_id).values(**values)
-            )
+            IntegrationStore(connection).update(integration_id, values)
         return self.get(project_id, integration_id)
 
     def list(self, project_id: int) -> list[Integration]:
         """The project's integrations, oldest first (disconnected ones included)."""
         with read_transaction(self._engine) as connection:
-            rows = connection.execute(
-                sa.select(integrations)
-                .where(integrations.c.project_id == project_id)
-                .order_by(integrations.c.id)
-            )
-            return [_row(r) for r in rows]
+            return [_seen(i) for i in IntegrationStore(connection).for_project(project_id)]
 
     def get(self, project_id: int, integration_id: int) -> Integration:
         """One integration of the project, or NotFound."""
         with read_transaction(self._engine) as connection:
-            row = connection.execute(
-                sa.select(integrations).where(
-                    integrations.c.id == integration_id,
-                    integrations.c.project_id == project_id,
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"integration {integration_id} does not exist in project {project_id}")
-        return _row(row)
+            return _seen(IntegrationStore(connection).get(project_id, integration_id))
 
     def disconnect(self, project_id: int, integration_id: int) -> Integration:
         """Mark the integration disconnected and forget its credentials; its syncs stop
         (the sync engine runs nothing for an integration that is not connected)."""
         self.get(project_id, integration_id)
+        now = self._clock.now()
         with write_transaction(self._engine) as connection:
-            connection.execute(
-                integrations.update()
-                .where(integrations.c.id == integration_id)
-                .values(
-                    status=DISCONNECTED,
-                    error=None,
-                    credentials=self._keyring.seal({}),
-                    updated_at=self._clock.now(),
-                )
+            store = IntegrationStore(connection)
+            store.update(
+                integration_id,
+                {
+                    "status": IntegrationStatus.DISCONNECTED,
+                    "error": None,
+                    "credentials": self._keyring.seal({}),
+                    "updated_at": now,
+                },
             )
             webhook_secrets.forget(connection, integration_id)  # its partner events are refused
-            connection.execute(  # R-INT-3: its syncs stop
-                syncs.update()
-                .where(syncs.c.integration_id == integration_id, syncs.c.status == "active")
-                .values(status="stopped", next_run_at=None, updated_at=self._clock.now())
-            )
+            SyncStore(connection).stop_all(integration_id, now)  # R-INT-3: its syncs stop
         return self.get(project_id, integration_id)
 
     def flag(self, project_id: int, integration_id: int, message: str) -> None:
         """Mark a connected integration as needing attention, with the partner's words (a sync
         was refused: revoked key, lost permission); its syncs wait until it is fixed."""
         with write_transaction(self._engine) as connection:
-            connection.execute(
-                integrations.update()
-                .where(
-                    integrations.c.id == integration_id,
-                    integrations.c.project_id == project_id,
-                    integrations.c.status == CONNECTED,
-                )
-                .values(status=ERROR, error=message, updated_at=self._clock.now())
+            IntegrationStore(connection).flag(
+                project_id, integration_id, message, self._clock.now()
             )
 
     def _credentials(self, project_id: int, integration_id: int) -> dict[str, str]:
         with read_transaction(self._engine) as connection:
-            sealed = connection.execute(
-                sa.select(integrations.c.credentials).where(
-                    integrations.c.id == integration_id,
-                    integrations.c.project_id == project_id,
-                )
-            ).scalar_one()
+            sealed = IntegrationStore(connection).sealed_credentials(project_id, integration_id)
         return self._keyring.open(sealed)
-
-    def _simplified(self, project_id: int) -> bool:
-        with read_transaction(self._engine) as connection:
-            mode = connection.execute(
-                sa.select(projects.c.identity_mode).where(projects.c.id == project_id)
-            ).scalar_one_or_none()
-        return mode == IdentityMode.SIMPLIFIED.value
 
     def destination(
         self, project_id: int, integration_id: int, retry: RetryPolicy | None = None
     ) -> Destination:
-        """A connector for a connected integration (the sync engine's way in); ``retry`` is
-        the policy of its calls (default: the short one of interactive checks)."""
-        current = self.get(project_id, integration_id)
-        if current.status == DISCONNECTED:
-            raise Conflict(f"integration {integration_id} is disconnected")
-        spec = registry.partner(current.type)
-        credentials = self._credentials(project_id, integration_id)
-        return self._build(project_id, spec, credentials, current.settings, retry)
+        """A connector for a connected integration; ``retry`` is the policy of its calls
+        (default: the short one of interactive checks)."""
+        return self.connector(self.get(project_id, integration_id), retry)
+
+    def connector(self, integration: Integration, retry: RetryPolicy | None = None) -> Destination:
+        """A connector for an integration already read (the sync engine reads it once a run)."""
+        if integration.status == IntegrationStatus.DISCONNECTED:
+            raise Conflict(f"integration {integration.id} is disconnected")
+        spec = registry.partner(integration.type)
+        with read_transaction(self._engine) as connection:
+            store = IntegrationStore(connection)
+            sealed = store.sealed_credentials(integration.project_id, integration.id)
+            simplified = store.simplified_id_merge(integration.project_id)
+        credentials = self._keyring.open(sealed)
+        return self._build(
+            integration.project_id, spec, credentials, integration.settings, retry, simplified
+        )
 
 
 class WebhookCache(Protocol):
@@ -380,12 +297,9 @@ def reseal_all(engine: Engine, keyring: Keyring) -> int:
     """Re-encrypt every integration's credentials and webhook secrets with the newest key;
     returns how many integrations' credentials were re-sealed."""
     with write_transaction(engine) as connection:
-        rows = connection.execute(sa.select(integrations.c.id, integrations.c.credentials)).all()
-        for row in rows:
-            connection.execute(
-                integrations.update()
-                .where(integrations.c.id == row.id)
-                .values(credentials=keyring.reseal(row.credentials))
-            )
+        store = IntegrationStore(connection)
+        sealed = store.all_sealed_credentials()
+        for integration_id, credentials in sealed:
+            store.update(integration_id, {"credentials": keyring.reseal(credentials)})
         webhook_secrets.reseal(connection, keyring)
-    return len(rows)
+    return len(sealed)

@@ -11,34 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock, now_ms
 from cohortsync.destinations import registry
 from cohortsync.domain.errors import BatchError, Conflict, NotFound
-from cohortsync.services.cohorts import get_cohort
-from cohortsync.services.integrations import CONNECTED, IntegrationService
+from cohortsync.domain.integrations import IntegrationStatus
+from cohortsync.domain.sync_status import RunTrigger, SyncMode, SyncStatus
+from cohortsync.domain.syncs import Sync, SyncRun
+from cohortsync.services.integrations import IntegrationService
 from cohortsync.settings import Settings
+from cohortsync.storage.audit_store import AuditStore
+from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import sync_rejections, syncs
+from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync.diff import Change, DiffTally
 from cohortsync.sync.plan import plan_changes
-from cohortsync.sync.records import (
-    ACTIVE,
-    DYNAMIC,
-    MANUAL,
-    MODES,
-    RECONCILE,
-    STOPPED,
-    Sync,
-    SyncRun,
-    audit,
-    get_sync,
-    list_runs,
-    supersede_blocked,
-    sync_from_row,
-)
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from cohortsync.sync.safety import SafetyRules
 from cohortsync.sync.scheduler import SyncScheduler
@@ -103,12 +91,12 @@ class SyncService:
         """Start exporting a cohort to an integration; a re-export replaces the previous one
         (same list, same acknowledged members, new mode and schedule). The first run is due
         at once."""
-        if mode not in MODES:
-            raise BatchError(f"mode must be one of: {', '.join(MODES)}")
+        if mode not in tuple(SyncMode):
+            raise BatchError(f"mode must be one of: {', '.join(SyncMode)}")
         if interval_seconds is not None and interval_seconds < MIN_INTERVAL_SECONDS:
             raise BatchError(f"interval_seconds must be at least {MIN_INTERVAL_SECONDS}")
         integration = self._integrations.get(project_id, integration_id)
-        if integration.status != CONNECTED:
+        if integration.status != IntegrationStatus.CONNECTED:
             raise Conflict(
                 f"integration {integration_id} is {integration.status}; "
                 "connect it (or fix its credentials) before exporting to it"
@@ -117,26 +105,11 @@ class SyncService:
         interval = interval_seconds or int(spec.capabilities.interval.total_seconds())
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
-            get_cohort(connection, project_id, cohort_id)
-            existing = connection.execute(
-                sa.select(syncs).where(
-                    syncs.c.cohort_id == cohort_id, syncs.c.integration_id == integration_id
-                )
-            ).first()
-            if mode == DYNAMIC:
-                others = connection.execute(
-                    sa.select(sa.func.count()).where(
-                        syncs.c.project_id == project_id,
-                        syncs.c.mode == DYNAMIC,
-                        syncs.c.status == ACTIVE,
-                        sa.not_(
-                            sa.and_(
-                                syncs.c.cohort_id == cohort_id,
-                                syncs.c.integration_id == integration_id,
-                            )
-                        ),
-                    )
-                ).scalar_one()
+            CohortStore(connection).get(project_id, cohort_id)
+            store = SyncStore(connection)
+            existing = store.find(cohort_id, integration_id)
+            if mode == SyncMode.DYNAMIC:
+                others = store.count_active_dynamic(project_id, (cohort_id, integration_id))
                 if others >= self._max_dynamic:
                     raise Conflict(
                         f"the project already has {others} dynamic syncs, the most allowed "
@@ -144,32 +117,27 @@ class SyncService:
                     )
             values: dict[str, Any] = {
                 "mode": mode,
-                "status": ACTIVE,
                 "interval_seconds": interval,
                 "next_run_at": now,
                 "updated_at": now,
             }
             if existing is not None:
-                sync_id = int(existing.id)
-                connection.execute(syncs.update().where(syncs.c.id == sync_id).values(**values))
-                supersede_blocked(connection, sync_id, now)
+                sync_id = existing
+                store.move(sync_id, SyncStatus.ACTIVE, values)
+                store.supersede_blocked(sync_id, now)
             else:
-                sync_id = int(
-                    connection.execute(
-                        syncs.insert()
-                        .values(
-                            project_id=project_id,
-                            cohort_id=cohort_id,
-                            integration_id=integration_id,
-                            created_by=user_id,
-                            created_at=now,
-                            **values,
-                        )
-                        .returning(syncs.c.id)
-                    ).scalar_one()
+                sync_id = store.insert(
+                    {
+                        "project_id": project_id,
+                        "cohort_id": cohort_id,
+                        "integration_id": integration_id,
+                        "status": SyncStatus.ACTIVE,
+                        "created_by": user_id,
+                        "created_at": now,
+                        **values,
+                    }
                 )
-            audit(
-                connection,
+            AuditStore(connection).record(
                 project_id=project_id,
                 user_id=user_id,
                 action="sync.export",
@@ -182,12 +150,8 @@ class SyncService:
     def preview(self, project_id: int, cohort_id: int, integration_id: int) -> Preview:
         """Adds, updates, removes and skips by reason a run would make now; nothing is sent."""
         with read_transaction(self._engine) as connection:
-            get_cohort(connection, project_id, cohort_id)
-            sync_id = connection.execute(
-                sa.select(syncs.c.id).where(
-                    syncs.c.cohort_id == cohort_id, syncs.c.integration_id == integration_id
-                )
-            ).scalar_one_or_none()
+            CohortStore(connection).get(project_id, cohort_id)
+            sync_id = SyncStore(connection).find(cohort_id, integration_id)
         destination = self._integrations.destination(project_id, integration_id)
         ops: Counter[str] = Counter()
 
@@ -217,17 +181,13 @@ class SyncService:
 
     def all(self, project_id: int) -> list[Sync]:
         """The project's syncs, oldest first."""
-        now = self._clock.now()
         with read_transaction(self._engine) as connection:
-            rows = connection.execute(
-                sa.select(syncs).where(syncs.c.project_id == project_id).order_by(syncs.c.id)
-            )
-            return [sync_from_row(r, now) for r in rows]
+            return SyncStore(connection).for_project(project_id, self._clock.now())
 
     def get(self, project_id: int, sync_id: int) -> Sync:
         """One sync of the project, or NotFound."""
         with read_transaction(self._engine) as connection:
-            sync = get_sync(connection, sync_id, self._clock.now())
+            sync = SyncStore(connection).get(sync_id, self._clock.now())
         if sync.project_id != project_id:
             raise NotFound(f"sync {sync_id} does not exist in project {project_id}")
         return sync
@@ -236,22 +196,13 @@ class SyncService:
         """The sync's run history, newest first."""
         self.get(project_id, sync_id)
         with read_transaction(self._engine) as connection:
-            return list_runs(connection, sync_id, limit)
+            return SyncStore(connection).runs(sync_id, limit)
 
     def rejections(self, project_id: int, sync_id: int) -> list[dict[str, Any]]:
         """Members the partner refused, waiting to be tried again on the next run."""
         self.get(project_id, sync_id)
         with read_transaction(self._engine) as connection:
-            rows = connection.execute(
-                sa.select(sync_rejections)
-                .where(sync_rejections.c.sync_id == sync_id)
-                .order_by(sync_rejections.c.member_key)
-                .limit(1000)
-            )
-            return [
-                {"member": r.member_key, "op": r.op, "reason": r.reason, "run_id": r.run_id}
-                for r in rows
-            ]
+            return SyncStore(connection).rejections(sync_id)
 
     def run_now(
         self, project_id: int, sync_id: int, *, wait: bool = False, reconcile: bool = False
@@ -260,9 +211,9 @@ class SyncService:
         ``wait``) in this thread until it ends. With ``reconcile`` the run first reads the
         partner's list back and repairs drift, where the partner can be read (R-X-2)."""
         sync = self.get(project_id, sync_id)
-        if sync.status != ACTIVE:
+        if sync.status != SyncStatus.ACTIVE:
             raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
-        trigger = RECONCILE if reconcile else MANUAL
+        trigger = RunTrigger.RECONCILE if reconcile else RunTrigger.MANUAL
         if self.scheduler is None or wait:
             return self.runner.run(sync_id, trigger)
         return self.scheduler.submit(sync_id, trigger)
@@ -283,14 +234,10 @@ class SyncService:
         self.get(project_id, sync_id)
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
-            connection.execute(
-                syncs.update()
-                .where(syncs.c.id == sync_id)
-                .values(status=STOPPED, next_run_at=None, updated_at=now)
-            )
-            supersede_blocked(connection, sync_id, now)
-            audit(
-                connection,
+            store = SyncStore(connection)
+            store.move(sync_id, SyncStatus.STOPPED, {"next_run_at": None, "updated_at": now})
+            store.supersede_blocked(sync_id, now)
+            AuditStore(connection).record(
                 project_id=project_id,
                 user_id=user_id,
                 action="sync.stop",

@@ -12,13 +12,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cohortsync.clock import as_utc
 from cohortsync.domain.errors import BatchError
 from cohortsync.keyring import Keyring
-from cohortsync.storage.tables import webhook_secrets
+from cohortsync.storage.integration_store import IntegrationStore
 
 PREFIX = "cswh_"
 DEFAULT_OVERLAP = timedelta(hours=24)
@@ -51,14 +49,8 @@ def issue(
     """Make the integration's first secret (``secret`` when the partner made it) and return it
     (the only time it is shown)."""
     secret = secret if secret is not None else new_secret()
-    connection.execute(
-        webhook_secrets.insert().values(
-            integration_id=integration_id,
-            sealed=keyring.seal({"current": secret}),
-            previous_until=None,
-            rotated_at=now,
-        )
-    )
+    sealed = keyring.seal({"current": secret})
+    IntegrationStore(connection).save_webhook_secrets(integration_id, sealed, None, now)
     return secret
 
 
@@ -72,25 +64,15 @@ def rotate(
 ) -> tuple[str, datetime | None]:
     """A new secret for the integration (``secret`` when the partner made it, else a random
     one); the current one stays valid until the returned time."""
-    row = connection.execute(
-        sa.select(webhook_secrets.c.sealed).where(
-            webhook_secrets.c.integration_id == integration_id
-        )
-    ).first()
-    if row is None:
+    store = IntegrationStore(connection)
+    stored = store.webhook_secrets(integration_id)
+    if stored is None:
         return issue(connection, keyring, integration_id, now, secret), None
     secret = secret if secret is not None else new_secret()
-    previous = keyring.open(row.sealed)["current"]
+    previous = keyring.open(stored[0])["current"]
     until = now + overlap
-    connection.execute(
-        webhook_secrets.update()
-        .where(webhook_secrets.c.integration_id == integration_id)
-        .values(
-            sealed=keyring.seal({"current": secret, "previous": previous}),
-            previous_until=until,
-            rotated_at=now,
-        )
-    )
+    sealed = keyring.seal({"current": secret, "previous": previous})
+    store.save_webhook_secrets(integration_id, sealed, until, now)
     return secret, until
 
 
@@ -113,34 +95,23 @@ class StoredSecrets:
 
 def load(connection: Connection, keyring: Keyring, integration_id: int) -> StoredSecrets | None:
     """The integration's secrets (None when it has none)."""
-    row = connection.execute(
-        sa.select(webhook_secrets.c.sealed, webhook_secrets.c.previous_until).where(
-            webhook_secrets.c.integration_id == integration_id
-        )
-    ).first()
-    if row is None:
+    stored = IntegrationStore(connection).webhook_secrets(integration_id)
+    if stored is None:
         return None
-    document = keyring.open(row.sealed)
-    until = as_utc(row.previous_until) if row.previous_until is not None else None
-    return StoredSecrets(document["current"], document.get("previous"), until)
+    document = keyring.open(stored[0])
+    return StoredSecrets(document["current"], document.get("previous"), stored[1])
 
 
 def forget(connection: Connection, integration_id: int) -> None:
     """Drop the integration's secrets (it was disconnected): its calls are refused from now."""
-    connection.execute(
-        webhook_secrets.delete().where(webhook_secrets.c.integration_id == integration_id)
-    )
+    IntegrationStore(connection).forget_webhook_secrets(integration_id)
 
 
 def reseal(connection: Connection, keyring: Keyring) -> int:
     """Re-encrypt every webhook secret with the keyring's newest key."""
-    rows = connection.execute(sa.select(webhook_secrets.c.integration_id, webhook_secrets.c.sealed))
+    store = IntegrationStore(connection)
     done = 0
-    for row in rows.all():
-        connection.execute(
-            webhook_secrets.update()
-            .where(webhook_secrets.c.integration_id == row.integration_id)
-            .values(sealed=keyring.reseal(row.sealed))
-        )
+    for integration_id, sealed in store.all_sealed_webhook_secrets():
+        store.reseal_webhook_secrets(integration_id, keyring.reseal(sealed))
         done += 1
     return done

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
+from cohortsync.domain.syncs import RunCounts
 from cohortsync.storage.database import RowBuffer, read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_plan, sync_rejections, sync_runs
 from cohortsync.sync.diff import ADD, REMOVE, Acknowledged, Change
 from cohortsync.sync.outcomes import record_rejections
-from cohortsync.sync.records import RunCounts
 from cohortsync.warehouse.sql import upsert
 
 # Removals are numbered below adds, so a run sends them first: a key that moves from one user to

@@ -27,10 +27,11 @@ from cohortsync.destinations.base import (
     ReadableDestination,
 )
 from cohortsync.domain.errors import Conflict
+from cohortsync.domain.sync_status import RunStatus, RunTrigger
+from cohortsync.domain.syncs import Sync, SyncRun
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_partner_keys, sync_plan, syncs
 from cohortsync.sync.diff import REMOVE, Change
-from cohortsync.sync.records import FAILED, RECONCILE, Sync, SyncRun
 from cohortsync.warehouse.sql import bulk_insert_ignoring
 
 ours = sync_members.alias("ours")
@@ -179,7 +180,7 @@ def keep(engine: Engine, sync: Sync, target: PartnerList) -> None:
 def drift_suspected(previous: SyncRun | None) -> bool:
     """Whether the list may have drifted from what we believe: the last run failed with changes
     to send, some of which may have reached the partner unacknowledged."""
-    if previous is None or previous.status != FAILED:
+    if previous is None or previous.status != RunStatus.FAILED:
         return False
     planned = previous.counts
     return planned.planned_add + planned.planned_update + planned.planned_remove > 0
@@ -201,7 +202,7 @@ def reconcile_due(
     ):
         return False
     return (
-        run.trigger == RECONCILE
+        run.trigger == RunTrigger.RECONCILE
         or sync.reconciled_at is None
         or now - sync.reconciled_at >= every
         or drift_suspected(previous)

@@ -15,8 +15,11 @@ from cohortsync.destinations.base import Destination, PartnerList, ReadableDesti
 from cohortsync.destinations.errors import DestinationError, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import CohortsyncError
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import RunCounts, Sync, SyncRun
 from cohortsync.metrics import observe_blocked
 from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
 from cohortsync.sync.diff import ADD, REMOVE, UPDATE
 from cohortsync.sync.ledger import (
@@ -29,17 +32,6 @@ from cohortsync.sync.ledger import (
 from cohortsync.sync.outcomes import SkipRecorder
 from cohortsync.sync.partner_list import plan_extras, read_back
 from cohortsync.sync.plan import DUPLICATE, CohortTooLarge, MemberSource, plan_changes
-from cohortsync.sync.records import (
-    BLOCKED,
-    PLANNING,
-    RUNNING,
-    RunCounts,
-    Sync,
-    SyncRun,
-    get_run,
-    partner_of,
-    update_run,
-)
 from cohortsync.sync.safety import SafetyRules
 
 log = logging.getLogger(__name__)
@@ -107,10 +99,9 @@ class RunPlanner:
         drop_plan(self._engine, run.id)
         counts.sending = False  # the new plan starts a fresh list: nothing of it is in flight
         with write_transaction(self._engine) as connection:
-            update_run(
-                connection, run.id, status=PLANNING, cursor=0, batches=0, counts=counts.as_json()
-            )
-            return get_run(connection, run.id)
+            store = SyncStore(connection)
+            store.move_run(run.id, RunStatus.PLANNING, cursor=0, batches=0, counts=counts.as_json())
+            return store.get_run(run.id)
 
     def plan(
         self,
@@ -189,14 +180,14 @@ class RunPlanner:
             lease.renew(
                 connection, sync.id, self.owner, self._clock.now(), self._config.lease_seconds
             )
-            update_run(
-                connection,
+            store = SyncStore(connection)
+            store.move_run(
                 run.id,
-                status=BLOCKED if reason else RUNNING,
+                RunStatus.BLOCKED if reason else RunStatus.RUNNING,
                 blocked_reason=reason,
                 counts=counts.as_json(),
             )
-            partner = partner_of(connection, sync.id)
+            partner = store.partner_of(sync.id)
         if reason is not None:
             observe_blocked(partner)
         return reason is None
@@ -204,6 +195,7 @@ class RunPlanner:
     def block(self, sync_id: int, run_id: int, reason: str) -> None:
         """Hold the run for an admin's confirm, with the reason."""
         with write_transaction(self._engine) as connection:
-            update_run(connection, run_id, status=BLOCKED, blocked_reason=reason)
-            partner = partner_of(connection, sync_id)
+            store = SyncStore(connection)
+            store.move_run(run_id, RunStatus.BLOCKED, blocked_reason=reason)
+            partner = store.partner_of(sync_id)
         observe_blocked(partner)

@@ -11,10 +11,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -33,23 +32,24 @@ from cohortsync.destinations.errors import (
 )
 from cohortsync.destinations.registry import list_name
 from cohortsync.domain.errors import CohortsyncError, Conflict
-from cohortsync.metrics import observe_run
-from cohortsync.services.cohorts import get_cohort
-from cohortsync.services.integrations import CONNECTED, IntegrationService
+from cohortsync.domain.integrations import Integration, IntegrationStatus
+from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode, SyncStatus
+from cohortsync.domain.syncs import RunCounts, Sync, SyncRun
+from cohortsync.storage.audit_store import AuditStore
+from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import sync_runs, syncs
+from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
+from cohortsync.sync.closing import CallBase, finish_run
 from cohortsync.sync.delivery import deliver, next_batch
 from cohortsync.sync.ledger import (
     BatchResult,
     acknowledged_count,
     acknowledged_members,
     checkpoint,
-    drop_plan,
     plan_page,
     plan_totals,
 )
-from cohortsync.sync.outcomes import prune as prune_outcomes
 from cohortsync.sync.partner_list import (
     ListFound,
     drift_suspected,
@@ -62,32 +62,7 @@ from cohortsync.sync.plan import (
     cohort_members,
 )
 from cohortsync.sync.planning import RunPlanner, SyncConfig
-from cohortsync.sync.records import (
-    ACTIVE,
-    BLOCKED,
-    FAILED,
-    FINISHED,
-    ONE_TIME,
-    PARTIAL,
-    PLANNING,
-    RECONCILE,
-    RUNNING,
-    STOPPED,
-    SUCCEEDED,
-    UNFINISHED,
-    RunCounts,
-    Sync,
-    SyncRun,
-    audit,
-    get_run,
-    get_sync,
-    latest_run,
-    partner_of,
-    previous_run,
-    started_at,
-    supersede_blocked,
-    update_run,
-)
+from cohortsync.sync.ports import Destinations
 
 __all__ = ["SyncConfig", "SyncRunner", "SyncStopped", "worker_name"]
 
@@ -111,7 +86,7 @@ class SyncRunner:
     def __init__(
         self,
         engine: Engine,
-        integrations: IntegrationService,
+        destinations: Destinations,
         clock: Clock,
         config: SyncConfig | None = None,
         *,
@@ -120,7 +95,7 @@ class SyncRunner:
         on_batch: Callable[[SyncRun], None] | None = None,
     ) -> None:
         self._engine = engine
-        self._integrations = integrations
+        self._destinations = destinations
         self._clock = clock
         self.config = config or SyncConfig()
         self.owner = owner or worker_name()
@@ -129,7 +104,7 @@ class SyncRunner:
 
     # -- starting -------------------------------------------------------------------------
 
-    def begin(self, sync_id: int, trigger: str) -> SyncRun:
+    def begin(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
         """Take the sync's lease and open a run (or the interrupted one, to resume it).
 
         Raises Conflict when another run of the sync is in progress. The caller must then call
@@ -137,44 +112,38 @@ class SyncRunner:
         """
         return self._begin(sync_id, trigger)[0]
 
-    def _begin(self, sync_id: int, trigger: str) -> tuple[SyncRun, bool]:
+    def _begin(self, sync_id: int, trigger: RunTrigger) -> tuple[SyncRun, bool]:
         """The run to execute, and whether it is an interrupted one being resumed."""
         now = self._clock.now()
         if not lease.take(self._engine, sync_id, self.owner, now, self.config.lease_seconds):
             raise Conflict(f"sync {sync_id} is already running; wait for its run to finish")
         try:
             with write_transaction(self._engine) as connection:
-                sync = get_sync(connection, sync_id, now)
-                latest = latest_run(connection, sync_id)
-                if latest is not None and latest.status in UNFINISHED:
+                store = SyncStore(connection)
+                sync = store.get(sync_id, now)
+                latest = store.latest_run(sync_id)
+                if latest is not None and latest.status.unfinished:
                     return latest, True
-                if sync.status != ACTIVE:
+                if sync.status != SyncStatus.ACTIVE:
                     raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
-                supersede_blocked(connection, sync_id, now)
+                store.supersede_blocked(sync_id, now)
                 next_run = (
                     now + timedelta(seconds=sync.interval_seconds)
-                    if sync.mode != ONE_TIME
+                    if sync.mode != SyncMode.ONE_TIME
                     else None
                 )
-                connection.execute(
-                    syncs.update()
-                    .where(syncs.c.id == sync_id)
-                    .values(next_run_at=next_run, updated_at=now)
+                store.update(sync_id, {"next_run_at": next_run, "updated_at": now})
+                run = store.insert_run(
+                    {
+                        "sync_id": sync_id,
+                        "trigger": trigger,
+                        "session_id": uuid.uuid4().hex,
+                        "as_of_ms": now_ms(self._clock),
+                        "started_at": now,
+                        "counts": RunCounts().as_json(),
+                    }
                 )
-                run_id = connection.execute(
-                    sync_runs.insert()
-                    .values(
-                        sync_id=sync_id,
-                        status=PLANNING,
-                        trigger=trigger,
-                        session_id=uuid.uuid4().hex,
-                        as_of_ms=now_ms(self._clock),
-                        started_at=now,
-                        counts=RunCounts().as_json(),
-                    )
-                    .returning(sync_runs.c.id)
-                ).scalar_one()
-                return get_run(connection, int(run_id)), False
+                return run, False
         except BaseException:
             lease.release(self._engine, sync_id, self.owner)
             raise
@@ -186,20 +155,19 @@ class SyncRunner:
             raise Conflict(f"sync {sync_id} is already running")
         try:
             with write_transaction(self._engine) as connection:
-                sync = get_sync(connection, sync_id, now)
-                run = latest_run(connection, sync_id)
-                if run is None or run.status != BLOCKED:
+                store = SyncStore(connection)
+                sync = store.get(sync_id, now)
+                run = store.latest_run(sync_id)
+                if run is None or run.status != RunStatus.BLOCKED:
                     raise Conflict(f"sync {sync_id} has no blocked run to confirm")
                 has_plan = bool(plan_totals(connection, run.id))
-                update_run(
-                    connection,
+                store.move_run(
                     run.id,
-                    status=RUNNING if has_plan else PLANNING,
+                    RunStatus.RUNNING if has_plan else RunStatus.PLANNING,
                     confirmed_by=user_id,
                     confirmed_at=now,
                 )
-                audit(
-                    connection,
+                AuditStore(connection).record(
                     project_id=sync.project_id,
                     user_id=user_id,
                     action="sync.confirm_blocked_run",
@@ -207,18 +175,18 @@ class SyncRunner:
                     detail={"blocked_reason": run.blocked_reason},
                     at=now,
                 )
-                return get_run(connection, run.id)
+                return store.get_run(run.id)
         except BaseException:
             lease.release(self._engine, sync_id, self.owner)
             raise
 
-    def run(self, sync_id: int, trigger: str = "manual") -> SyncRun:
+    def run(self, sync_id: int, trigger: RunTrigger = RunTrigger.MANUAL) -> SyncRun:
         """Begin and execute a run in this thread. An interrupted run is finished first (its
         plan is partly sent, and re-planning could send it again), then a fresh run brings the
         list up to date with the cohort as it is now."""
         run, resumed = self._begin(sync_id, trigger)
         finished = self.execute(run)
-        if not resumed or finished.status not in (SUCCEEDED, PARTIAL):
+        if not resumed or not finished.status.done:
             return finished
         try:
             fresh, _ = self._begin(sync_id, trigger)
@@ -241,36 +209,34 @@ class SyncRunner:
         finally:
             lease.release(self._engine, sync_id, self.owner)
         with read_transaction(self._engine) as connection:
-            return get_run(connection, run.id)
+            return SyncStore(connection).get_run(run.id)
 
     def _execute(self, run: SyncRun) -> None:
         with read_transaction(self._engine) as connection:
-            sync = get_sync(connection, run.sync_id, self._clock.now())
-            previous = previous_run(connection, sync.id, run.id)
+            store = SyncStore(connection)
+            sync = store.get(run.sync_id, self._clock.now())
+            previous = store.previous_run(sync.id, run.id)
         counts = run.counts
-        base = _CallBase(
-            counts.requests, counts.retries, counts.rate_limited, counts.waited_seconds
-        )
+        base = CallBase.of(counts)
         destination: Destination | None = None
         try:
-            integration = self._integrations.get(sync.project_id, sync.integration_id)
-            if integration.status != CONNECTED:
+            integration = self._destinations.get(sync.project_id, sync.integration_id)
+            if integration.status != IntegrationStatus.CONNECTED:
                 raise PartnerConfigError(
                     f"the integration {integration.name!r} is {integration.status}"
                     + (f": {integration.error}" if integration.error else "")
                     + "; fix or reconnect it, then run again"
                 )
-            destination = self._integrations.destination(
-                sync.project_id, sync.integration_id, self.config.retry
-            )
-            found = self._target(sync, integration.settings, destination)
+            destination = self._destinations.connector(integration, self.config.retry)
+            found = self._target(sync, integration, destination)
             with read_transaction(self._engine) as connection:
-                sync = get_sync(connection, sync.id, self._clock.now())
+                sync = SyncStore(connection).get(sync.id, self._clock.now())
             if found.recreated:
                 counts.list_recreated = True
-                if run.status != PLANNING:  # the plan was a diff against a list that is gone
+                # the plan was a diff against a list that is gone
+                if run.status != RunStatus.PLANNING:
                     run = self._planner.replan(run, counts)
-            if run.status == PLANNING:
+            if run.status == RunStatus.PLANNING:
                 reconcile = reconcile_due(
                     sync,
                     destination,
@@ -284,37 +250,43 @@ class SyncRunner:
                 if not self._planner.plan(sync, run, destination, counts, reconciled=reconcile):
                     return
                 with read_transaction(self._engine) as connection:
-                    run = get_run(connection, run.id)
-            refresh = found.recreated or drift_suspected(previous) or run.trigger == RECONCILE
+                    run = SyncStore(connection).get_run(run.id)
+            refresh = (
+                found.recreated or drift_suspected(previous) or run.trigger == RunTrigger.RECONCILE
+            )
             self._send(sync, run, destination, counts, base, found.target, refresh)
         except PartnerConfigError as error:
-            self._integrations.flag(sync.project_id, sync.integration_id, error.message)
-            self._finish(sync, run.id, FAILED, counts, destination, error.message, base)
+            self._destinations.flag(sync.project_id, sync.integration_id, error.message)
+            self._finish(sync, run.id, RunStatus.FAILED, counts, destination, error.message, base)
         except TransientError as error:
             message = (
                 f"{error.message} (gave up after the retry budget; the next run carries on "
                 "from what was acknowledged)"
             )
-            self._finish(sync, run.id, FAILED, counts, destination, message, base)
+            self._finish(sync, run.id, RunStatus.FAILED, counts, destination, message, base)
         except lease.LeaseLost:
             raise
         except CohortsyncError as error:
-            self._finish(sync, run.id, FAILED, counts, destination, error.message, base)
+            self._finish(sync, run.id, RunStatus.FAILED, counts, destination, error.message, base)
         except Exception as error:
             log.exception("sync %s run %s failed", sync.id, run.id)
             self._finish(
-                sync, run.id, FAILED, counts, destination, f"internal error: {error!r}", base
+                sync,
+                run.id,
+                RunStatus.FAILED,
+                counts,
+                destination,
+                f"internal error: {error!r}",
+                base,
             )
         finally:
             if destination is not None:
                 destination.close()
 
-    def _target(
-        self, sync: Sync, settings: Mapping[str, Any], destination: Destination
-    ) -> ListFound:
+    def _target(self, sync: Sync, integration: Integration, destination: Destination) -> ListFound:
         with read_transaction(self._engine) as connection:
-            cohort = get_cohort(connection, sync.project_id, sync.cohort_id)
-        name = sync.list_name or list_name(settings, cohort.name, cohort.id)
+            cohort = CohortStore(connection).get(sync.project_id, sync.cohort_id)
+        name = sync.list_name or list_name(integration.settings, cohort.name, cohort.id)
         info = CohortInfo(cohort.id, cohort.name, cohort.description)
         return find_or_make(self._engine, sync, destination, info, name, self._clock.now())
 
@@ -324,7 +296,7 @@ class SyncRunner:
         run: SyncRun,
         destination: Destination,
         counts: RunCounts,
-        base: _CallBase,
+        base: CallBase,
         target: PartnerList,
         refresh: bool,
     ) -> None:
@@ -348,7 +320,8 @@ class SyncRunner:
         rejected_before = sum(counts.rejected.values())
         while True:
             with read_transaction(self._engine) as connection:
-                if get_sync(connection, sync.id, self._clock.now()).status == STOPPED:
+                current = SyncStore(connection).get(sync.id, self._clock.now())
+                if current.status == SyncStatus.STOPPED:
                     raise SyncStopped(
                         "the sync was stopped before this run finished; what was sent until "
                         "then is acknowledged"
@@ -374,7 +347,7 @@ class SyncRunner:
                         self._clock.now(),
                         self.config.lease_seconds,
                     )
-                    update_run(connection, run.id, counts=counts.as_json())
+                    SyncStore(connection).update_run(run.id, counts=counts.as_json())
             accepted, rejected = deliver(destination, target, changes)
             base.merge(counts, destination)
             cursor = batch[-1][0]
@@ -392,12 +365,13 @@ class SyncRunner:
                 )
             if self._on_batch is not None:
                 with read_transaction(self._engine) as connection:
-                    self._on_batch(get_run(connection, run.id))
+                    self._on_batch(SyncStore(connection).get_run(run.id))
         if isinstance(destination, SnapshotDestination) and (
             destination.capabilities.snapshot_membership or refresh
         ):
             self._refresh(sync, destination, target, counts, base)
-        status = PARTIAL if sum(counts.rejected.values()) > rejected_before else SUCCEEDED
+        refused = sum(counts.rejected.values()) > rejected_before
+        status = RunStatus.PARTIAL if refused else RunStatus.SUCCEEDED
         self._finish(sync, run.id, status, counts, destination, None, base)
 
     def _refresh(
@@ -406,7 +380,7 @@ class SyncRunner:
         destination: SnapshotDestination,
         target: PartnerList,
         counts: RunCounts,
-        base: _CallBase,
+        base: CallBase,
     ) -> None:
         """Hand the partner the whole acknowledged membership (a snapshot, or a full refresh
         where drift is suspected), and keep the list it answers with."""
@@ -422,57 +396,22 @@ class SyncRunner:
         self,
         sync: Sync,
         run_id: int,
-        status: str,
+        status: RunStatus,
         counts: RunCounts,
         destination: Destination | None,
         error: str | None,
-        base: _CallBase,
+        base: CallBase,
     ) -> None:
-        now = self._clock.now()
         if destination is not None:
             base.merge(counts, destination)
-        drop_plan(self._engine, run_id)
-        with write_transaction(self._engine) as connection:
-            lease.renew(connection, sync.id, self.owner, now, self.config.lease_seconds)
-            update_run(
-                connection,
-                run_id,
-                status=status,
-                finished_at=now,
-                counts=counts.as_json(),
-                error=error,
-            )
-            values: dict[str, Any] = {"updated_at": now}
-            if counts.reconciled and status in (SUCCEEDED, PARTIAL):
-                values["reconciled_at"] = started_at(connection, run_id)
-            if sync.mode == ONE_TIME:
-                if status in (SUCCEEDED, PARTIAL):
-                    values.update(status=FINISHED, next_run_at=None)
-                else:
-                    retry = timedelta(seconds=self.config.one_time_retry_seconds)
-                    values["next_run_at"] = now + retry
-            connection.execute(
-                syncs.update()
-                .where(syncs.c.id == sync.id, syncs.c.status == ACTIVE)
-                .values(**values)
-            )
-            prune_outcomes(connection, sync.id)
-            partner = partner_of(connection, sync.id)
-        observe_run(partner, status, counts)
-
-
-@dataclass(frozen=True)
-class _CallBase:
-    """Partner call counts a resumed run had before this worker took it over."""
-
-    requests: int
-    retries: int
-    rate_limited: int
-    waited_seconds: float
-
-    def merge(self, counts: RunCounts, destination: Destination) -> None:
-        stats = destination.stats
-        counts.requests = self.requests + stats.requests
-        counts.retries = self.retries + stats.retries
-        counts.rate_limited = self.rate_limited + stats.rate_limited
-        counts.waited_seconds = self.waited_seconds + stats.waited_seconds + stats.paced_seconds
+        finish_run(
+            self._engine,
+            self._clock,
+            self.config,
+            self.owner,
+            sync,
+            run_id,
+            status,
+            counts,
+            error,
+        )

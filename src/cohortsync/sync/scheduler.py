@@ -12,14 +12,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.domain.errors import Conflict
+from cohortsync.domain.sync_status import RunTrigger
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import sync_runs, syncs
-from cohortsync.sync.records import UNFINISHED, SyncRun, awaiting_turn
+from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync.runner import SyncRunner
 
 log = logging.getLogger(__name__)
@@ -28,18 +28,8 @@ log = logging.getLogger(__name__)
 def due_syncs(engine: Engine, now: datetime) -> list[int]:
     """Syncs to run now: interrupted runs whose worker is gone, then syncs awaiting their turn
     whose time has come."""
-    free = sa.or_(syncs.c.lease_until.is_(None), syncs.c.lease_until < now)
-    unfinished = sa.exists().where(
-        sync_runs.c.sync_id == syncs.c.id, sync_runs.c.status.in_(UNFINISHED)
-    )
-    scheduled = sa.and_(awaiting_turn(), syncs.c.next_run_at <= now)
-    query = (
-        sa.select(syncs.c.id)
-        .where(free, sa.or_(unfinished, scheduled))
-        .order_by(syncs.c.next_run_at, syncs.c.id)
-    )
     with read_transaction(engine) as connection:
-        return [int(row[0]) for row in connection.execute(query)]
+        return SyncStore(connection).due(now)
 
 
 class SyncScheduler:
@@ -69,13 +59,13 @@ class SyncScheduler:
         started = []
         for sync_id in due_syncs(self._engine, self._clock.now()):
             try:
-                self.submit(sync_id, "schedule")
+                self.submit(sync_id, RunTrigger.SCHEDULE)
             except Conflict:
                 continue  # running elsewhere, or no longer runnable
             started.append(sync_id)
         return started
 
-    def submit(self, sync_id: int, trigger: str) -> SyncRun:
+    def submit(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
         """Open a run now and execute it in the background; Conflict if one is in progress."""
         with self._lock:
             running = self._inflight.get(sync_id)
