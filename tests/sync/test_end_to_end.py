@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 from cohortsync.domain.syncs import SyncRun
+from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 from tests.sync.world import SyncWorld
 
 BUYERS = {

@@ -11,12 +11,12 @@ import sqlalchemy as sa
 
 from cohortsync.clock import now_ms
 from cohortsync.domain.errors import NotFound
-from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import cohorts
-from cohortsync.services.explain import Explainer, UnknownUser
-from cohortsync.services.run_members import member_page
-from cohortsync.storage.database import read_transaction
 from cohortsync.domain.syncs import SyncRun
+from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.services.explain import Explainer, UnknownUser
+from cohortsync.services.run_members import RunMemberReport
+from cohortsync.storage.cohort_store import CohortStore
+from cohortsync.storage.database import read_transaction
 from tests.sync.world import SyncWorld
 
 PRO = {"property": "plan", "op": "equals", "value": "pro"}
@@ -140,7 +140,8 @@ def test_in_the_cohort_but_skipped_anonymous_or_without_an_email(
     assert nomail["summary"] == "Not on the list: in the cohort, but skipped (missing email)."
 
     # The run's report lists the same two, with the same reasons.
-    page = member_page(world.engine, world.project.id, sync_id, done.id, outcome="skipped")
+    report = RunMemberReport(world.engine)
+    page = report.page(world.project.id, sync_id, done.id, outcome="skipped")
     assert [(m.distinct_id, m.reason) for m in page.members] == [
         ("fox", "anonymous"),
         ("nomail", "missing email"),
@@ -203,7 +204,8 @@ def test_rejected_by_the_partner_then_let_through(
         f"Not on the list: in the cohort, identified, sent as bob, but the partner refused it in "
         f"run {partial.id}: {rejection['reason']}. The next run tries again."
     )
-    rejected = member_page(world.engine, world.project.id, sync_id, partial.id, outcome="rejected")
+    report = RunMemberReport(world.engine)
+    rejected = report.page(world.project.id, sync_id, partial.id, outcome="rejected")
     assert [(m.distinct_id, m.partner_key) for m in rejected.members] == [("bob", "bob")]
 
     sandbox.state.faults.reject_keys = set()
@@ -273,13 +275,16 @@ def test_nested_groups_references_and_negations_agree_with_the_cohort(
     sync_id = export(world, sandboxes["webhook"], definition)
 
     with read_transaction(world.engine) as connection:
-        query = cohorts.members_query(
-            connection,
-            world.project.id,
-            world.service().get(world.project.id, sync_id).cohort_id,
-            now_ms(world.clock),
-            with_properties=False,
-        ).subquery()
+        query = (
+            CohortStore(connection)
+            .members_query(
+                world.project.id,
+                world.service().get(world.project.id, sync_id).cohort_id,
+                now_ms(world.clock),
+                with_properties=False,
+            )
+            .subquery()
+        )
         members = {row[0] for row in connection.execute(sa.select(query.c.distinct_id))}
     assert members == {"ann"}
     for user in ("ann", "bob", "cy", "dee", "eve", "fox", "gil"):

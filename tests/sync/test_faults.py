@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.domain.syncs import SyncRun
+from cohortsync.sandbox.fleet import RunningSandbox
 from tests.sync.world import SyncWorld
 
 PLAN_PRO = {"property": "plan", "op": "equals", "value": "pro"}

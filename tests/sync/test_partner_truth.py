@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import sync_members, sync_run_members, syncs
-from cohortsync.domain.syncs import SyncRun
 from tests.sync.world import SyncWorld
 
 PRO = {"property": "plan", "op": "equals", "value": "pro"}
@@ -144,8 +144,9 @@ def test_a_renamed_cohort_and_a_list_renamed_on_the_partner_keep_their_list(
     _run(world, sync_id)
     list_id = _list_id(world, sync_id)
     cohort_id = world.service().get(world.project.id, sync_id).cohort_id
-    with write_transaction(world.engine) as connection:
-        cohorts.update_cohort(connection, world.project.id, cohort_id, name="Renamed pros")
+    CohortService(world.engine, world.clock).update(
+        world.project.id, cohort_id, name="Renamed pros"
+    )
     sandbox.state.edit_by_hand(list_id, rename="VIP (edited in Iterable)")
 
     _pros(world, "bob")

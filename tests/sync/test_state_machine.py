@@ -25,11 +25,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import FrozenClock
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.services import accounts
 from cohortsync.storage.database import create_engine
-from cohortsync.domain.syncs import SyncRun
 from tests.conftest import NOW
 from tests.sync.world import SyncWorld, make_world
 

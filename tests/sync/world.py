@@ -21,16 +21,17 @@ from cohortsync.destinations.http import RetryPolicy, forget_budgets
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.cohorts import parse_definition
 from cohortsync.domain.identity import DEVICE_PREFIX
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.keyring import Keyring
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.cohort_store import CohortStore
+from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import sync_members
 from cohortsync.sync.plan import MemberSource, cohort_members
-from cohortsync.domain.syncs import SyncRun
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from tests.cohorts.reference import evaluate, load_world
 from tests.conftest import TEST_KEY
@@ -143,8 +144,7 @@ class SyncWorld:
 
     def cohort(self, name: str, definition: Any) -> int:
         """A dynamic cohort."""
-        with write_transaction(self.engine) as connection:
-            return cohorts.create_cohort(connection, self.project.id, name, definition).id
+        return CohortService(self.engine, self.clock).create(self.project.id, name, definition).id
 
     def connect(self, sandbox: RunningSandbox, **settings: Any) -> int:
         """An integration on ``sandbox``."""
@@ -165,7 +165,7 @@ class SyncWorld:
         """The reference evaluator's members of a cohort now, and the stored profiles."""
         with read_transaction(self.engine) as connection:
             world = load_world(connection, self.project.id)
-            definition = cohorts.get_cohort(connection, self.project.id, cohort_id).definition
+            definition = CohortStore(connection).get(self.project.id, cohort_id).definition
         members = evaluate(world, parse_definition(definition), now_ms(self.clock))
         return members, world.profiles
 

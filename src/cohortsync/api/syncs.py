@@ -12,10 +12,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from cohortsync.api.deps import CurrentUser, StateDep, project_role, require_admin
-from cohortsync.api.state import AppState
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import project_role, require_admin
+from cohortsync.downloads import csv_response
 from cohortsync.services import run_members
-from cohortsync.services.explain import Explainer
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
 
@@ -140,23 +141,10 @@ def run_members_page(
 ) -> dict[str, Any]:
     """Members the run skipped (with the reason) or the partner rejected (with the key)."""
     project_role(user, project_id)
-    page = run_members.member_page(
-        state.engine, project_id, sync_id, run_id, outcome=outcome, limit=limit, cursor=cursor
+    page = state.run_members.page(
+        project_id, sync_id, run_id, outcome=outcome, limit=limit, cursor=cursor
     )
     return page.as_json()
-
-
-def members_csv_response(
-    state: AppState, project_id: int, sync_id: int, run_id: int
-) -> StreamingResponse:
-    """The run's skipped and rejected members as a CSV download (NotFound before streaming)."""
-    lines = run_members.members_csv(state.engine, project_id, sync_id, run_id)
-    name = run_members.csv_filename(sync_id, run_id)
-    return StreamingResponse(
-        lines,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
 
 
 @router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
@@ -165,7 +153,7 @@ def run_members_csv(
 ) -> StreamingResponse:
     """The run's skipped and rejected members as CSV: distinct_id, partner_key, outcome, reason."""
     project_role(user, project_id)
-    return members_csv_response(state, project_id, sync_id, run_id)
+    return csv_response(state.run_members.csv(project_id, sync_id, run_id))
 
 
 @router.get("/{sync_id}/explain")
@@ -180,5 +168,4 @@ def explain(
     condition, identified or not, partner key or skip reason, acknowledged, last rejection and
     what the partner held when its list was last read back. The partner is not called."""
     project_role(user, project_id)
-    explainer = Explainer(state.engine, state.integrations, state.clock)
-    return explainer.explain(project_id, sync_id, distinct_id).as_json()
+    return state.explainer.explain(project_id, sync_id, distinct_id).as_json()

@@ -31,15 +31,14 @@ from cohortsync.clock import Clock, SystemClock
 from cohortsync.demo.sync_tour import demo_done, has_profiles, run_tour
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.errors import Conflict
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import SyncRun
 from cohortsync.keyring import Keyring
 from cohortsync.metrics import PROCESS
-from cohortsync.services import accounts
+from cohortsync.services.accounts import AccountService
 from cohortsync.services.explain import Explainer
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService, build_sync_service
-from cohortsync.storage.database import read_transaction
-from cohortsync.domain.sync_status import RunStatus
-from cohortsync.domain.syncs import SyncRun
 
 syncs_app = typer.Typer(help="Exports of cohorts to partners.", no_args_is_help=True)
 
@@ -230,8 +229,7 @@ def syncs_confirm(
     """Let a blocked run go ahead (recorded in the audit log) and run it."""
     project_id = default_project_id(project)
     with migrated_engine() as engine:
-        with read_transaction(engine) as connection:
-            admin = accounts.user_by_email(connection, by)
+        admin = AccountService(engine, SystemClock()).user_by_email(by)
         if admin is None or admin.role_in(project_id) is not Role.ADMIN:
             raise fail(
                 f"{by} is not an admin of project {project_id}: only an admin may confirm a "

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import Clock, now_ms
+from cohortsync.clock import Clock
 from cohortsync.demo.outreach_tour import send_campaigns
 from cohortsync.domain.accounts import Project
 from cohortsync.keyring import Keyring
 from cohortsync.sandbox.fleet import start_all
-from cohortsync.services import cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import build_sync_service
 from cohortsync.settings import Settings
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import cohorts as cohorts_table
 from cohortsync.storage.tables import profiles
 
@@ -116,9 +116,9 @@ def run_tour(
     service = build_sync_service(settings, engine, integrations, clock, scheduled=False)
     ingestion = IngestionService(engine, clock)
     try:
-        with write_transaction(engine) as connection:
-            cohort = cohorts.create_cohort(connection, project.id, COHORT_NAME, DEFINITION)
-            members = cohorts.count_members(connection, project.id, cohort.id, now_ms(clock))
+        cohort_service = CohortService(engine, clock)
+        cohort = cohort_service.create(project.id, COHORT_NAME, DEFINITION)
+        members = cohort_service.count(project.id, cohort.id)
         say(f"cohort {cohort.id} {COHORT_NAME!r}: {members} members")
         syncs: dict[str, int] = {}
         secrets: dict[str, tuple[int, str]] = {}

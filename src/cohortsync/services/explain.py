@@ -15,9 +15,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from cohortsync.clock import Clock, as_utc, now_ms
+from cohortsync.clock import Clock, now_ms
 from cohortsync.destinations.base import PartnerMember, Skip
 from cohortsync.domain.cohorts import (
+    CohortKind,
     CohortReference,
     Condition,
     EventCondition,
@@ -43,18 +44,12 @@ from cohortsync.domain.explanation import (
 )
 from cohortsync.domain.identity import DEVICE_PREFIX
 from cohortsync.query.compiler import CohortCompiler
-from cohortsync.services.cohorts import STATIC, get_cohort, members_query
-from cohortsync.services.integrations import IntegrationService
+from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import (
-    events,
-    profiles,
-    sync_members,
-    sync_partner_keys,
-    sync_rejections,
-    syncs,
-)
+from cohortsync.storage.sync_store import SyncStore
+from cohortsync.storage.tables import events, profiles
 from cohortsync.sync.plan import partner_view
+from cohortsync.sync.ports import Destinations
 from cohortsync.warehouse.profiles import StoredProfile, get_profile
 
 DISCONNECTED = "integration disconnected"
@@ -79,9 +74,11 @@ class _Evaluator:
 
     def in_cohort(self, cohort_id: int) -> bool:
         """Whether the user is among the cohort's members now (the sync's own query)."""
-        members = members_query(
-            self._connection, self._project_id, cohort_id, self._at_ms, with_properties=False
-        ).subquery()
+        members = (
+            CohortStore(self._connection)
+            .members_query(self._project_id, cohort_id, self._at_ms, with_properties=False)
+            .subquery()
+        )
         found = sa.select(members.c.distinct_id).where(
             members.c.distinct_id == self._user.distinct_id
         )
@@ -89,8 +86,8 @@ class _Evaluator:
 
     def definition(self, cohort_id: int) -> ConditionCheck:
         """The cohort's definition as an all/any group whose items are conditions 1, 2, …"""
-        cohort = get_cohort(self._connection, self._project_id, cohort_id)
-        if cohort.kind == STATIC:
+        cohort = CohortStore(self._connection).get(self._project_id, cohort_id)
+        if cohort.kind == CohortKind.STATIC:
             return group_check("", ALL, [static_check(self.in_cohort(cohort_id))])
         root = parse_definition(cohort.definition)
         group = root if isinstance(root, Group) else Group("all", (root,))
@@ -115,7 +112,7 @@ class _Evaluator:
         return self._reference(condition, number)
 
     def _reference(self, condition: CohortReference, number: str) -> ConditionCheck:
-        name = get_cohort(self._connection, self._project_id, condition.cohort_id).name
+        name = CohortStore(self._connection).get(self._project_id, condition.cohort_id).name
         return cohort_check(number, condition.cohort_id, name, self.in_cohort(condition.cohort_id))
 
     def _property_met(self, condition: PropertyCondition) -> bool:
@@ -151,9 +148,9 @@ class _Evaluator:
 class Explainer:
     """Answers "why is (or isn't) this person on the partner's list?" for a project's syncs."""
 
-    def __init__(self, engine: Engine, integrations: IntegrationService, clock: Clock) -> None:
+    def __init__(self, engine: Engine, destinations: Destinations, clock: Clock) -> None:
         self._engine = engine
-        self._integrations = integrations
+        self._destinations = destinations
         self._clock = clock
 
     def explain(self, project_id: int, sync_id: int, any_id: str) -> Explanation:
@@ -161,26 +158,24 @@ class Explainer:
         UnknownUser when no event or profile names the id."""
         at = self._clock.now()
         with read_transaction(self._engine) as connection:
-            sync = connection.execute(
-                sa.select(syncs).where(syncs.c.id == sync_id, syncs.c.project_id == project_id)
-            ).first()
-            if sync is None:
+            store = SyncStore(connection)
+            try:
+                sync = store.get(sync_id, at)
+            except NotFound:
+                sync = None
+            if sync is None or sync.project_id != project_id:
                 raise NotFound(f"sync {sync_id} does not exist in project {project_id}")
             user = _find_user(connection, project_id, any_id)
             evaluator = _Evaluator(connection, project_id, user, now_ms(self._clock))
             in_cohort = evaluator.in_cohort(sync.cohort_id)
             definition = evaluator.definition(sync.cohort_id)
-            held = connection.execute(
-                sa.select(sync_members.c.member_key).where(
-                    sync_members.c.sync_id == sync_id,
-                    sync_members.c.distinct_id == user.distinct_id,
-                )
-            ).scalar_one_or_none()
+            held = store.acknowledged_key(sync_id, user.distinct_id)
         outcome = self._partner_view(project_id, sync.integration_id, user)
         key = outcome.key if isinstance(outcome, PartnerMember) else None
         with read_transaction(self._engine) as connection:
-            rejection = _last_rejection(connection, sync_id, [k for k in (key, held) if k])
-            read_back = _read_back(connection, sync_id, sync.read_back_at, key or held)
+            store = SyncStore(connection)
+            rejection = _last_rejection(store, sync_id, [k for k in (key, held) if k])
+            read_back = _read_back(store, sync_id, sync.read_back_at, key or held)
         return Explanation(
             sync_id=sync_id,
             distinct_id=user.distinct_id,
@@ -201,7 +196,8 @@ class Explainer:
     ) -> PartnerMember | Skip:
         """The user as the sync's connector would send them (building it calls nobody)."""
         try:
-            destination = self._integrations.destination(project_id, integration_id)
+            integration = self._destinations.get(project_id, integration_id)
+            destination = self._destinations.connector(integration)
         except Conflict:
             return Skip(DISCONNECTED)
         try:
@@ -221,33 +217,22 @@ def _find_user(connection: Connection, project_id: int, any_id: str) -> StoredPr
     raise UnknownUser(f"no user with distinct_id {any_id!r} in project {project_id}")
 
 
-def _last_rejection(connection: Connection, sync_id: int, keys: list[str]) -> Rejected | None:
+def _last_rejection(store: SyncStore, sync_id: int, keys: list[str]) -> Rejected | None:
     """The partner's standing refusal of one of ``keys`` (the first key wins)."""
     if not keys:
         return None
-    rows = connection.execute(
-        sa.select(sync_rejections).where(
-            sync_rejections.c.sync_id == sync_id, sync_rejections.c.member_key.in_(keys)
-        )
-    )
     found = {
-        row.member_key: Rejected(row.member_key, row.op, row.reason, row.run_id) for row in rows
+        row["member"]: Rejected(row["member"], row["op"], row["reason"], row["run_id"])
+        for row in store.rejections(sync_id, keys=keys)
     }
     return next((found[k] for k in keys if k in found), None)
 
 
 def _read_back(
-    connection: Connection, sync_id: int, read_back_at: datetime | None, key: str | None
+    store: SyncStore, sync_id: int, read_back_at: datetime | None, key: str | None
 ) -> ReadBack | None:
     """Whether the partner held ``key`` when the list was last read back; None if never read."""
     if read_back_at is None:
         return None
-    held = key is not None and (
-        connection.execute(
-            sa.select(sync_partner_keys.c.member_key).where(
-                sync_partner_keys.c.sync_id == sync_id, sync_partner_keys.c.member_key == key
-            )
-        ).first()
-        is not None
-    )
-    return ReadBack(held, as_utc(read_back_at))
+    held = key is not None and store.partner_held(sync_id, key)
+    return ReadBack(held, read_back_at)

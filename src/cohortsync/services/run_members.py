@@ -1,8 +1,8 @@
 """Members a run skipped or the partner rejected (R-SYN-7), as the run's report lists them: pages
 in distinct_id order behind a keyset cursor, and the whole list as CSV, streamed.
 
-The sync engine writes the rows (``sync_run_members``) while it plans and sends; this module only
-reads them.
+The sync engine writes the rows (``sync_run_members``) while it plans and sends; this service
+only reads them (through ``RunMemberStore``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from cohortsync.domain.errors import BatchError, NotFound
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import sync_run_members, sync_runs, syncs
-from cohortsync.sync.ledger import code_point_order
+from cohortsync.storage.run_member_store import RunMemberStore
 from cohortsync.sync.outcomes import REJECTED, SKIPPED
 
 OUTCOMES = (SKIPPED, REJECTED)
@@ -65,17 +63,6 @@ class RunMemberPage:
         return {"members": [m.as_json() for m in self.members], "next_cursor": self.next_cursor}
 
 
-def check_run(connection: Connection, project_id: int, sync_id: int, run_id: int) -> None:
-    """NotFound unless ``run_id`` is a run of sync ``sync_id`` of the project."""
-    found = connection.execute(
-        sa.select(sync_runs.c.id)
-        .join(syncs, syncs.c.id == sync_runs.c.sync_id)
-        .where(sync_runs.c.id == run_id, syncs.c.id == sync_id, syncs.c.project_id == project_id)
-    ).first()
-    if found is None:
-        raise NotFound(f"run {run_id} of sync {sync_id} does not exist in project {project_id}")
-
-
 def _encode_cursor(member: RunMember) -> str:
     raw = orjson.dumps([member.distinct_id, member.outcome])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -101,78 +88,75 @@ def _member(row: Any) -> RunMember:
     return RunMember(row.distinct_id, row.member_key, row.outcome, row.reason)
 
 
-def member_page(
-    engine: Engine,
-    project_id: int,
-    sync_id: int,
-    run_id: int,
-    *,
-    outcome: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
-) -> RunMemberPage:
-    """A page of the run's members after ``cursor`` in (distinct_id, outcome) order, of one
-    outcome or both (a member taken off for lack of a key may be skipped and have its removal
-    rejected); NotFound unless the run is the sync's."""
-    _check_outcome(outcome)
-    if not 1 <= limit <= MAX_PAGE:
-        raise BatchError(f"'limit' must be between 1 and {MAX_PAGE}")
-    table = sync_run_members.c
-    query = sa.select(sync_run_members).where(table.run_id == run_id)
-    if outcome is not None:
-        query = query.where(table.outcome == outcome)
-    with read_transaction(engine) as connection:
-        check_run(connection, project_id, sync_id, run_id)
-        distinct_id = code_point_order(connection, table.distinct_id)  # the same on each engine
-        if cursor:
-            after_id, after_outcome = _decode_cursor(cursor)
-            query = query.where(
-                sa.or_(
-                    distinct_id > after_id,
-                    sa.and_(table.distinct_id == after_id, table.outcome > after_outcome),
-                )
-            )
-        rows = connection.execute(query.order_by(distinct_id, table.outcome).limit(limit + 1)).all()
-    members = [_member(row) for row in rows[:limit]]
-    return RunMemberPage(members, _encode_cursor(members[-1]) if len(rows) > limit else None)
-
-
 def _cell(value: str | None) -> str:
     text = value or ""
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def _csv_rows(engine: Engine, run_id: int) -> Iterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    table = sync_run_members.c
-    with read_transaction(engine) as connection:
-        query = (
-            sa.select(sync_run_members)
-            .where(table.run_id == run_id)
-            .order_by(code_point_order(connection, table.distinct_id), table.outcome)
-        )
-        result = connection.execution_options(stream_results=True, yield_per=CSV_CHUNK).execute(
-            query
-        )
-        for count, row in enumerate(result, 1):
-            writer.writerow(
-                [_cell(row.distinct_id), _cell(row.member_key), row.outcome, _cell(row.reason)]
-            )
-            if count % CSV_CHUNK == 0:
-                yield buffer.getvalue().encode()
-                buffer.seek(0)
-                buffer.truncate()
-    yield buffer.getvalue().encode()
+@dataclass(frozen=True)
+class CsvDownload:
+    """A CSV streamed as it is read, and the name it is saved under."""
+
+    lines: Iterator[bytes]
+    filename: str
 
 
-def members_csv(engine: Engine, project_id: int, sync_id: int, run_id: int) -> Iterator[bytes]:
-    """The run's skipped and rejected members as CSV (distinct_id, partner_key, outcome,
-    reason), streamed; a run that is not the sync's is NotFound at once, before any byte."""
-    with read_transaction(engine) as connection:
-        check_run(connection, project_id, sync_id, run_id)
-    return _csv_rows(engine, run_id)
+class RunMemberReport:
+    """The run report's list of skipped and rejected members, over one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _check_run(self, store: RunMemberStore, project_id: int, sync_id: int, run_id: int) -> None:
+        if not store.run_exists(project_id, sync_id, run_id):
+            raise NotFound(f"run {run_id} of sync {sync_id} does not exist in project {project_id}")
+
+    def page(
+        self,
+        project_id: int,
+        sync_id: int,
+        run_id: int,
+        *,
+        outcome: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> RunMemberPage:
+        """A page of the run's members after ``cursor`` in (distinct_id, outcome) order, of one
+        outcome or both (a member taken off for lack of a key may be skipped and have its
+        removal rejected); NotFound unless the run is the sync's."""
+        _check_outcome(outcome)
+        if not 1 <= limit <= MAX_PAGE:
+            raise BatchError(f"'limit' must be between 1 and {MAX_PAGE}")
+        with read_transaction(self._engine) as connection:
+            store = RunMemberStore(connection)
+            self._check_run(store, project_id, sync_id, run_id)
+            after = _decode_cursor(cursor) if cursor else None
+            rows = store.page(run_id, outcome, after, limit + 1)
+        members = [_member(row) for row in rows[:limit]]
+        return RunMemberPage(members, _encode_cursor(members[-1]) if len(rows) > limit else None)
+
+    def csv(self, project_id: int, sync_id: int, run_id: int) -> CsvDownload:
+        """The run's skipped and rejected members as CSV (distinct_id, partner_key, outcome,
+        reason), streamed; a run that is not the sync's is NotFound at once, before any byte."""
+        with read_transaction(self._engine) as connection:
+            self._check_run(RunMemberStore(connection), project_id, sync_id, run_id)
+        return CsvDownload(self._csv_rows(run_id), csv_filename(sync_id, run_id))
+
+    def _csv_rows(self, run_id: int) -> Iterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        with read_transaction(self._engine) as connection:
+            rows = RunMemberStore(connection).stream(run_id, CSV_CHUNK)
+            for count, row in enumerate(rows, 1):
+                writer.writerow(
+                    [_cell(row.distinct_id), _cell(row.member_key), row.outcome, _cell(row.reason)]
+                )
+                if count % CSV_CHUNK == 0:
+                    yield buffer.getvalue().encode()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue().encode()
 
 
 def csv_filename(sync_id: int, run_id: int) -> str:

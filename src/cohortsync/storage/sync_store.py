@@ -24,7 +24,14 @@ from cohortsync.domain.sync_status import (
     sync_sources,
 )
 from cohortsync.domain.syncs import RunCounts, Sync, SyncRun
-from cohortsync.storage.tables import integrations, sync_rejections, sync_runs, syncs
+from cohortsync.storage.tables import (
+    integrations,
+    sync_members,
+    sync_partner_keys,
+    sync_rejections,
+    sync_runs,
+    syncs,
+)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -210,18 +217,37 @@ class SyncStore:
         ).scalar_one()
         return str(partner)
 
-    def rejections(self, sync_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Members the partner refused, waiting to be tried again on the next run."""
-        rows = self._connection.execute(
-            sa.select(sync_rejections)
-            .where(sync_rejections.c.sync_id == sync_id)
-            .order_by(sync_rejections.c.member_key)
-            .limit(limit)
-        )
+    def rejections(
+        self, sync_id: int, limit: int = 1000, keys: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Members the partner refused (of ``keys``, when given), waiting to be tried again on
+        the next run."""
+        query = sa.select(sync_rejections).where(sync_rejections.c.sync_id == sync_id)
+        if keys is not None:
+            query = query.where(sync_rejections.c.member_key.in_(keys))
+        rows = self._connection.execute(query.order_by(sync_rejections.c.member_key).limit(limit))
         return [
             {"member": r.member_key, "op": r.op, "reason": r.reason, "run_id": r.run_id}
             for r in rows
         ]
+
+    def acknowledged_key(self, sync_id: int, distinct_id: str) -> str | None:
+        """The partner key the sync's list holds the user under, if it holds them."""
+        key = self._connection.execute(
+            sa.select(sync_members.c.member_key).where(
+                sync_members.c.sync_id == sync_id, sync_members.c.distinct_id == distinct_id
+            )
+        ).scalar_one_or_none()
+        return str(key) if key is not None else None
+
+    def partner_held(self, sync_id: int, key: str) -> bool:
+        """Whether the partner's list held ``key`` when it was last read back."""
+        found = self._connection.execute(
+            sa.select(sync_partner_keys.c.member_key).where(
+                sync_partner_keys.c.sync_id == sync_id, sync_partner_keys.c.member_key == key
+            )
+        ).first()
+        return found is not None
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -11,15 +11,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
-from cohortsync.api.state import AppState
-from cohortsync.api.syncs import members_csv_response
+from cohortsync.app_state import AppState, StateDep
 from cohortsync.destinations.registry import partner
-from cohortsync.services import cohorts
-from cohortsync.services.explain import Explainer, UnknownUser
-from cohortsync.services.integrations import Integration
-from cohortsync.storage.database import read_transaction
-from cohortsync.sync.records import BLOCKED, UNFINISHED, Sync, SyncRun
+from cohortsync.domain.integrations import Integration
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import Sync, SyncRun
+from cohortsync.downloads import csv_response
+from cohortsync.services.explain import UnknownUser
 from cohortsync.web.access import AdminActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
 
@@ -41,7 +39,7 @@ class SyncLine:
     @property
     def busy(self) -> bool:
         """A run is planning or sending (the row refreshes itself until it ends)."""
-        unfinished = self.last_run is not None and self.last_run.status in UNFINISHED
+        unfinished = self.last_run is not None and self.last_run.status.unfinished
         return self.sync.running or unfinished
 
     @property
@@ -52,7 +50,7 @@ class SyncLine:
     @property
     def blocked(self) -> bool:
         """The latest run waits for an admin's confirm."""
-        return self.last_run is not None and self.last_run.status == BLOCKED
+        return self.last_run is not None and self.last_run.status == RunStatus.BLOCKED
 
 
 def _line(state: AppState, project_id: int, sync: Sync, cohort: str) -> SyncLine:
@@ -62,8 +60,7 @@ def _line(state: AppState, project_id: int, sync: Sync, cohort: str) -> SyncLine
 
 
 def _row(request: Request, state: AppState, view: ProjectView, sync: Sync) -> Response:
-    with read_transaction(state.engine) as connection:
-        cohort = cohorts.get_cohort(connection, view.project.id, sync.cohort_id).name
+    cohort = state.cohorts.get(view.project.id, sync.cohort_id).name
     line = _line(state, view.project.id, sync, cohort)
     return render(request, "_sync_row.html", {"view": view, "line": line})
 
@@ -71,8 +68,7 @@ def _row(request: Request, state: AppState, view: ProjectView, sync: Sync) -> Re
 @router.get("")
 def syncs_page(request: Request, state: StateDep, view: ViewDep) -> Response:
     """Every export of the project, newest first."""
-    with read_transaction(state.engine) as connection:
-        names = {c.id: c.name for c in cohorts.list_cohorts(connection, view.project.id)}
+    names = {c.id: c.name for c in state.cohorts.list(view.project.id)}
     found = reversed(state.syncs.all(view.project.id))
     lines = [_line(state, view.project.id, s, names.get(s.cohort_id, "?")) for s in found]
     context = {"view": view, "lines": lines, "active": "/syncs"}
@@ -96,7 +92,7 @@ def run_history(request: Request, sync_id: int, state: StateDep, view: ViewDep) 
 @router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
 def run_members_csv(sync_id: int, run_id: int, state: StateDep, view: ViewDep) -> Response:
     """The members the run skipped or the partner rejected, with the reasons, as CSV."""
-    return members_csv_response(state, view.project.id, sync_id, run_id)
+    return csv_response(state.run_members.csv(view.project.id, sync_id, run_id))
 
 
 @router.get("/{sync_id}/explain")
@@ -107,9 +103,8 @@ def explain(
     wanted = distinct_id.strip()
     context: dict[str, object] = {"wanted": wanted}
     if wanted:
-        explainer = Explainer(state.engine, state.integrations, state.clock)
         try:
-            context["answer"] = explainer.explain(view.project.id, sync_id, wanted)
+            context["answer"] = state.explainer.explain(view.project.id, sync_id, wanted)
         except UnknownUser as unknown:
             context["unknown"] = unknown.message
     return render(request, "_explain.html", context)
