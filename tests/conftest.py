@@ -20,14 +20,14 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from cohortsync.api.app import create_app
+from cohortsync.app import create_app
 from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.accounts import Project
-from cohortsync.domain.outreach import seeded_exemptions
 from cohortsync.keyring import generate_key
+from cohortsync.partners.registry import seeded_exemptions
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox, start_sandbox
-from cohortsync.services import accounts
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import upgrade
@@ -125,7 +125,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def project(engine: Engine) -> Project:
     """The default project of the test database."""
-    found, _ = accounts.ensure_default_project(engine)
+    found, _ = ProjectService(engine, SystemClock()).ensure_default()
     return found
 
 

@@ -8,16 +8,16 @@ import httpx
 import orjson
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Role
-from cohortsync.services import accounts
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.accounts import AccountService
 
 
 def admin_token(engine: Engine, project_id: int, email: str = "admin@example.com") -> str:
     """Create an admin of the project and return a bearer token for them."""
-    with write_transaction(engine) as connection:
-        accounts.create_user(connection, email, "correct horse battery", Role.ADMIN, project_id)
-        return accounts.create_token(connection, email)
+    people = AccountService(engine, SystemClock())
+    people.create_user(email, "correct horse battery", Role.ADMIN, project_id)
+    return people.create_token(email)
 
 
 def exported(

@@ -13,9 +13,10 @@ import orjson
 import pytest
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.services.projects import ProjectService
+from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.events import count_events
 from tests.conftest import LiveServer
 
@@ -247,8 +248,7 @@ def test_bad_input_is_refused_with_a_message(
 def test_strict_import_stores_valid_records_and_lists_invalid_ones(
     live_server: LiveServer, project: Project, engine: Engine
 ) -> None:
-    with write_transaction(engine) as connection:
-        secret = accounts.rotate_api_secret(connection, project.id)
+    secret = ProjectService(engine, SystemClock()).rotate_api_secret(project.id)
     batch = [
         event(project, **{"$insert_id": "good-1"}),
         event(project, distinct_id="null", **{"$insert_id": "bad-1"}),
@@ -281,9 +281,9 @@ def test_strict_import_stores_valid_records_and_lists_invalid_ones(
 def test_strict_import_all_valid_replies_ok(
     live_server: LiveServer, project: Project, engine: Engine
 ) -> None:
-    with write_transaction(engine) as connection:
-        accounts.create_service_account(connection, project.id, "loader")
-        secret = accounts.create_service_account(connection, project.id, "loader-2")
+    projects = ProjectService(engine, SystemClock())
+    projects.create_service_account(project.id, "loader")
+    secret = projects.create_service_account(project.id, "loader-2")
     ndjson = b"\n".join(orjson.dumps(event(project)) for _ in range(3))
     with live_server.client() as client:
         response = client.post(

@@ -19,9 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.services.projects import ProjectService
+from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import events
 from tests.conftest import free_port
 
@@ -55,8 +56,7 @@ def _wait_ready(url: str, deadline: float) -> None:
 def test_sigkill_loses_no_acknowledged_event_and_duplicates_none(
     database_url: str, engine: Engine, project: Project, tmp_path: Path
 ) -> None:
-    with write_transaction(engine) as connection:
-        secret = accounts.rotate_api_secret(connection, project.id)
+    secret = ProjectService(engine, SystemClock()).rotate_api_secret(project.id)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"

@@ -9,10 +9,10 @@ import pytest
 from mixpanel import Consumer, Mixpanel, ServiceAccountCredentials
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.services import accounts
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.projects import ProjectService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token, exported, profile
 
@@ -32,10 +32,10 @@ def _consumer(server: LiveServer, credentials: ServiceAccountCredentials | None 
 def test_official_sdk_events_profiles_and_merge(
     live_server: LiveServer, engine: Engine, project: Project
 ) -> None:
-    with write_transaction(engine) as connection:
-        accounts.set_identity_mode(connection, project.id, IdentityMode.ORIGINAL)
-        api_secret = accounts.rotate_api_secret(connection, project.id)
-        sa_secret = accounts.create_service_account(connection, project.id, "sdk-importer")
+    projects = ProjectService(engine, SystemClock())
+    projects.set_identity_mode(project.id, IdentityMode.ORIGINAL)
+    api_secret = projects.rotate_api_secret(project.id)
+    sa_secret = projects.create_service_account(project.id, "sdk-importer")
     bearer = admin_token(engine, project.id)
     credentials = ServiceAccountCredentials("sdk-importer", sa_secret, str(project.id))
     mp = Mixpanel(project.token, consumer=_consumer(live_server))

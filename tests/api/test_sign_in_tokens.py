@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.services.accounts import AccountService
 from tests.conftest import NOW, LiveServer
 
 PASSWORD = "correct horse battery"
@@ -19,14 +19,13 @@ HOURS = timedelta(hours=3)
 def test_a_sign_in_token_lasts_its_lifetime_and_a_created_token_does_not_expire(
     engine: Engine, project: Project
 ) -> None:
-    with write_transaction(engine) as connection:
-        accounts.create_user(connection, "a@x.io", PASSWORD, Role.ADMIN, project.id)
-        script = accounts.create_token(connection, "a@x.io", now=NOW)
-    signed_in = accounts.login(engine, "a@x.io", PASSWORD, NOW)
+    people = AccountService(engine, FrozenClock(NOW))
+    people.create_user("a@x.io", PASSWORD, Role.ADMIN, project.id)
+    script = people.create_token("a@x.io")
+    signed_in = people.login("a@x.io", PASSWORD)
 
     def user(token: str, at: timedelta) -> str | None:
-        with read_transaction(engine) as connection:
-            found = accounts.user_for_token(connection, token, now=NOW + at, login_lifetime=HOURS)
+        found = AccountService(engine, FrozenClock(NOW + at), HOURS).user_for_token(token)
         return found.email if found else None
 
     assert user(signed_in, HOURS - timedelta(seconds=1)) == "a@x.io"
@@ -37,8 +36,8 @@ def test_a_sign_in_token_lasts_its_lifetime_and_a_created_token_does_not_expire(
 def test_an_api_sign_in_token_expires_on_the_servers_clock(
     live_server: LiveServer, project: Project
 ) -> None:
-    with write_transaction(live_server.engine) as connection:
-        accounts.create_user(connection, "a@x.io", PASSWORD, Role.ADMIN, project.id)
+    people = AccountService(live_server.engine, live_server.clock)
+    people.create_user("a@x.io", PASSWORD, Role.ADMIN, project.id)
     with live_server.client() as client:
         answer = client.post("/api/v1/login", json={"email": "a@x.io", "password": PASSWORD})
         headers = {"Authorization": f"Bearer {answer.json()['token']}"}
@@ -52,18 +51,20 @@ def test_an_api_sign_in_token_expires_on_the_servers_clock(
 def test_signing_in_deletes_the_persons_expired_sign_in_tokens(
     engine: Engine, project: Project
 ) -> None:
-    with write_transaction(engine) as connection:
-        accounts.create_user(connection, "a@x.io", PASSWORD, Role.ADMIN, project.id)
-        accounts.create_user(connection, "b@x.io", PASSWORD, Role.ADMIN, project.id)
-        script = accounts.create_token(connection, "a@x.io", now=NOW)
-    old = accounts.login(engine, "a@x.io", PASSWORD, NOW, HOURS)
-    recent = accounts.login(engine, "a@x.io", PASSWORD, NOW + HOURS - timedelta(minutes=1), HOURS)
-    someone_else = accounts.login(engine, "b@x.io", PASSWORD, NOW, HOURS)
-    accounts.login(engine, "a@x.io", PASSWORD, NOW + HOURS, HOURS)
+    clock = FrozenClock(NOW)
+    people = AccountService(engine, clock, HOURS)
+    people.create_user("a@x.io", PASSWORD, Role.ADMIN, project.id)
+    people.create_user("b@x.io", PASSWORD, Role.ADMIN, project.id)
+    script = people.create_token("a@x.io")
+    old = people.login("a@x.io", PASSWORD)
+    someone_else = people.login("b@x.io", PASSWORD)
+    clock.advance(HOURS - timedelta(minutes=1))
+    recent = people.login("a@x.io", PASSWORD)
+    clock.advance(timedelta(minutes=1))
+    people.login("a@x.io", PASSWORD)
 
     def stored(token: str) -> bool:
-        with read_transaction(engine) as connection:
-            return accounts.user_for_token(connection, token, now=NOW) is not None
+        return AccountService(engine, FrozenClock(NOW)).user_for_token(token) is not None
 
     assert not stored(old)  # expired, and gone
     assert stored(recent) and stored(someone_else) and stored(script)

@@ -13,8 +13,9 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Role
-from cohortsync.services import accounts
+from cohortsync.services.accounts import AccountService
 from cohortsync.storage.database import create_engine, read_transaction
 from cohortsync.storage.tables import events, identities, import_checkpoints, profiles
 
@@ -62,8 +63,7 @@ def test_people_tokens_and_project_secret(db: str) -> None:
     assert "ops@example.com is admin of project 1" in created.stdout
     token = run(db, "tokens", "create", "--email", "ops@example.com").stdout.strip()
     engine = create_engine(db)
-    with read_transaction(engine) as connection:
-        user = accounts.user_for_token(connection, token)
+    user = AccountService(engine, SystemClock()).user_for_token(token)
     assert user is not None and user.role_in(1) is Role.ADMIN
 
     first = run(db, "projects", "show").stdout

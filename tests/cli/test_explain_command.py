@@ -9,7 +9,7 @@ import pytest
 
 from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import accounts
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import create_engine
 from tests.cli.test_cli import run
 from tests.conftest import TEST_KEY
@@ -29,7 +29,7 @@ def synced(
     monkeypatch.setenv("COHORTSYNC_SECRET_KEY", TEST_KEY)
     engine = create_engine(url)
     try:
-        project, _ = accounts.ensure_default_project(engine)
+        project, _ = ProjectService(engine, SystemClock()).ensure_default()
         world = make_world(engine, FrozenClock(SystemClock().now()), project)
         world.set_profile("kim", plan="pro")
         world.set_profile("lee", plan="free")

@@ -8,10 +8,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.services import accounts
+from cohortsync.services.accounts import AccountService
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.projects import ProjectService
 from tests.cohorts.dataset import seed
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
@@ -188,10 +189,10 @@ def test_cycles_are_refused(api: httpx.Client, project: Project) -> None:
 def test_members_of_other_projects_cannot_see_cohorts(
     api: httpx.Client, live_server: LiveServer, engine: Engine, project: Project
 ) -> None:
-    with write_transaction(engine) as connection:
-        other = accounts.create_project(connection, "Other")
-        accounts.create_user(connection, "m@x.io", "long enough", Role.MEMBER, other.id)
-        token = accounts.create_token(connection, "m@x.io")
+    other = ProjectService(engine, SystemClock()).create("Other")
+    people = AccountService(engine, SystemClock())
+    people.create_user("m@x.io", "long enough", Role.MEMBER, other.id)
+    token = people.create_token("m@x.io")
     cohort = api.post(
         f"/api/v1/projects/{project.id}/cohorts",
         json={"name": "A", "definition": {"event": "Purchase"}},

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.cohorts import parse_definition
-from cohortsync.services import accounts
 from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction
 from tests.cohorts.reference import evaluate, load_world
@@ -139,7 +139,7 @@ def test_random_definitions_match_the_reference(
     definition: dict[str, Any],
 ) -> None:
     engine = fresh_engine()
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     service = IngestionService(engine, FrozenClock(NOW))
     records = []
     for number, (who, name, offset, props) in enumerate(happened):

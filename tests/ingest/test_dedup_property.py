@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import FrozenClock
-from cohortsync.services import accounts
+from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import events
 from tests.conftest import NOW, NOW_MS
@@ -54,7 +54,7 @@ def test_each_dedup_key_is_stored_once(
     data: st.DataObject,
 ) -> None:
     engine = fresh_engine()
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     service = IngestionService(engine, FrozenClock(NOW))
     records = [_record(key, extra) for key, extra in arrivals]
     # Send in random batches, some batches sent twice (client retries), in a shuffled order.

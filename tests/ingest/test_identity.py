@@ -7,11 +7,12 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.services import accounts
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.services.projects import ProjectService
+from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.events import export_events
 from cohortsync.warehouse.profiles import get_profile
 from tests.conftest import NOW_MS
@@ -36,9 +37,9 @@ def owners(engine: Engine, project: Project) -> dict[str, str]:
 
 
 def use_original(engine: Engine, project: Project) -> Project:
-    with write_transaction(engine) as connection:
-        accounts.set_identity_mode(connection, project.id, IdentityMode.ORIGINAL)
-        return accounts.get_project(connection, project.id)
+    projects = ProjectService(engine, SystemClock())
+    projects.set_identity_mode(project.id, IdentityMode.ORIGINAL)
+    return projects.get(project.id)
 
 
 def test_simplified_merge_attributes_earlier_device_events_to_the_user(

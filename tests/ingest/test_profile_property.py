@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import FrozenClock
-from cohortsync.services import accounts
+from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.profiles import get_profile
 from tests.conftest import NOW
@@ -99,7 +99,7 @@ def test_profile_operations_match_the_reference_model(
     fresh_engine: Callable[[], Engine], history: list[tuple[str, tuple[str, Any]]], sizes: list[int]
 ) -> None:
     engine = fresh_engine()
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     service = IngestionService(engine, FrozenClock(NOW))
     records = [
         {"$token": project.token, "$distinct_id": user, operation: value}

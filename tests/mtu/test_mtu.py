@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import FrozenClock
+from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.accounts import Project
 from cohortsync.ingest.events import EventIngestor
-from cohortsync.services import accounts, mtu
+from cohortsync.services import mtu
+from cohortsync.services.projects import ProjectService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 from tests.mtu.reference import reference_report
@@ -130,7 +131,7 @@ def test_any_month_matches_the_reference(
     fresh_engine: Callable[[], Engine], drawn: list[tuple[str, str | None, str, int]]
 ) -> None:
     engine = fresh_engine()
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     # d1 is u1's phone, linked in October (outside the month, but it merges them for November)
     link = event(
         "App Open", "u1", START - timedelta(days=5), **{"$user_id": "u1", "$device_id": "d1"}

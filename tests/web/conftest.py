@@ -22,8 +22,7 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.services import accounts
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.accounts import AccountService
 from cohortsync.web.session import COOKIE, csrf_for
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
@@ -144,9 +143,9 @@ def browsing(browser: Browser, live_server: LiveServer) -> Iterator[Browsing]:
 @pytest.fixture
 def people(live_server: LiveServer, project: Project) -> Project:
     """An admin and a member of the project, both with PASSWORD."""
-    with write_transaction(live_server.engine) as connection:
-        accounts.create_user(connection, ADMIN, PASSWORD, Role.ADMIN, project.id)
-        accounts.create_user(connection, MEMBER, PASSWORD, Role.MEMBER, project.id)
+    accounts = AccountService(live_server.engine, live_server.clock)
+    accounts.create_user(ADMIN, PASSWORD, Role.ADMIN, project.id)
+    accounts.create_user(MEMBER, PASSWORD, Role.MEMBER, project.id)
     return project
 
 

@@ -29,10 +29,10 @@ from playwright.sync_api import Browser, Page, Request
 from sqlalchemy.engine import Engine
 
 from cohortsync.api.ingestion import BROWSER_PATHS, PIXEL_GIF, PREFLIGHT_MAX_AGE
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project
-from cohortsync.services import accounts
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.projects import ProjectService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token, exported, profile
 from tests.web.conftest import SQLITE_ONLY, Console
@@ -415,9 +415,9 @@ def test_the_management_api_import_and_pages_stay_same_origin(
 def test_import_takes_the_project_token_as_username(
     live_server: LiveServer, engine: Engine, project: Project
 ) -> None:
-    with write_transaction(engine) as connection:
-        secret = accounts.rotate_api_secret(connection, project.id)
-        sa_secret = accounts.create_service_account(connection, project.id, "importer")
+    projects = ProjectService(engine, SystemClock())
+    secret = projects.rotate_api_secret(project.id)
+    sa_secret = projects.create_service_account(project.id, "importer")
     month_ago = int(time.time()) - 30 * 86400
 
     def send(name: str, auth: tuple[str, str], **params: str) -> httpx.Response:

@@ -12,8 +12,7 @@ from playwright.sync_api import expect
 
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import accounts
-from cohortsync.storage.database import write_transaction
+from cohortsync.services.projects import ProjectService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 from tests.sync.test_api import (
@@ -158,8 +157,7 @@ def test_explain_and_the_csv_are_for_the_projects_people_only(
             answer = stranger.get(path, follow_redirects=False)
             assert (answer.status_code, answer.headers["location"]) == (303, "/login"), path
 
-    with write_transaction(live_server.engine) as connection:
-        other = accounts.create_project(connection, "Other")
+    other = ProjectService(live_server.engine, live_server.clock).create("Other")
     admin_token(live_server.engine, other.id, "other-admin@example.com")  # PASSWORD, too
     with closing(sign_in_http(live_server, "other-admin@example.com").client) as outsider:
         for path in paths:

@@ -16,14 +16,16 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from starlette.types import Message
 
-from cohortsync.api.app import create_app
+from cohortsync.app import create_app
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
+from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.sandbox.outreach import partner_headers, xtremepush_webhook
-from cohortsync.services import accounts, cohorts
+from cohortsync.sandbox.outreach import partner_headers
+from cohortsync.services.cohorts import CohortService
+from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings
-from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.database import write_transaction
 from cohortsync.storage.tables import integrations
 from cohortsync.web.routes.cohorts import MAX_UPLOAD_BYTES
 from cohortsync.web.session import COOKIE
@@ -107,8 +109,8 @@ def test_the_definition_the_builder_shows_is_the_one_it_saves(
     saved = admin_http.client.post(base, data={**built, "name": "Big spenders"})
     assert saved.status_code == 303
     cohort_id = int(saved.headers["location"].rsplit("/", 1)[1])
-    with read_transaction(live_server.engine) as connection:
-        assert cohorts.get_cohort(connection, people.id, cohort_id).definition == definition
+    found = CohortService(live_server.engine, live_server.clock).get(people.id, cohort_id)
+    assert found.definition == definition
 
 
 def test_a_web_session_ends_after_the_session_hours(
@@ -243,8 +245,7 @@ def test_nothing_of_another_project_is_found(
     admin_http: Signed,
     sandboxes: dict[str, RunningSandbox],
 ) -> None:
-    with write_transaction(live_server.engine) as connection:
-        other = accounts.create_project(connection, "Other")
+    other = ProjectService(live_server.engine, live_server.clock).create("Other")
     token = admin_token(live_server.engine, other.id, "other-admin@example.com")
     with live_server.client(headers={"Authorization": f"Bearer {token}"}) as theirs:
         integration = connect(theirs, other, sandboxes["iterable"])

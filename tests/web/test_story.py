@@ -9,11 +9,9 @@ import re
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
-from cohortsync.clock import now_ms
 from cohortsync.domain.accounts import Project
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import cohorts
-from cohortsync.storage.database import read_transaction
+from cohortsync.services.cohorts import CohortService
 from tests.conftest import LiveServer
 from tests.sync.test_api import engage, track
 from tests.web.conftest import ADMIN, SQLITE_ONLY, Browsing
@@ -182,10 +180,9 @@ def test_admin_connects_builds_exports_and_disconnects(
     with httpx.Client(base_url=sandbox.server.url) as control:
         lists = control.get("/_sandbox/lists").json()
     assert list(lists) == [list_name]
-    with read_transaction(live_server.engine) as connection:
-        page_of_members = cohorts.member_page(
-            connection, people.id, cohort_id, now_ms(live_server.clock)
-        )
+    page_of_members = CohortService(live_server.engine, live_server.clock).member_page(
+        people.id, cohort_id
+    )
     emails = {
         m["properties"]["$email"] for m in page_of_members.members if "$email" in m["properties"]
     }

@@ -6,9 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import CurrentUser, StateDep
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -40,22 +39,14 @@ class ProjectOut(BaseModel):
 async def login(body: LoginRequest, state: StateDep) -> LoginResponse:
     """Exchange email and password for a bearer token (it expires after
     ``COHORTSYNC_SESSION_HOURS``)."""
-    token = await run_in_threadpool(
-        accounts.login,
-        state.engine,
-        body.email,
-        body.password,
-        state.clock.now(),
-        state.settings.session_lifetime,
-    )
+    token = await run_in_threadpool(state.accounts.login, body.email, body.password)
     return LoginResponse(token=token)
 
 
 @router.get("/projects", response_model=list[ProjectOut])
 def list_projects(user: CurrentUser, state: StateDep) -> list[ProjectOut]:
     """The projects the signed-in user belongs to."""
-    with read_transaction(state.engine) as connection:
-        found = accounts.list_projects(connection, list(user.roles))
+    found = state.projects.list(list(user.roles))
     return [
         ProjectOut(
             id=p.id,

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from cohortsync.api.deps import CurrentUser, StateDep, project_role
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import project_role
 from cohortsync.domain.errors import BatchError
 from cohortsync.services import cohorts
 

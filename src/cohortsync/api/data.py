@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from cohortsync.api.deps import CurrentUser, StateDep, project_role
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import project_role
 from cohortsync.domain.errors import BatchError, NotFound
-from cohortsync.storage.database import read_transaction
-from cohortsync.warehouse.events import export_events
-from cohortsync.warehouse.profiles import get_profile
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["data"])
 
@@ -42,11 +40,8 @@ def events_export(
     if end <= start:
         raise BatchError("'to' must not be before 'from'")
 
-    def lines() -> Iterator[bytes]:
-        with read_transaction(state.engine) as connection:
-            yield from export_events(connection, project_id, start, end, event)
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    lines = state.data.export_events(project_id, start, end, event)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 @router.get("/profiles/{distinct_id}")
@@ -55,8 +50,7 @@ def profile(
 ) -> dict[str, Any]:
     """One user by any of their ids: canonical id, every id, properties, identified or not."""
     project_role(user, project_id)
-    with read_transaction(state.engine) as connection:
-        found = get_profile(connection, project_id, distinct_id)
+    found = state.data.profile(project_id, distinct_id)
     if found is None:
         raise NotFound(f"no user with distinct_id {distinct_id!r} in project {project_id}")
     return {

@@ -9,36 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cohortsync.domain.errors import (
-    AuthenticationError,
-    BatchError,
-    CohortsyncError,
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    RecordError,
-)
+from cohortsync.domain.errors import CohortsyncError, status_for
 
 log = logging.getLogger(__name__)
-
-STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
-    (PayloadTooLarge, 413),
-    (BatchError, 400),
-    (RecordError, 400),
-    (AuthenticationError, 401),
-    (PermissionDenied, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-)
-
-
-def status_for(error: CohortsyncError) -> int:
-    """The HTTP status an error maps to."""
-    for kind, status in STATUS_BY_ERROR:
-        if isinstance(error, kind):
-            return status
-    return 500
 
 
 def error_response(status: int, code: str, message: str, path: str | None = None) -> JSONResponse:

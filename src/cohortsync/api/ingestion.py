@@ -22,16 +22,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cohortsync.api.deps import get_state
-from cohortsync.api.errors import error_response, status_for
+from cohortsync.api.errors import error_response
+from cohortsync.app_state import get_state
+from cohortsync.body_limit import BodyLimit
 from cohortsync.domain.accounts import Project
-from cohortsync.domain.errors import AuthenticationError, CohortsyncError, PayloadTooLarge
+from cohortsync.domain.errors import (
+    AuthenticationError,
+    CohortsyncError,
+    status_for,
+)
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
 from cohortsync.ingest.results import IngestResult
 from cohortsync.metrics import RECORDS_IN
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction
 
 router = APIRouter(tags=["ingestion"])
 
@@ -55,19 +58,9 @@ async def in_ingest_thread(function: Callable[P, T], *args: P.args, **kwargs: P.
     )
 
 
-async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes as sent."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("body is larger than 10 MB; send at most 2,000 records a request")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("body is larger than 10 MB; send at most 2,000 records a request")
-        chunks.append(chunk)
-    return b"".join(chunks)
+INGEST_BODY = BodyLimit(
+    MAX_REQUEST_BYTES, "body is larger than 10 MB; send at most 2,000 records a request"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,7 @@ async def _sent(request: Request) -> _Sent:
     """
     if request.method == "GET":
         return _Sent(request.url.query.encode(), _FORM)
-    raw = await read_body(request)
+    raw = await INGEST_BODY.read(request)
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() == "text/plain" and raw.startswith(b"data="):
         content_type = _FORM
@@ -202,15 +195,15 @@ def _import_project(request: Request) -> Project:
     """The project an /import writes to: by service account, API secret or, as Mixpanel
     documents today, the project token as the username with an empty password."""
     username, password = _basic_credentials(request)
-    service = get_state(request).ingestion
+    state = get_state(request)
+    service = state.ingestion
     project_id = request.query_params.get("project_id")
     try:
         return service.authenticate_import(username, password, project_id)
     except AuthenticationError:
         if password:
             raise
-        with read_transaction(service.engine) as connection:
-            project = accounts.project_by_token(connection, username)
+        project = state.projects.by_token(username)
         if project is None or project_id not in (None, str(project.id)):
             raise AuthenticationError(
                 "wrong /import credentials (service account, API secret or project token)"
@@ -246,7 +239,7 @@ async def import_events(request: Request) -> Response:
         project = await in_ingest_thread(_import_project, request)
         batch, now = await state.ingestion.prepare_import(
             project,
-            await read_body(request),
+            await INGEST_BODY.read(request),
             request.headers.get("content-type", ""),
             request.headers.get("content-encoding", ""),
         )

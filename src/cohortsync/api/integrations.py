@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from cohortsync.api.deps import CurrentUser, StateDep, project_role, require_admin
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import project_role, require_admin
 from cohortsync.services import integrations
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])

@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from cohortsync.api.deps import CurrentUser, StateDep, project_role
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import project_role
 from cohortsync.services import mtu
 
 router = APIRouter(tags=["mtu"])

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr
 
-from cohortsync.api.body_limit import read_capped
-from cohortsync.api.deps import CurrentUser, StateDep, require_admin
+from cohortsync.api.deps import CurrentUser
+from cohortsync.app_state import StateDep
+from cohortsync.body_limit import BodyLimit
+from cohortsync.domain.accounts import require_admin
 from cohortsync.metrics import PARTNER_EVENTS_IN
 
 router = APIRouter(tags=["partner events"])
@@ -29,11 +31,9 @@ async def receive(integration_id: int, request: Request, state: StateDep) -> JSO
     with the integration's webhook secret. Invalid items are listed by position (400) while the
     valid ones are stored; a replay is stored once."""
     service = state.partner_events
-    raw = await read_capped(
-        request,
-        service.max_body_bytes,
-        "send fewer events a call (COHORTSYNC_WEBHOOK_MAX_BODY_BYTES)",
-    )
+    limit = service.max_body_bytes
+    advice = "send fewer events a call (COHORTSYNC_WEBHOOK_MAX_BODY_BYTES)"
+    raw = await BodyLimit(limit, f"body is larger than {limit:,} bytes; {advice}").read(request)
     result = await anyio.to_thread.run_sync(
         service.receive, integration_id, dict(request.headers), raw
     )

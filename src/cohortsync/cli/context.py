@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.errors import CohortsyncError
-from cohortsync.services import accounts
+from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings, load_settings
 from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import current_revision
@@ -53,7 +54,7 @@ def default_project_id(project: int | None) -> int:
     if project is not None:
         return project
     with migrated_engine() as engine:
-        found, _ = accounts.ensure_default_project(engine)
+        found, _ = ProjectService(engine, SystemClock()).ensure_default()
     return found.id
 
 

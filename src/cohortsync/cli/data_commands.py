@@ -28,10 +28,9 @@ from cohortsync.cli.context import (
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.demo.dataset import DemoConfig, generate
 from cohortsync.domain.accounts import Project
-from cohortsync.services import accounts
 from cohortsync.services.file_import import ImportKind, import_file
 from cohortsync.services.ingestion import IngestionService
-from cohortsync.storage.database import read_transaction
+from cohortsync.services.projects import ProjectService
 
 import_app = typer.Typer(help="Import NDJSON or CSV files (resumable).", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
@@ -39,11 +38,8 @@ demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 
 def project_ingestion(engine: Engine, project: int | None) -> tuple[Project, IngestionService]:
     """The target project (the first one by default) and a service that writes into it."""
-    if project is None:
-        target, _ = accounts.ensure_default_project(engine)
-    else:
-        with read_transaction(engine) as connection:
-            target = accounts.get_project(connection, project)
+    projects = ProjectService(engine, SystemClock())
+    target = projects.ensure_default()[0] if project is None else projects.get(project)
     return target, IngestionService(engine, SystemClock())
 
 

@@ -23,11 +23,13 @@ from cohortsync.cli.context import (
     out,
     settings,
 )
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Role
 from cohortsync.domain.identity import IdentityMode
 from cohortsync.logs import configure_logging
-from cohortsync.services import accounts
-from cohortsync.storage.database import create_engine, read_transaction, write_transaction
+from cohortsync.services.accounts import AccountService
+from cohortsync.services.projects import ProjectService
+from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import upgrade
 
 app = typer.Typer(
@@ -64,7 +66,7 @@ def migrate() -> None:
     engine = create_engine(settings().database_url)
     try:
         upgrade(engine)
-        project, created = accounts.ensure_default_project(engine)
+        project, created = ProjectService(engine, SystemClock()).ensure_default()
     finally:
         engine.dispose()
     out.print(f"database is up to date ({settings().database_url.split('@')[-1]})")
@@ -82,9 +84,8 @@ def serve(
     config = settings()
     configure_logging(config.log_level, config.log_format)
     with migrated_engine() as engine:
-        project, _ = accounts.ensure_default_project(engine)
-        with read_transaction(engine) as connection:
-            people = accounts.count_users(connection)
+        project, _ = ProjectService(engine, SystemClock()).ensure_default()
+        people = AccountService(engine, SystemClock()).count_users()
     bind_host, bind_port = host or config.host, port or config.port
     out.print(
         f"cohortsync serving on [bold]http://{bind_host}:{bind_port}[/] "
@@ -96,7 +97,7 @@ def serve(
             f"  {_this_command()} users create --email you@example.com --password '…' --role admin"
         )
     uvicorn.run(
-        "cohortsync.api.app:app_from_environment",
+        "cohortsync.app:app_from_environment",
         factory=True,
         host=bind_host,
         port=bind_port,
@@ -116,8 +117,8 @@ def users_create(
 ) -> None:
     """Create a person (or give an existing one a role in another project)."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        user = accounts.create_user(connection, email, password, role, project_id)
+    with migrated_engine() as engine:
+        user = AccountService(engine, SystemClock()).create_user(email, password, role, project_id)
     out.print(f"user {user.email} is {role.value} of project {project_id}")
 
 
@@ -128,17 +129,18 @@ def tokens_create(
     name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
 ) -> None:
     """Print a new bearer token for a user (shown once)."""
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        token = accounts.create_token(connection, email, name)
+    with migrated_engine() as engine:
+        token = AccountService(engine, SystemClock()).create_token(email, name)
     print(token)
 
 
 @projects_app.command("list")
 def projects_list() -> None:
     """List projects."""
-    with migrated_engine() as engine, read_transaction(engine) as connection:
-        for project in accounts.list_projects(connection):
-            print(f"{project.id}\t{project.name}\t{project.token}\t{project.identity_mode}")
+    with migrated_engine() as engine:
+        found = ProjectService(engine, SystemClock()).list()
+    for project in found:
+        print(f"{project.id}\t{project.name}\t{project.token}\t{project.identity_mode}")
 
 
 @projects_app.command("show")
@@ -146,9 +148,10 @@ def projects_list() -> None:
 def projects_show(project: ProjectOption = None) -> None:
     """Show a project's ingestion token, and its API secret the first time (shown once)."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        found = accounts.get_project(connection, project_id)
-        secret = accounts.reveal_api_secret(connection, project_id)
+    with migrated_engine() as engine:
+        service = ProjectService(engine, SystemClock())
+        found = service.get(project_id)
+        secret = service.reveal_api_secret(project_id)
     out.print(f"project {found.id}: {found.name}")
     out.print(f"  ingestion token: {found.token}   (goes in each event sent to /track, /engage)")
     out.print(f"  identity mode:   {found.identity_mode}")
@@ -165,9 +168,10 @@ def projects_show(project: ProjectOption = None) -> None:
 def projects_rotate_secret(project: ProjectOption = None) -> None:
     """Replace the project's API secret and print the new one (shown once)."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        accounts.get_project(connection, project_id)
-        secret = accounts.rotate_api_secret(connection, project_id)
+    with migrated_engine() as engine:
+        service = ProjectService(engine, SystemClock())
+        service.get(project_id)
+        secret = service.rotate_api_secret(project_id)
     print(secret)
 
 
@@ -179,8 +183,8 @@ def projects_create(
     ),
 ) -> None:
     """Create another project."""
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        project = accounts.create_project(connection, name, identity_mode)
+    with migrated_engine() as engine:
+        project = ProjectService(engine, SystemClock()).create(name, identity_mode)
     out.print(f"created project {project.id} {project.name!r}; ingestion token {project.token}")
 
 
@@ -192,9 +196,10 @@ def projects_set_identity_mode(
 ) -> None:
     """Switch a project's ID merge system (affects data sent from now on)."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        accounts.get_project(connection, project_id)
-        accounts.set_identity_mode(connection, project_id, mode)
+    with migrated_engine() as engine:
+        service = ProjectService(engine, SystemClock())
+        service.get(project_id)
+        service.set_identity_mode(project_id, mode)
     out.print(f"project {project_id} now uses {mode.value} ID merge")
 
 
@@ -206,7 +211,7 @@ def service_accounts_create(
 ) -> None:
     """Create a service account for /import and print its secret (shown once)."""
     project_id = default_project_id(project)
-    with migrated_engine() as engine, write_transaction(engine) as connection:
-        secret = accounts.create_service_account(connection, project_id, username)
+    with migrated_engine() as engine:
+        secret = ProjectService(engine, SystemClock()).create_service_account(project_id, username)
     out.print(f"service account {username} for project {project_id}; use ?project_id={project_id}")
     print(secret)

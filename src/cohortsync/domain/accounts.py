@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from cohortsync.domain.errors import NotFound, PermissionDenied
 from cohortsync.domain.identity import IdentityMode
 
 
@@ -36,3 +37,17 @@ class User:
     def role_in(self, project_id: int) -> Role | None:
         """The user's role in the project, or None if not a member."""
         return self.roles.get(project_id)
+
+
+def project_role(user: User, project_id: int) -> Role:
+    """The user's role in the project; a project they are not in is reported as missing."""
+    role = user.role_in(project_id)
+    if role is None:
+        raise NotFound(f"project {project_id} does not exist or you are not a member")
+    return role
+
+
+def require_admin(user: User, project_id: int) -> None:
+    """Refuse anyone but the project's admins."""
+    if project_role(user, project_id) is not Role.ADMIN:
+        raise PermissionDenied("only project admins may do this")

@@ -67,3 +67,24 @@ class Conflict(CohortsyncError):
     """The request contradicts stored state (duplicate name, limit reached...)."""
 
     code = "conflict"
+
+
+# The HTTP status each kind of error answers with, most specific first (the API's error body and
+# the web pages' error page both read it).
+STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (BatchError, 400),
+    (RecordError, 400),
+    (AuthenticationError, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+)
+
+
+def status_for(error: CohortsyncError) -> int:
+    """The HTTP status an error maps to."""
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 500

@@ -1,304 +1,159 @@
-"""Projects, users, API tokens and service accounts: creating them and authenticating with them."""
+"""People who sign in: creating them, their roles, their bearer tokens and signing in."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from cohortsync.clock import as_utc
-from cohortsync.credentials import (
-    hash_password,
-    hash_secret,
-    new_secret,
-    secret_matches,
-    verify_password,
-)
+from cohortsync.clock import Clock, SystemClock
+from cohortsync.credentials import hash_password, hash_secret, new_secret, verify_password
 from cohortsync.domain.accounts import Project, Role, User
 from cohortsync.domain.errors import AuthenticationError, Conflict, NotFound
-from cohortsync.domain.identity import IdentityMode
+from cohortsync.services.projects import ProjectService, rotate_secret
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import (
-    api_tokens,
-    memberships,
-    projects,
-    service_accounts,
-    users,
-)
+from cohortsync.storage.project_store import ProjectStore
+from cohortsync.storage.user_store import UserStore
 
-DEFAULT_PROJECT_NAME = "Default project"
 TOKEN_PREFIX = "cst_"
-SERVICE_SECRET_PREFIX = "css_"
-API_SECRET_PREFIX = "csa_"
 # Tokens handed out by signing in (web sessions, POST /api/v1/login) expire; tokens an operator
 # makes (`cohortsync tokens create`) are meant for scripts and do not.
 LOGIN_TOKEN = "login"
 DEFAULT_LOGIN_LIFETIME = timedelta(hours=12)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _email(email: str) -> str:
+    return email.strip().lower()
 
 
-def _project(row: Any) -> Project:
-    return Project(row.id, row.name, row.token, IdentityMode(row.identity_mode))
+def _issue_token(store: UserStore, user_id: int, name: str, now: datetime) -> str:
+    token = new_secret(TOKEN_PREFIX)
+    store.insert_token(user_id, hash_secret(token), name, now)
+    return token
 
 
-_PROJECT_COLUMNS = (projects.c.id, projects.c.name, projects.c.token, projects.c.identity_mode)
+def _create_user(
+    connection: Connection, email: str, password: str, role: Role, project_id: int, now: datetime
+) -> User:
+    if len(password) < 8:
+        raise Conflict("a password needs at least 8 characters")
+    ProjectStore(connection).get(project_id)
+    store = UserStore(connection)
+    email = _email(email)
+    user_id = store.id_by_email(email)
+    if user_id is None:
+        user_id = store.insert(email, hash_password(password), now)
+    else:
+        store.set_password_hash(user_id, hash_password(password))
+    store.set_role(user_id, project_id, role)
+    return store.get(user_id)
 
 
-def create_project(
-    connection: Connection, name: str, identity_mode: IdentityMode = IdentityMode.SIMPLIFIED
-) -> Project:
-    """A new project with a fresh ingestion token (32 hex characters, like Mixpanel's)."""
-    token = secrets.token_hex(16)
-    project_id = connection.execute(
-        projects.insert()
-        .values(name=name, token=token, identity_mode=identity_mode.value, created_at=_now())
-        .returning(projects.c.id)
-    ).scalar_one()
-    return Project(int(project_id), name, token, identity_mode)
+def _create_token(store: UserStore, email: str, name: str, now: datetime) -> str:
+    user_id = store.id_by_email(_email(email))
+    if user_id is None:
+        raise NotFound(f"no user with email {email!r}; create one with `cohortsync users create`")
+    return _issue_token(store, user_id, name, now)
 
 
-def ensure_default_project(engine: Engine) -> tuple[Project, bool]:
-    """The first project, created on the first start of an empty database; True if created now."""
-    with write_transaction(engine) as connection:
-        row = connection.execute(sa.select(*_PROJECT_COLUMNS).order_by(projects.c.id)).first()
-        if row is not None:
-            return _project(row), False
-        return create_project(connection, DEFAULT_PROJECT_NAME), True
+def _user_by_email(store: UserStore, email: str) -> User | None:
+    user_id = store.id_by_email(_email(email))
+    return None if user_id is None else store.get(user_id)
 
 
-def list_projects(connection: Connection, ids: list[int] | None = None) -> list[Project]:
-    """Projects by id (all when ``ids`` is None)."""
-    query = sa.select(*_PROJECT_COLUMNS).order_by(projects.c.id)
-    if ids is not None:
-        query = query.where(projects.c.id.in_(ids))
-    return [_project(r) for r in connection.execute(query)]
+class AccountService:
+    """People and their tokens, each operation in its own transaction. Sign-in tokens expire
+    ``login_lifetime`` after they were made."""
+
+    def __init__(
+        self, engine: Engine, clock: Clock, login_lifetime: timedelta = DEFAULT_LOGIN_LIFETIME
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._login_lifetime = login_lifetime
+
+    def create_user(self, email: str, password: str, role: Role, project_id: int) -> User:
+        """A person with a password and a role in one project (added to it if they exist)."""
+        with write_transaction(self._engine) as connection:
+            return _create_user(connection, email, password, role, project_id, self._clock.now())
+
+    def user_by_email(self, email: str) -> User | None:
+        """The person who signs in with ``email`` (any case), with their roles."""
+        with read_transaction(self._engine) as connection:
+            return _user_by_email(UserStore(connection), email)
+
+    def count_users(self) -> int:
+        """How many people can sign in."""
+        with read_transaction(self._engine) as connection:
+            return UserStore(connection).count()
+
+    def create_token(self, email: str, name: str = "cli") -> str:
+        """A new bearer token for the user with ``email``; returned once, stored hashed."""
+        with write_transaction(self._engine) as connection:
+            return _create_token(UserStore(connection), email, name, self._clock.now())
+
+    def login(self, email: str, password: str) -> str:
+        """Check a password and hand out a sign-in token (it expires after the login lifetime;
+        see :meth:`user_for_token`). The person's expired sign-in tokens are deleted."""
+        with read_transaction(self._engine) as connection:
+            found = UserStore(connection).password_hash(_email(email))
+        if found is None or not verify_password(password, found[1]):
+            raise AuthenticationError("email or password is wrong")
+        made = self._clock.now()
+        with write_transaction(self._engine) as connection:
+            store = UserStore(connection)
+            store.delete_tokens_made_by(found[0], LOGIN_TOKEN, made - self._login_lifetime)
+            return _issue_token(store, found[0], LOGIN_TOKEN, made)
+
+    def revoke_token(self, token: str) -> None:
+        """Make a bearer token unusable (signing out of the web UI)."""
+        with write_transaction(self._engine) as connection:
+            UserStore(connection).delete_token(hash_secret(token))
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user a bearer token belongs to; None for an unknown token, and for a sign-in
+        token (:meth:`login`) older than the login lifetime now."""
+        with read_transaction(self._engine) as connection:
+            store = UserStore(connection)
+            found = store.token(hash_secret(token))
+            if found is None:
+                return None
+            user_id, name, made = found
+            if name == LOGIN_TOKEN and made + self._login_lifetime <= self._clock.now():
+                return None
+            return store.get(user_id)
 
 
-def get_project(connection: Connection, project_id: int) -> Project:
-    """One project, or NotFound."""
-    found = list_projects(connection, [project_id])
-    if not found:
-        raise NotFound(f"project {project_id} does not exist")
-    return found[0]
-
-
-def project_by_token(connection: Connection, token: str) -> Project | None:
-    """The project whose ingestion token is ``token``."""
-    row = connection.execute(sa.select(*_PROJECT_COLUMNS).where(projects.c.token == token)).first()
-    return _project(row) if row else None
-
-
-def set_identity_mode(connection: Connection, project_id: int, mode: IdentityMode) -> None:
-    """Switch a project between simplified and original ID merge."""
-    connection.execute(
-        projects.update().where(projects.c.id == project_id).values(identity_mode=mode.value)
-    )
-
-
-def reveal_api_secret(connection: Connection, project_id: int) -> str | None:
-    """Create the project's API secret if it has none and return it (shown once); else None."""
-    current = connection.execute(
-        sa.select(projects.c.api_secret_hash).where(projects.c.id == project_id)
-    ).scalar_one()
-    if current is not None:
-        return None
-    return rotate_api_secret(connection, project_id)
-
-
-def rotate_api_secret(connection: Connection, project_id: int) -> str:
-    """Replace the project's API secret; the new one is returned once and stored hashed."""
-    secret = new_secret(API_SECRET_PREFIX)
-    connection.execute(
-        projects.update()
-        .where(projects.c.id == project_id)
-        .values(api_secret_hash=hash_secret(secret))
-    )
-    return secret
-
-
-def project_for_api_secret(connection: Connection, secret: str) -> Project | None:
-    """The project whose API secret is ``secret`` (legacy /import authentication)."""
-    row = connection.execute(
-        sa.select(*_PROJECT_COLUMNS).where(projects.c.api_secret_hash == hash_secret(secret))
-    ).first()
-    return _project(row) if row else None
-
-
-def create_service_account(connection: Connection, project_id: int, username: str) -> str:
-    """A service account for /import; returns its secret, shown once."""
-    get_project(connection, project_id)
-    taken = connection.execute(
-        sa.select(service_accounts.c.id).where(service_accounts.c.username == username)
-    ).first()
-    if taken:
-        raise Conflict(f"a service account named {username!r} already exists")
-    secret = new_secret(SERVICE_SECRET_PREFIX)
-    connection.execute(
-        service_accounts.insert().values(
-            project_id=project_id,
-            username=username,
-            secret_hash=hash_secret(secret),
-            created_at=_now(),
-        )
-    )
-    return secret
-
-
-def project_for_service_account(
-    connection: Connection, username: str, secret: str, project_id: int
-) -> Project | None:
-    """The project a service account may import into, if the credentials are right."""
-    row = connection.execute(
-        sa.select(service_accounts.c.project_id, service_accounts.c.secret_hash).where(
-            service_accounts.c.username == username
-        )
-    ).first()
-    if row is None or not secret_matches(secret, row.secret_hash) or row.project_id != project_id:
-        return None
-    return get_project(connection, project_id)
+# Connection-level functions kept for callers that still run them inside their own transaction
+# (the sync commands, the benchmarks and other areas' tests); they go once those callers use
+# AccountService and ProjectService.
 
 
 def create_user(
     connection: Connection, email: str, password: str, role: Role, project_id: int
 ) -> User:
-    """A person with a password and a role in one project (added to it if they exist)."""
-    if len(password) < 8:
-        raise Conflict("a password needs at least 8 characters")
-    get_project(connection, project_id)
-    email = email.strip().lower()
-    row = connection.execute(sa.select(users.c.id).where(users.c.email == email)).first()
-    if row is None:
-        user_id = connection.execute(
-            users.insert()
-            .values(email=email, password_hash=hash_password(password), created_at=_now())
-            .returning(users.c.id)
-        ).scalar_one()
-    else:
-        user_id = row.id
-        connection.execute(
-            users.update()
-            .where(users.c.id == user_id)
-            .values(password_hash=hash_password(password))
-        )
-    connection.execute(
-        memberships.delete().where(
-            memberships.c.user_id == user_id, memberships.c.project_id == project_id
-        )
-    )
-    connection.execute(
-        memberships.insert().values(user_id=user_id, project_id=project_id, role=role.value)
-    )
-    return load_user(connection, int(user_id))
-
-
-def user_by_email(connection: Connection, email: str) -> User | None:
-    """The person who signs in with ``email`` (any case), with their roles."""
-    found = connection.execute(
-        sa.select(users.c.id).where(users.c.email == email.strip().lower())
-    ).scalar()
-    return None if found is None else load_user(connection, int(found))
-
-
-def load_user(connection: Connection, user_id: int) -> User:
-    """A user with their roles."""
-    row = connection.execute(
-        sa.select(users.c.id, users.c.email).where(users.c.id == user_id)
-    ).one()
-    roles = {
-        r.project_id: Role(r.role)
-        for r in connection.execute(
-            sa.select(memberships.c.project_id, memberships.c.role).where(
-                memberships.c.user_id == user_id
-            )
-        )
-    }
-    return User(row.id, row.email, roles)
+    """A person with a role in one project, in the caller's transaction (see
+    AccountService.create_user)."""
+    return _create_user(connection, email, password, role, project_id, SystemClock().now())
 
 
 def create_token(
     connection: Connection, email: str, name: str = "cli", now: datetime | None = None
 ) -> str:
-    """A new bearer token for the user with ``email``, made at ``now`` (default: the wall
-    clock); returned once, stored hashed."""
-    row = connection.execute(
-        sa.select(users.c.id).where(users.c.email == email.strip().lower())
-    ).first()
-    if row is None:
-        raise NotFound(f"no user with email {email!r}; create one with `cohortsync users create`")
-    return _insert_token(connection, row.id, name, now or _now())
+    """A new bearer token in the caller's transaction (see AccountService.create_token)."""
+    return _create_token(UserStore(connection), email, name, now or SystemClock().now())
 
 
-def _insert_token(connection: Connection, user_id: int, name: str, now: datetime) -> str:
-    token = new_secret(TOKEN_PREFIX)
-    connection.execute(
-        api_tokens.insert().values(
-            user_id=user_id, token_hash=hash_secret(token), name=name, created_at=now
-        )
-    )
-    return token
+def user_by_email(connection: Connection, email: str) -> User | None:
+    """The person who signs in with ``email`` (see AccountService.user_by_email)."""
+    return _user_by_email(UserStore(connection), email)
 
 
-def login(
-    engine: Engine,
-    email: str,
-    password: str,
-    now: datetime | None = None,
-    lifetime: timedelta = DEFAULT_LOGIN_LIFETIME,
-) -> str:
-    """Check a password and hand out a sign-in token, made at ``now`` (it expires after
-    ``lifetime``; see :func:`user_for_token`). The person's expired sign-in tokens are deleted."""
-    with read_transaction(engine) as connection:
-        row = connection.execute(
-            sa.select(users.c.id, users.c.password_hash).where(
-                users.c.email == email.strip().lower()
-            )
-        ).first()
-    if row is None or not verify_password(password, row.password_hash):
-        raise AuthenticationError("email or password is wrong")
-    made = now or _now()
-    with write_transaction(engine) as connection:
-        connection.execute(
-            api_tokens.delete().where(
-                api_tokens.c.user_id == row.id,
-                api_tokens.c.name == LOGIN_TOKEN,
-                api_tokens.c.created_at <= made - lifetime,
-            )
-        )
-        return _insert_token(connection, row.id, LOGIN_TOKEN, made)
+def ensure_default_project(engine: Engine) -> tuple[Project, bool]:
+    """The first project, made now if there is none (see ProjectService.ensure_default)."""
+    return ProjectService(engine, SystemClock()).ensure_default()
 
 
-def revoke_token(connection: Connection, token: str) -> None:
-    """Make a bearer token unusable (signing out of the web UI)."""
-    connection.execute(api_tokens.delete().where(api_tokens.c.token_hash == hash_secret(token)))
-
-
-def user_for_token(
-    connection: Connection,
-    token: str,
-    *,
-    now: datetime | None = None,
-    login_lifetime: timedelta = DEFAULT_LOGIN_LIFETIME,
-) -> User | None:
-    """The user a bearer token belongs to; None for an unknown token, and for a sign-in token
-    (:func:`login`) older than ``login_lifetime`` at ``now`` (default: the wall clock)."""
-    row = connection.execute(
-        sa.select(api_tokens.c.user_id, api_tokens.c.name, api_tokens.c.created_at).where(
-            api_tokens.c.token_hash == hash_secret(token)
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.name == LOGIN_TOKEN and as_utc(row.created_at) + login_lifetime <= (now or _now()):
-        return None
-    return load_user(connection, row.user_id)
-
-
-def count_users(connection: Connection) -> int:
-    """How many people can sign in."""
-    return int(connection.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
+def rotate_api_secret(connection: Connection, project_id: int) -> str:
+    """A new API secret in the caller's transaction (see ProjectService.rotate_api_secret)."""
+    return rotate_secret(ProjectStore(connection), project_id)

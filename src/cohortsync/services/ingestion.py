@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -18,42 +17,11 @@ from cohortsync.ingest.events import EventIngestor, PreparedBatch
 from cohortsync.ingest.parse_pool import ImportBody, ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction
+from cohortsync.services.projects import ProjectService
+from cohortsync.ttl_cache import TtlCache
 
 Records = Sequence[tuple[int, Any]]
 CACHE_SECONDS = 60.0
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class TtlCache(Generic[K, V]):
-    """A small dict whose entries expire ``seconds`` after they were put."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._entries: dict[K, tuple[float, V]] = {}
-
-    def get(self, key: K) -> V | None:
-        """The live value for ``key``, if any."""
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, key: K, value: V) -> None:
-        """Remember ``value`` for ``seconds``."""
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + self._seconds, value)
-
-    def discard(self, key: K) -> None:
-        """Forget ``key``."""
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._entries.clear()
 
 
 class IngestionService:
@@ -71,6 +39,7 @@ class IngestionService:
         self._parse_pool = ParsePool(parse_processes)
         self._track_max_age = timedelta(days=track_max_age_days)
         self._events = EventIngestor(engine)
+        self._projects = ProjectService(engine, clock)
         # Short-lived caches: a rotated secret or a new identity mode applies within a minute.
         self._by_token: TtlCache[str, Project] = TtlCache(CACHE_SECONDS)
         self._import_auth: TtlCache[tuple[str, str | None], Project] = TtlCache(CACHE_SECONDS)
@@ -85,8 +54,7 @@ class IngestionService:
             return None
         project = self._by_token.get(token)
         if project is None:
-            with read_transaction(self._engine) as connection:
-                project = accounts.project_by_token(connection, token)
+            project = self._projects.by_token(token)
             if project is not None:
                 self._by_token.put(token, project)
         return project
@@ -223,20 +191,17 @@ class IngestionService:
         cached = self._import_auth.get(key)
         if cached is not None:
             return cached
-        with read_transaction(self._engine) as connection:
-            if project_id is not None:
-                if not project_id.isdigit():
-                    raise AuthenticationError("'project_id' must be a number")
-                project = accounts.project_for_service_account(
-                    connection, username, password, int(project_id)
-                )
-            elif password == "":
-                project = accounts.project_for_api_secret(connection, username)
-            else:
-                raise AuthenticationError(
-                    "service account credentials need ?project_id=; "
-                    "or send the project's API secret as the username with an empty password"
-                )
+        if project_id is not None:
+            if not project_id.isdigit():
+                raise AuthenticationError("'project_id' must be a number")
+            project = self._projects.for_service_account(username, password, int(project_id))
+        elif password == "":
+            project = self._projects.for_api_secret(username)
+        else:
+            raise AuthenticationError(
+                "service account credentials need ?project_id=; "
+                "or send the project's API secret as the username with an empty password"
+            )
         if project is None:
             raise AuthenticationError("wrong /import credentials (service account or API secret)")
         self._import_auth.put(key, project)

@@ -27,9 +27,9 @@ from cohortsync.ingest.partners.registry import partner_format
 from cohortsync.ingest.results import FailedRecord
 from cohortsync.keyring import Keyring
 from cohortsync.services import webhook_secrets
-from cohortsync.services.ingestion import TtlCache
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import integrations
+from cohortsync.ttl_cache import TtlCache
 
 
 @dataclass

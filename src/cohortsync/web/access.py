@@ -8,10 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from cohortsync.api.deps import StateDep, project_role, require_admin
-from cohortsync.domain.accounts import Project, Role
-from cohortsync.services import accounts
-from cohortsync.storage.database import read_transaction
+from cohortsync.app_state import StateDep
+from cohortsync.domain.accounts import Project, Role, project_role, require_admin
 from cohortsync.web.session import PostedSessionDep, SessionDep, WebSession
 
 
@@ -32,8 +30,7 @@ class ProjectView:
 
 def _view(state: StateDep, session: WebSession, project_id: int) -> ProjectView:
     role = project_role(session.user, project_id)  # NotFound for someone else's project
-    with read_transaction(state.engine) as connection:
-        projects = accounts.list_projects(connection, sorted(session.user.roles))
+    projects = state.projects.list(sorted(session.user.roles))
     current = next(p for p in projects if p.id == project_id)
     return ProjectView(session, current, role, projects)
 

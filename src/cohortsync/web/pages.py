@@ -21,14 +21,14 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
-from cohortsync.api.errors import status_for
+from cohortsync.body_limit import BodyLimit
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import (
     BatchError,
     CohortsyncError,
     NotFound,
-    PayloadTooLarge,
     PermissionDenied,
+    status_for,
 )
 from cohortsync.web.session import LoginRequired
 
@@ -122,7 +122,7 @@ def error_status(request: Request, error: CohortsyncError) -> int:
 
 
 Endpoint = Callable[..., Any]
-_BODY_LIMITS: dict[Endpoint, tuple[int, str]] = {}
+_BODY_LIMITS: dict[Endpoint, BodyLimit] = {}
 
 
 def body_limit(limit: int, message: str) -> Callable[[Endpoint], Endpoint]:
@@ -131,18 +131,10 @@ def body_limit(limit: int, message: str) -> Callable[[Endpoint], Endpoint]:
     a whole form before the route runs); the route still checks what actually arrives."""
 
     def mark(endpoint: Endpoint) -> Endpoint:
-        _BODY_LIMITS[endpoint] = (limit, message)
+        _BODY_LIMITS[endpoint] = BodyLimit(limit, message)
         return endpoint
 
     return mark
-
-
-def _refuse_declared_size(request: Request, limit: tuple[int, str] | None) -> None:
-    if limit is None:
-        return
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit[0]:
-        raise PayloadTooLarge(limit[1])
 
 
 _WHERE = frozenset({"body", "query", "path", "form", "header", "cookie"})
@@ -169,7 +161,8 @@ class PageRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             try:
-                _refuse_declared_size(request, limit)
+                if limit is not None:
+                    limit.refuse_declared(request)
                 return await handler(request)
             except LoginRequired:
                 return go_to(request, "/login")

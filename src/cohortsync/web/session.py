@@ -11,12 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from cohortsync.api.deps import StateDep
+from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import User
 from cohortsync.domain.errors import PermissionDenied
-from cohortsync.services import accounts
 from cohortsync.settings import Settings
-from cohortsync.storage.database import read_transaction
 
 COOKIE = "cohortsync_session"
 CSRF_FIELD = "csrf_token"
@@ -51,10 +49,7 @@ def session_user(request: Request, state: StateDep) -> WebSession | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    with read_transaction(state.engine) as connection:
-        user = accounts.user_for_token(
-            connection, token, now=state.clock.now(), login_lifetime=state.settings.session_lifetime
-        )
+    user = state.accounts.user_for_token(token)
     return WebSession(user, token) if user is not None else None
 
 

@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
-from cohortsync.api.state import AppState
+from cohortsync.app_state import AppState, StateDep
 from cohortsync.domain.cohorts import Cohort
 from cohortsync.domain.errors import BatchError
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
-from cohortsync.api.state import AppState
+from cohortsync.app_state import AppState, StateDep
+from cohortsync.body_limit import BodyLimit
 from cohortsync.domain.cohorts import Cohort
-from cohortsync.domain.errors import PayloadTooLarge
+from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.services.cohorts import members_from_csv
-from cohortsync.services.integrations import CONNECTED
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, body_limit, go_to, render
 
@@ -32,7 +31,11 @@ def _export_targets(state: AppState, view: ProjectView) -> list[Any]:
     """The integrations an admin may export to now (none are offered to members)."""
     if not view.is_admin:
         return []
-    return [i for i in state.integrations.list(view.project.id) if i.status == CONNECTED]
+    return [
+        i
+        for i in state.integrations.list(view.project.id)
+        if i.status == IntegrationStatus.CONNECTED
+    ]
 
 
 @router.get("")
@@ -103,8 +106,7 @@ async def upload_static(
 ) -> Response:
     """A static cohort from a CSV with a ``distinct_id`` or ``email`` column (as the API takes)."""
     raw = await file.read(MAX_UPLOAD_BYTES + 1)
-    if len(raw) > MAX_UPLOAD_BYTES:  # sent without a Content-Length
-        raise PayloadTooLarge(TOO_LARGE)
+    BodyLimit(MAX_UPLOAD_BYTES, TOO_LARGE).refuse(len(raw))  # sent without a Content-Length
     ids, emails = members_from_csv(raw.decode("utf-8-sig", "replace"))
 
     def save() -> Cohort:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
+from cohortsync.app_state import StateDep
 from cohortsync.destinations import registry
 from cohortsync.web.access import AdminActionDep, AdminViewDep
 from cohortsync.web.pages import PageRoute, go_to, render

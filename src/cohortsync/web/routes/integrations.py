@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
-from cohortsync.api.state import AppState
+from cohortsync.app_state import AppState, StateDep
 from cohortsync.destinations import registry
 from cohortsync.ingest.partners.registry import generates_key
 from cohortsync.services import integrations

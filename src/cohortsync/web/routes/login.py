@@ -7,10 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
+from cohortsync.app_state import StateDep
 from cohortsync.domain.errors import AuthenticationError
-from cohortsync.services import accounts
-from cohortsync.storage.database import write_transaction
 from cohortsync.web.pages import PageRoute, go_to, render
 from cohortsync.web.session import (
     PostedSessionDep,
@@ -54,14 +52,7 @@ async def login(
     a form posted from another site is refused."""
     check_origin(request, state.settings)
     try:
-        token = await run_in_threadpool(
-            accounts.login,
-            state.engine,
-            email,
-            password,
-            state.clock.now(),
-            state.settings.session_lifetime,
-        )
+        token = await run_in_threadpool(state.accounts.login, email, password)
     except AuthenticationError as error:
         return render(request, "login.html", {"email": email, "message": error.message})
     response = go_to(request, "/")
@@ -72,8 +63,7 @@ async def login(
 @router.post("/logout")
 def logout(request: Request, state: StateDep, session: PostedSessionDep) -> Response:
     """Revoke the session's token and drop the cookie."""
-    with write_transaction(state.engine) as connection:
-        accounts.revoke_token(connection, session.token)
+    state.accounts.revoke_token(session.token)
     response = go_to(request, "/login")
     sign_out(response)
     return response

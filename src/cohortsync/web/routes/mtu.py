@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from cohortsync.api.deps import StateDep
-from cohortsync.api.state import AppState
+from cohortsync.app_state import AppState, StateDep
 from cohortsync.services import mtu
 from cohortsync.web.access import ViewDep
 from cohortsync.web.mtu_chart import months_up_to, mtu_chart

@@ -1,0 +1,37 @@
+"""Data as stored, for people checking that their data arrived: events and profiles read back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from cohortsync.storage.database import read_transaction
+from cohortsync.warehouse.events import export_events
+from cohortsync.warehouse.profiles import StoredProfile, get_profile
+
+
+class StoredData:
+    """Reads of the stored events and profiles, each in its own transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def export_events(
+        self, project_id: int, start_ms: int, end_ms: int, event: str | None
+    ) -> Iterator[bytes]:
+        """NDJSON lines of the project's events in ``[start_ms, end_ms)``, read in one
+        transaction that stays open while the lines are consumed."""
+        with read_transaction(self._engine) as connection:
+            yield from export_events(connection, project_id, start_ms, end_ms, event)
+
+    def profile(self, project_id: int, any_id: str) -> StoredProfile | None:
+        """The user known by ``any_id``, or None when neither events nor a profile name them."""
+        with read_transaction(self._engine) as connection:
+            return get_profile(connection, project_id, any_id)
+
+    def ping(self) -> None:
+        """Ask the database to answer (readiness)."""
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
