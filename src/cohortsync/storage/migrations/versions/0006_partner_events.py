@@ -9,8 +9,6 @@ Create Date: 2026-11-25
 import sqlalchemy as sa
 from alembic import op
 
-from cohortsync.domain.outreach import seeded_exemptions
-
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -18,6 +16,59 @@ depends_on = None
 
 # Profile properties that partner events are matched on in reverse (Iterable: userId, email).
 REVERSE_KEYS = {"email": "$email", "iterable_user_id": "$iterable_user_id"}
+
+# The MTU exemptions this revision seeds, frozen as they were on 2026-11-25: Mixpanel's identity
+# events from any source, then each partner's outreach events as its integration page listed them.
+# (Later edits of the partners' lists do not belong here: a new revision would add them.)
+SEEDED_EXEMPTIONS = (
+    ("*", "$create_alias"),
+    ("*", "$identify"),
+    ("*", "$merge"),
+    ("xtremepush", "xp.message.send.batch"),
+    ("xtremepush", "xp.message.delivery"),
+    ("xtremepush", "xp.message.bounce"),
+    ("xtremepush", "xp.message.open"),
+    ("xtremepush", "xp.message.click"),
+    ("xtremepush", "xp.message.unsubscribe"),
+    ("xtremepush", "xp.message.complaint"),
+    ("iterable", "emailSend"),
+    ("iterable", "emailBounce"),
+    ("iterable", "emailComplaint"),
+    ("iterable", "emailSendSkip"),
+    ("iterable", "emailSubscribe"),
+    ("iterable", "emailUnSubscribe"),
+    ("iterable", "hostedUnsubscribeClick"),
+    ("iterable", "inAppSend"),
+    ("iterable", "inAppSendSkip"),
+    ("iterable", "pushBounce"),
+    ("iterable", "pushSend"),
+    ("iterable", "pushSendSkip"),
+    ("iterable", "smsBounce"),
+    ("iterable", "smsReceived"),
+    ("iterable", "smsSend"),
+    ("iterable", "smsSendSkip"),
+    ("iterable", "webPushSendSkip"),
+    ("clevertap", "Notification Sent"),
+    ("clevertap", "Notification Viewed"),
+    ("clevertap", "Notification Clicked"),
+    ("clevertap", "Push Impressions"),
+    ("clevertap", "Notification Replied"),
+    ("clevertap", "Push Unregistered"),
+    ("clevertap", "Control Group"),
+    ("clevertap", "Channel Unsubscribed"),
+    ("clevertap", "Reachable By"),
+    ("clevertap", "Notification Delivered"),
+    ("clevertap", "AB Experiment Rendered"),
+    ("clevertap", "AB Experiment Stopped"),
+    ("clevertap", "AB Experiment Rolled Out"),
+    ("clevertap", "Geocluster Entered"),
+    ("clevertap", "Geocluster Exited"),
+    ("clevertap", "Reply Sent"),
+    ("clevertap", "App Uninstalled"),
+    ("clevertap", "Webhook Delivered"),
+    ("clevertap", "State Transitioned"),
+    ("clevertap", "UTM Visited"),
+)
 
 
 def _key_expression(dialect: str, prop: str) -> str:
@@ -61,7 +112,7 @@ def upgrade() -> None:
         sa.Column("event", sa.String(255)),
         sa.PrimaryKeyConstraint("source", "event", name="pk_mtu_exemptions"),
     )
-    op.bulk_insert(exemptions, [e._asdict() for e in seeded_exemptions()])
+    op.bulk_insert(exemptions, [{"source": s, "event": e} for s, e in SEEDED_EXEMPTIONS])
     dialect = op.get_bind().dialect.name
     for name, prop in REVERSE_KEYS.items():
         op.execute(
