@@ -30,13 +30,11 @@ from cohortsync.ingest.partner_events import PartnerEventStore
 from cohortsync.ingest.partners.base import PartnerEvent
 from cohortsync.ingest.partners.registry import FORMATS
 from cohortsync.keyring import Keyring, generate_key
+from cohortsync.partners.clevertap.outreach import clevertap_campaign
+from cohortsync.partners.iterable.outreach import iterable_webhook
+from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
 from cohortsync.sandbox.fleet import start_sandbox
-from cohortsync.sandbox.outreach import (
-    PartnerCaller,
-    clevertap_campaign,
-    iterable_webhook,
-    xtremepush_webhook,
-)
+from cohortsync.sandbox.outreach import PartnerCaller
 from cohortsync.services import accounts, mtu
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService

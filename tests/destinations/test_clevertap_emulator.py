@@ -17,7 +17,7 @@ import pytest
 
 from cohortsync.destinations.base import CohortInfo, PartnerMember, SnapshotDestination
 from cohortsync.destinations.errors import PartnerConfigError
-from cohortsync.sandbox.clevertap import CleverTapSandbox
+from cohortsync.partners.clevertap.emulator import CleverTapSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
 from tests.destinations.conftest import Harness, fresh, members_of
 

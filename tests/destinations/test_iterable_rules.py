@@ -20,9 +20,9 @@ from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, PartnerList, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import AccountBudget, RetryPolicy, account_budget
-from cohortsync.destinations.iterable import CAPABILITIES, IterableDestination
+from cohortsync.partners.iterable.destination import CAPABILITIES, IterableDestination
+from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox, start_sandbox
-from cohortsync.sandbox.iterable import IterableSandbox
 
 COHORT = CohortInfo(8, "Buyers", "bought twice")
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from cohortsync.destinations.base import CohortInfo, PartnerMember, RunInfo
-from cohortsync.destinations.webhook import WebhookDestination
+from cohortsync.partners.webhook.destination import WebhookDestination
+from cohortsync.partners.webhook.emulator import WebhookSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.sandbox.webhook import WebhookSandbox
 from tests.destinations.conftest import Harness, fresh
 
 COHORT = CohortInfo(12, "Cart abandoners", "left a cart")

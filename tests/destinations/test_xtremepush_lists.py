@@ -11,8 +11,8 @@ import pytest
 
 from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember
 from cohortsync.destinations.errors import PartnerConfigError
+from cohortsync.partners.xtremepush.emulator import XtremepushSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.sandbox.xtremepush import XtremepushSandbox
 from tests.destinations.conftest import Harness, fresh
 
 BUYERS = CohortInfo(5, "Buyers")

@@ -6,15 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from cohortsync.domain import outreach
+from cohortsync.partners.registry import PARTNERS
 from cohortsync.services import mtu
 from tests.mtu.seed_pages import exempt_lists
 
-OURS = {
-    "xtremepush": outreach.XTREMEPUSH_OUTREACH,
-    "iterable": outreach.ITERABLE_OUTREACH,
-    "clevertap": outreach.CLEVERTAP_OUTREACH,
-}
+OURS = {kind: spec.outreach.events for kind, spec in PARTNERS.items() if spec.outreach}
 
 
 @pytest.mark.parametrize("partner", sorted(OURS))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cohortsync.sandbox.outreach import clevertap_event
+from cohortsync.partners.clevertap.outreach import clevertap_event
 from tests.partner_events.conftest import Partners
 
 

@@ -16,13 +16,10 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from cohortsync.ingest.partners.xtremepush import SIGNATURE_HEADER
-from cohortsync.sandbox.outreach import (
-    clevertap_campaign,
-    clevertap_event,
-    iterable_webhook,
-    xtremepush_webhook,
-)
+from cohortsync.partners.clevertap.outreach import clevertap_campaign, clevertap_event
+from cohortsync.partners.iterable.outreach import iterable_webhook
+from cohortsync.partners.xtremepush.events import SIGNATURE_HEADER
+from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.storage.tables import profiles
 from tests.helpers import profile

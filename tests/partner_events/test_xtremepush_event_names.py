@@ -3,8 +3,8 @@ Xtremepush page pairs them with (``xp.message.delivery``), so the MTU exemptions
 
 from __future__ import annotations
 
-from cohortsync.ingest.partners.xtremepush import event_name
-from cohortsync.sandbox.outreach import xtremepush_webhook
+from cohortsync.partners.xtremepush.events import event_name
+from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
 from tests.mtu.seed_pages import exempt_lists
 from tests.partner_events.conftest import Partners
 

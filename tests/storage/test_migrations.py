@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import warnings
+from pathlib import Path
 
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from cohortsync import storage
+from cohortsync.partners.registry import seeded_exemptions
 from cohortsync.storage.migrate import current_revision, upgrade
-from cohortsync.storage.tables import PROFILE_KEY_INDEXES, metadata
+from cohortsync.storage.tables import PROFILE_KEY_INDEXES, metadata, mtu_exemptions
 
 
 def _expression_index(difference: object) -> bool:
@@ -49,3 +54,25 @@ def test_upgrade_is_idempotent(engine: Engine) -> None:
 def test_sqlite_runs_in_wal_mode(sqlite_engine: Engine) -> None:
     with sqlite_engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_migrations_import_no_live_code() -> None:
+    """A migration runs as it was written: what it seeds is frozen in it, not read from code
+    that keeps changing."""
+    versions = Path(storage.__file__).parent / "migrations" / "versions"
+    for script in sorted(versions.glob("*.py")):
+        tree = ast.parse(script.read_text())
+        imported = [
+            node.module if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        ]
+        assert not [m for m in imported if m and m.startswith("cohortsync")], script.name
+
+
+def test_the_seeded_exemptions_are_what_the_partners_declare(engine: Engine) -> None:
+    """A partner's outreach list changed without a migration that seeds the change fails here."""
+    with engine.connect() as connection:
+        seeded = set(connection.execute(sa.select(mtu_exemptions)).tuples())
+    assert seeded == {tuple(e) for e in seeded_exemptions()}

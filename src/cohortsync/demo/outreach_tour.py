@@ -15,12 +15,10 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock
 from cohortsync.domain.accounts import Project
 from cohortsync.keyring import Keyring
-from cohortsync.sandbox.outreach import (
-    clevertap_event,
-    iterable_webhook,
-    partner_headers,
-    xtremepush_webhook,
-)
+from cohortsync.partners.clevertap.outreach import clevertap_event
+from cohortsync.partners.iterable.outreach import iterable_webhook
+from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
+from cohortsync.sandbox.outreach import partner_headers
 from cohortsync.services import mtu
 from cohortsync.services.partner_events import PartnerEventService
 

@@ -1,17 +1,17 @@
-"""What a connector is declared with (:class:`PartnerSpec`) and built from
-(:class:`ConnectorConfig`): credentials, settings, where to send, and how to retry."""
+"""What a connector is built from (:class:`ConnectorConfig`): credentials, settings, where to
+send, and how to retry; and what every HTTP connector shares (:class:`HttpConnector`)."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from cohortsync.destinations.base import Capabilities, Destination, RunInfo
+from cohortsync.destinations.base import Capabilities, RunInfo
 from cohortsync.destinations.http import (
     Action,
     CallStats,
@@ -21,9 +21,6 @@ from cohortsync.destinations.http import (
     account_budget,
     http_status,
 )
-from cohortsync.destinations.setting_checks import SettingCheck
-
-DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
 
 
 @dataclass(frozen=True)
@@ -69,23 +66,6 @@ class ConnectorConfig:
             rng=self.rng,
             transport=self.transport,
         )
-
-
-@dataclass(frozen=True)
-class PartnerSpec:
-    """What connecting one partner takes, and the factory of its connector."""
-
-    type: str
-    title: str
-    credentials: Sequence[str]  # required credential fields
-    optional_credentials: Sequence[str]
-    regions: Mapping[str, str]  # region -> base URL ({} where the URL is a setting)
-    default_region: str | None
-    capabilities: Capabilities
-    build: Callable[[ConnectorConfig], Destination]
-    list_template: str = DEFAULT_LIST_TEMPLATE
-    extra_settings: Mapping[str, SettingCheck] = field(default_factory=dict)
-    required_settings: Sequence[str] = ()
 
 
 class HttpConnector:

@@ -1,21 +1,26 @@
-"""Which partners exist, what each needs to connect, and how to build its connector.
+"""The destinations' view of the partner registry: a partner's spec by type, its credentials
+and settings checked, where its connector sends, and a cohort's list name.
 
-A :class:`PartnerSpec` is declared by each connector module; the registry only collects them.
+Each partner declares its :class:`PartnerSpec` in its own folder; ``cohortsync.partners.registry``
+collects them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from cohortsync.destinations import clevertap, iterable, webhook, xtremepush
-from cohortsync.destinations.connection import DEFAULT_LIST_TEMPLATE, PartnerSpec
-from cohortsync.destinations.setting_checks import http_url
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
 from cohortsync.domain.errors import BatchError
+from cohortsync.partners.fields import CUSTOM_ENDPOINTS, DEFAULT_LIST_TEMPLATE, REFUSED
+from cohortsync.partners.registry import PARTNERS
+from cohortsync.partners.spec import PartnerSpec
 
-PARTNERS: dict[str, PartnerSpec] = {
-    spec.type: spec for spec in (iterable.SPEC, clevertap.SPEC, xtremepush.SPEC, webhook.SPEC)
-}
+Model = TypeVar("Model", bound=BaseModel)
+
+__all__ = ["PARTNERS", "base_url", "check_credentials", "check_settings", "list_name", "partner"]
 
 
 def partner(kind: str) -> PartnerSpec:
@@ -27,70 +32,73 @@ def partner(kind: str) -> PartnerSpec:
     return spec
 
 
-def _refuse_unknown(where: str, given: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    unknown = sorted(set(given) - allowed)
+def _refuse_unknown(
+    model: type[BaseModel], given: Mapping[str, Any], spec: PartnerSpec, where: str
+) -> None:
+    """A field the model does not declare is refused, naming the ones it does."""
+    unknown = sorted(set(given) - set(model.model_fields))
     if unknown:
+        noun = "credential" if where == "credentials" else "setting"
+        expected = ", ".join(sorted(model.model_fields))
         raise BatchError(
-            f"{where}.{unknown[0]} is not {what} (expected: {', '.join(sorted(allowed))})"
+            f"{where}.{unknown[0]} is not a {spec.title} {noun} (expected: {expected})"
         )
+
+
+def _validated(
+    model: type[Model],
+    given: Mapping[str, Any],
+    spec: PartnerSpec,
+    where: str,
+    context: Mapping[str, Any] | None = None,
+) -> Model:
+    """``given`` as the partner's model, or a BatchError with the sentence an admin reads."""
+    _refuse_unknown(model, given, spec, where)
+    try:
+        return model.model_validate(dict(given), context=context)
+    except ValidationError as invalid:
+        raise BatchError(_sentence(invalid.errors()[0], spec, where)) from None
+
+
+def _sentence(error: ErrorDetails, spec: PartnerSpec, where: str) -> str:
+    """The one place pydantic's errors become the sentences of the API and the Connect dialog."""
+    place = f"{where}.{error['loc'][0]}"
+    tail = (error.get("ctx") or {}).get("tail", "")
+    if error["type"] == "missing":
+        return f"{place} is required for {spec.title}"
+    if error["type"] == "choice":
+        return f"{place} must be one of {tail} for {spec.title}"
+    if error["type"] == REFUSED:
+        return f"{place} {tail}"
+    return f"{place} must be a string"
 
 
 def check_credentials(spec: PartnerSpec, credentials: Mapping[str, Any]) -> dict[str, str]:
     """The partner's credential fields, each a non-empty string; unknown fields refused."""
-    allowed = set(spec.credentials) | set(spec.optional_credentials)
-    _refuse_unknown("credentials", credentials, allowed, f"a {spec.title} credential")
-    checked: dict[str, str] = {}
-    for name in allowed:
-        value = credentials.get(name)
-        if value is None or value == "":
-            if name in spec.credentials:
-                raise BatchError(f"credentials.{name} is required for {spec.title}")
-            continue
-        if not isinstance(value, str):
-            raise BatchError(f"credentials.{name} must be a string")
-        checked[name] = value.strip()
-    return checked
+    _refuse_unknown(spec.credentials, credentials, spec, "credentials")
+    # an empty value is a missing one
+    given = {name: value for name, value in credentials.items() if value not in (None, "")}
+    checked: BaseModel = _validated(spec.credentials, given, spec, "credentials")
+    return {
+        name: secret.get_secret_value().strip()
+        for name in checked.model_fields_set
+        if isinstance(secret := getattr(checked, name), SecretStr)
+    }
 
 
 def check_settings(
     spec: PartnerSpec, settings: Mapping[str, Any], allow_custom_endpoints: bool
 ) -> dict[str, Any]:
     """Validated settings: region, list name template, base URL override, partner extras."""
-    known = {"region", "base_url", "list_name_template", *spec.extra_settings}
-    _refuse_unknown("settings", settings, known, f"a {spec.title} setting")
-    checked: dict[str, Any] = {}
-    if spec.regions:
-        region = settings.get("region", spec.default_region)
-        if region not in spec.regions:
-            raise BatchError(
-                f"settings.region must be one of {', '.join(spec.regions)} for {spec.title}"
-            )
-        checked["region"] = region
-    template = settings.get("list_name_template", spec.list_template)
-    if not isinstance(template, str) or not template.strip():
-        raise BatchError("settings.list_name_template must be a non-empty string")
-    try:
-        template.format(cohort_name="n", cohort_id=1)
-    except (KeyError, IndexError, ValueError):
-        raise BatchError(
-            "settings.list_name_template may use only {cohort_name} and {cohort_id}"
-        ) from None
-    checked["list_name_template"] = template
-    base_url = settings.get("base_url")
-    if base_url is not None:
-        if not allow_custom_endpoints:
-            raise BatchError(
-                "settings.base_url is refused: the operator has not allowed custom endpoints "
-                "(COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS=1)"
-            )
-        checked["base_url"] = http_url(base_url, "settings.base_url")
-    for name in spec.required_settings:
-        if name not in settings:
-            raise BatchError(f"settings.{name} is required for {spec.title}")
-    for name, check in spec.extra_settings.items():
-        if name in settings:
-            checked[name] = check(settings[name], f"settings.{name}")
-    return checked
+    context = {CUSTOM_ENDPOINTS: allow_custom_endpoints}
+    checked: BaseModel = _validated(spec.settings, settings, spec, "settings", context)
+    given = checked.model_fields_set
+    kept = {"list_name_template", "region"} if spec.regions else {"list_name_template"}
+    return {
+        name: value
+        for name, value in checked.model_dump().items()
+        if name in kept or (name != "region" and name in given and value is not None)
+    }
 
 
 def base_url(spec: PartnerSpec, settings: Mapping[str, Any]) -> str:

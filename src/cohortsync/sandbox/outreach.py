@@ -1,99 +1,27 @@
-"""The partners' side of partner events: calls shaped as Iterable, CleverTap and Xtremepush send
-them (see ``cohortsync.ingest.partners``), authenticated as each does, for demos, benchmarks and
+"""The partners' side of partner events: calls to an integration's webhook authenticated as its
+partner does (each partner's ``outreach`` module shapes the bodies), for demos, benchmarks and
 tests."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
 
-from cohortsync.ingest.partners.auth import hmac_sha256_hex
-from cohortsync.ingest.partners.xtremepush import SIGNATURE_HEADER, signed_message
-
-
-def iterable_webhook(
-    event_name: str,
-    email: str,
-    at: datetime,
-    *,
-    user_id: str | None = None,
-    campaign_id: int = 1001,
-    message_id: str = "5f0c1b2a3d4e5f60718293a4b5c6d7e8",
-) -> dict[str, Any]:
-    """An Iterable system webhook body: ``{email, eventName, userId?, dataFields}``."""
-    body: dict[str, Any] = {
-        "email": email,
-        "eventName": event_name,
-        "dataFields": {
-            "email": email,
-            "createdAt": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +00:00"),
-            "campaignId": campaign_id,
-            "templateId": campaign_id * 10,
-            "messageId": message_id,
-            "campaignName": f"Campaign {campaign_id}",
-            "channelId": 3420,
-        },
-    }
-    if user_id is not None:
-        body["userId"] = user_id
-    return body
-
-
-def clevertap_event(name: str, identity: str, at: datetime, **properties: Any) -> dict[str, Any]:
-    """A CleverTap event record (the shape of its Mixpanel export)."""
-    return {
-        "event": name,
-        "properties": {"distinct_id": identity, "time": int(at.timestamp()), **properties},
-    }
-
-
-def clevertap_campaign(
-    target_id: int, identities: Iterable[str], event: str | None = None
-) -> dict[str, Any]:
-    """A CleverTap webhook campaign call (broadcast: a list of profiles)."""
-    key_values: dict[str, Any] = {"campaign": f"target-{target_id}"}
-    if event is not None:
-        key_values["event"] = event
-    return {
-        "targetId": target_id,
-        "key_values": key_values,
-        "profiles": [{"Identity": i, "ObjectId": f"__g{i}"} for i in identities],
-    }
-
-
-def xtremepush_webhook(
-    event: str, user_id: str, at: datetime, message_id: int = 1
-) -> dict[str, Any]:
-    """An Xtremepush message event: ``{event, time, properties}``."""
-    return {
-        "event": event,
-        "time": int(at.timestamp()),
-        "properties": {"user_id": user_id, "campaign_id": 77, "message_id": message_id},
-    }
+from cohortsync.partners.registry import PARTNERS
 
 
 def partner_headers(
     partner: str, secret: str, body: bytes, signed_at: int | None = None
 ) -> dict[str, str]:
-    """The headers ``partner`` sends ``body`` with: Iterable and CleverTap present the secret
-    as a token, Xtremepush signs the payload (at ``signed_at``, default now)."""
-    headers = {"Content-Type": "application/json"}
-    if partner == "xtremepush":
-        at = int(time.time()) if signed_at is None else signed_at
-        signature = hmac_sha256_hex(secret, signed_message(at, body))
-        headers[SIGNATURE_HEADER] = f"t={at},v1={signature}"
-    elif partner == "iterable":
-        # Iterable's "Basic" auth type sends the token as typed, bare (its System Webhooks page)
-        headers["Authorization"] = secret
-    else:
-        headers["Authorization"] = f"Bearer {secret}"
-    return headers
+    """The headers ``partner`` sends ``body`` with: a token or a signature of the payload (at
+    ``signed_at``, default now), as the partner's outreach declares."""
+    outreach = PARTNERS[partner].outreach
+    if outreach is None:
+        raise ValueError(f"{partner} sends no events")
+    return outreach.headers(secret, body, signed_at)
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The Connect dialog of each partner: exactly the fields its :class:`PartnerSpec` declares,
-labelled as the partner's own pages label them, and the posted form read back into the
-``credentials`` and ``settings`` the integrations service takes."""
+"""The Connect dialog of each partner, generated from its spec: exactly the fields its credentials
+and settings models declare with a :class:`~cohortsync.partners.fields.Form` (labelled as the
+partner's own pages label them), and the posted form read back into the ``credentials`` and
+``settings`` the integrations service takes."""
 
 from __future__ import annotations
 
@@ -8,34 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cohortsync.destinations.connection import PartnerSpec
+from pydantic import BaseModel
+
+from cohortsync.partners.fields import formed_fields
+from cohortsync.partners.spec import PartnerSpec
 
 CREDENTIAL = "credential"
 SETTING = "setting"
-
-# (label, hint) of every field any partner declares; the order here is the order on screen.
-_FIELDS: dict[str, tuple[str, str]] = {
-    "connector_name": ("Connector name", "How this connection is named in CleverTap."),
-    "url": ("Webhook URL", "Where the members of each cohort are sent."),
-    "api_key": ("API key", "A server-side key of your Iterable project."),
-    "account_id": ("Project ID", "Settings → Project in CleverTap."),
-    "passcode": ("Passcode", "Settings → Passcode in CleverTap."),
-    "app_token": ("App token", "Settings → Integrations → External API in Xtremepush."),
-    "username": ("Username", "Optional: HTTP Basic auth of your endpoint."),
-    "password": ("Password", "Optional: HTTP Basic auth of your endpoint."),
-    "region": ("Region", ""),
-    "export_properties": (
-        "Edit Columns",
-        "Profile properties sent with each member besides $distinct_id, $email, $phone, "
-        "$first_name and $last_name; comma-separated.",
-    ),
-    "segment_email": (
-        "Segment owner's email",
-        "Optional: the CleverTap user named as the creator of each cohort's segment.",
-    ),
-}
-_REGION_LABEL = {"clevertap": "Data center"}
-_LIST_SETTINGS = frozenset({"export_properties"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +29,7 @@ class FormField:
     required: bool
     options: tuple[str, ...] = ()  # a choice (regions) when not empty
     default: str = ""
+    listed: bool = False  # typed comma-separated, read as a list
 
     @property
     def input_name(self) -> str:
@@ -61,27 +42,33 @@ class FormField:
         return self.kind == CREDENTIAL
 
 
-def connect_fields(spec: PartnerSpec) -> list[FormField]:
-    """The partner's fields, in the order people fill them in."""
-    fields = [
-        FormField(name, CREDENTIAL, *_FIELDS[name], required=True) for name in spec.credentials
-    ]
-    fields += [
-        FormField(name, CREDENTIAL, *_FIELDS[name], required=False)
-        for name in spec.optional_credentials
-    ]
-    fields += [
-        FormField(name, SETTING, *_FIELDS[name], required=name in spec.required_settings)
-        for name in spec.extra_settings
-    ]
-    if spec.regions:
-        label = _REGION_LABEL.get(spec.type, "Region")
-        options = tuple(spec.regions)
-        fields.append(
-            FormField("region", SETTING, label, "", True, options, spec.default_region or "")
+def _fields(model: type[BaseModel], kind: str) -> list[FormField]:
+    """The model's fields that show in the dialog, in declaration order."""
+    return [
+        FormField(
+            name,
+            kind,
+            form.label,
+            form.hint,
+            required=info.is_required() or bool(form.choices),  # a choice always has one
+            options=tuple(form.choices),
+            default=str(info.default) if form.choices else "",
+            listed=form.listed,
         )
-    order = list(_FIELDS)
-    return sorted(fields, key=lambda f: order.index(f.name))
+        for name, info, form in formed_fields(model)
+    ]
+
+
+def connect_fields(spec: PartnerSpec) -> list[FormField]:
+    """The partner's fields, in the order people fill them in: the settings that name the
+    connection or say where it goes, the credentials, then the other settings."""
+    settings = _fields(spec.settings, SETTING)
+    leading = {name for name, _, form in formed_fields(spec.settings) if form.leading}
+    return [
+        *(f for f in settings if f.name in leading),
+        *_fields(spec.credentials, CREDENTIAL),
+        *(f for f in settings if f.name not in leading),
+    ]
 
 
 def read_connect_form(
@@ -92,16 +79,16 @@ def read_connect_form(
     extra settings the dialog offered (list name template, custom endpoint)."""
     credentials: dict[str, str] = {}
     settings: dict[str, Any] = {}
-    names = [(f.kind, f.name) for f in connect_fields(spec)]
-    names += [(SETTING, name) for name in advanced]
-    for kind, name in names:
+    names = [(f.kind, f.name, f.listed) for f in connect_fields(spec)]
+    names += [(SETTING, name, False) for name in advanced]
+    for kind, name, listed in names:
         raw = form.get(f"{kind}.{name}")
         value = raw.strip() if isinstance(raw, str) else ""
         if not value:
             continue
         if kind == CREDENTIAL:
             credentials[name] = value
-        elif name in _LIST_SETTINGS:
+        elif listed:
             settings[name] = [p.strip() for p in value.split(",") if p.strip()]
         else:
             settings[name] = value

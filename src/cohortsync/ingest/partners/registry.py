@@ -1,18 +1,15 @@
-"""Which integration types send events back, and the format of each."""
+"""Which integration types send events back, and the format of each (as each partner's spec in
+``cohortsync.partners.registry`` declares it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cohortsync.domain.errors import NotFound
 from cohortsync.ingest.partners.base import PartnerFormat
-from cohortsync.ingest.partners.clevertap import CleverTapFormat
-from cohortsync.ingest.partners.iterable import IterableFormat
-from cohortsync.ingest.partners.xtremepush import XtremepushFormat
+from cohortsync.partners.registry import Parts
 
-FORMATS: dict[str, PartnerFormat] = {
-    "iterable": IterableFormat(),
-    "clevertap": CleverTapFormat(),
-    "xtremepush": XtremepushFormat(),
-}
+FORMATS: Mapping[str, PartnerFormat] = Parts(lambda spec: spec.events)
 
 
 def sends_events(integration_type: str) -> bool:

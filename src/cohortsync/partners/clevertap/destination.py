@@ -73,25 +73,11 @@ from cohortsync.destinations.base import (
     Rejection,
     Skip,
 )
-from cohortsync.destinations.connection import (
-    DEFAULT_LIST_TEMPLATE,
-    ConnectorConfig,
-    HttpConnector,
-    PartnerSpec,
-)
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector
 from cohortsync.destinations.errors import PartnerConfigError
 from cohortsync.destinations.members import export_columns, text
-from cohortsync.destinations.setting_checks import plain_text, property_names
-from cohortsync.domain.errors import BatchError
+from cohortsync.partners.fields import DEFAULT_LIST_TEMPLATE
 
-REGIONS = {
-    "eu1": "https://api.clevertap.com",
-    "in1": "https://in1.api.clevertap.com",
-    "sg1": "https://sg1.api.clevertap.com",
-    "us1": "https://us1.api.clevertap.com",
-    "aps3": "https://aps3.api.clevertap.com",
-    "mec1": "https://mec1.api.clevertap.com",
-}
 CAPABILITIES = Capabilities(
     max_batch=1000,
     max_concurrency=15,
@@ -128,13 +114,6 @@ def pending_segment_id(cohort: CohortInfo) -> str:
     """The id a cohort's segment goes by until the first snapshot makes it and CleverTap gives
     its Segment ID (never empty: a kept id says the sync has its list)."""
     return f"pending-{cohort.id}"
-
-
-def email_address(value: Any, where: str) -> str:
-    """An email address (something@somewhere)."""
-    if not isinstance(value, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+", value.strip()):
-        raise BatchError(f"{where} must be an email address")
-    return value.strip()
 
 
 def unprocessed(identities: Sequence[str], body: Mapping[str, Any]) -> dict[str, str]:
@@ -296,20 +275,3 @@ def _outcome(keys: Sequence[str], failed: Mapping[str, str]) -> BatchOutcome:
         else:
             result.accepted.append(key)
     return result
-
-
-SPEC = PartnerSpec(
-    type="clevertap",
-    title="CleverTap",
-    credentials=("account_id", "passcode"),
-    optional_credentials=(),
-    regions=REGIONS,
-    default_region="eu1",
-    capabilities=CAPABILITIES,
-    build=CleverTapDestination,
-    extra_settings={
-        "export_properties": property_names,
-        "connector_name": plain_text,
-        "segment_email": email_address,
-    },
-)

@@ -61,11 +61,10 @@ from cohortsync.destinations.base import (
     Rejection,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector
 from cohortsync.destinations.errors import PartnerConfigError
 from cohortsync.destinations.members import export_columns, text
 
-HOSTS = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}
 CAPABILITIES = Capabilities(
     max_batch=1000,
     max_concurrency=4,
@@ -238,15 +237,3 @@ class IterableDestination(HttpConnector):
         reconciliation, not every run)."""
         lines = self._http.lines("/api/lists/getUsers", params={"listId": target.id}, read=True)
         return (line.lower() for line in lines)
-
-
-SPEC = PartnerSpec(
-    type="iterable",
-    title="Iterable",
-    credentials=("api_key",),
-    optional_credentials=(),
-    regions=HOSTS,
-    default_region="us",
-    capabilities=CAPABILITIES,
-    build=IterableDestination,
-)

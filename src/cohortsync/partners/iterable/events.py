@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cohortsync.destinations.iterable import USER_ID_PROPERTY
 from cohortsync.domain.errors import RecordError
 from cohortsync.ingest.partners.auth import check_token
 from cohortsync.ingest.partners.base import (
@@ -31,6 +30,7 @@ from cohortsync.ingest.partners.base import (
     payload_insert_id,
     text_field,
 )
+from cohortsync.partners.iterable.destination import USER_ID_PROPERTY
 
 SOURCE = "iterable"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %z"

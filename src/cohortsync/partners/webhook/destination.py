@@ -45,9 +45,8 @@ from cohortsync.destinations.base import (
     RunInfo,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector
 from cohortsync.destinations.members import text
-from cohortsync.destinations.setting_checks import http_url, property_names
 
 CAPABILITIES = Capabilities(
     max_batch=1000,
@@ -210,18 +209,3 @@ class WebhookDestination(HttpConnector):
                 page = []
         self._post("members", target.cohort, page, session_id, (number + 1, pages))
         return target
-
-
-SPEC = PartnerSpec(
-    type="webhook",
-    title="Webhook",
-    credentials=(),
-    optional_credentials=("username", "password"),
-    regions={},
-    default_region=None,
-    capabilities=CAPABILITIES,
-    build=WebhookDestination,
-    list_template="{cohort_name}",
-    extra_settings={"url": http_url, "export_properties": property_names},
-    required_settings=("url",),
-)

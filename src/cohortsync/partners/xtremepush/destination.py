@@ -48,10 +48,9 @@ from cohortsync.destinations.base import (
     Rejection,
     Skip,
 )
-from cohortsync.destinations.connection import ConnectorConfig, HttpConnector, PartnerSpec
+from cohortsync.destinations.connection import ConnectorConfig, HttpConnector
 from cohortsync.destinations.errors import PartnerConfigError
 
-HOSTS = {"eu": "https://external-api.xtremepush.com", "us": "https://api.us.xtremepush.com"}
 CAPABILITIES = Capabilities(
     max_batch=10_000,
     max_concurrency=2,
@@ -160,16 +159,3 @@ class XtremepushDestination(HttpConnector):
     def remove_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """``delete/list-item``: ids off the list."""
         return self._items("delete", target, members)
-
-
-SPEC = PartnerSpec(
-    type="xtremepush",
-    title="Xtremepush",
-    credentials=("app_token",),
-    optional_credentials=(),
-    regions=HOSTS,
-    default_region="eu",
-    capabilities=CAPABILITIES,
-    build=XtremepushDestination,
-    list_template="{cohort_name}",
-)

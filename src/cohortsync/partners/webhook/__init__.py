@@ -1,0 +1,5 @@
+"""Webhook: cohort members posted to an endpoint of the customer's own, and a receiver emulator."""
+
+from cohortsync.partners.webhook.spec import SPEC
+
+__all__ = ["SPEC"]
