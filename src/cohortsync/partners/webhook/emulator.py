@@ -1,5 +1,5 @@
 """A receiver of Mixpanel's cohort-webhook protocol (the contract is in
-``cohortsync.destinations.webhook``): keeps each cohort's members, answers per the protocol.
+``cohortsync.partners.webhook.destination``): keeps each cohort's members, answers per the protocol.
 
 ``add_members`` and ``remove_members`` change the cohort at once. The pages of a ``members``
 session are gathered apart and replace the cohort's membership once every page of the session

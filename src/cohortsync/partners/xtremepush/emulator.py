@@ -1,5 +1,5 @@
 """An emulator of Xtremepush's External API for user lists (the contract, documented and
-inferred parts alike, is in ``cohortsync.destinations.xtremepush``)."""
+inferred parts alike, is in ``cohortsync.partners.xtremepush.destination``)."""
 
 from __future__ import annotations
 
