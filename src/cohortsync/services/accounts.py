@@ -125,8 +125,8 @@ class AccountService:
 
 
 # Connection-level functions kept for callers that still run them inside their own transaction
-# (the sync commands, the benchmarks and other areas' tests); they go once those callers use
-# AccountService and ProjectService.
+# (the benchmarks, and the partner-event, integration and sync-state-machine tests); they go once
+# those callers use AccountService and ProjectService.
 
 
 def create_user(
@@ -142,11 +142,6 @@ def create_token(
 ) -> str:
     """A new bearer token in the caller's transaction (see AccountService.create_token)."""
     return _create_token(UserStore(connection), email, name, now or SystemClock().now())
-
-
-def user_by_email(connection: Connection, email: str) -> User | None:
-    """The person who signs in with ``email`` (see AccountService.user_by_email)."""
-    return _user_by_email(UserStore(connection), email)
 
 
 def ensure_default_project(engine: Engine) -> tuple[Project, bool]:

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import Select
 
 from cohortsync.clock import Clock, SystemClock, now_ms
 from cohortsync.domain.cohorts import (
@@ -295,31 +294,13 @@ class CohortService:
         return MemberPage(total, members, next_cursor)
 
 
-# Connection-level functions kept for callers outside this package's owners that still run them
-# inside their own transaction (the sync engine and its tests); they go once those callers use
-# CohortService or CohortStore.
-STATIC = CohortKind.STATIC
+# Connection-level functions kept for the benchmarks (bench/), which time and seed cohorts inside
+# their own transaction; they go once the benchmarks use CohortService or CohortStore.
 
 
-def get_cohort(connection: Connection, project_id: int, cohort_id: int) -> Cohort:
-    """One cohort of the project, or NotFound (see CohortStore.get)."""
-    return CohortStore(connection).get(project_id, cohort_id)
-
-
-def list_cohorts(connection: Connection, project_id: int) -> list[Cohort]:
+def list_cohorts(connection: Connection, project_id: int) -> builtins.list[Cohort]:
     """The project's cohorts, oldest first (see CohortStore.list)."""
     return CohortStore(connection).list(project_id)
-
-
-def members_query(
-    connection: Connection,
-    project_id: int,
-    cohort_id: int,
-    now_ms: int,
-    with_properties: bool = True,
-) -> Select[Any]:
-    """The cohort's members as of ``now_ms`` (see CohortStore.members_query)."""
-    return CohortStore(connection).members_query(project_id, cohort_id, now_ms, with_properties)
 
 
 def count_members(connection: Connection, project_id: int, cohort_id: int, now_ms: int) -> int:
@@ -340,17 +321,3 @@ def create_cohort(
     return _create(
         store, project_id, name, definition, description, created_by, SystemClock().now()
     )
-
-
-def update_cohort(
-    connection: Connection,
-    project_id: int,
-    cohort_id: int,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    definition: Any = None,
-) -> Cohort:
-    """Change a cohort in the caller's transaction (see CohortService.update)."""
-    store = CohortStore(connection)
-    return _update(store, project_id, cohort_id, SystemClock().now(), name, description, definition)

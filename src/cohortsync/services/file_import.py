@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cohortsync.domain.accounts import Project
@@ -25,8 +24,7 @@ from cohortsync.domain.events import MAX_RECORDS_PER_REQUEST
 from cohortsync.ingest.results import FailedRecord, IngestResult
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import import_checkpoints
-from cohortsync.warehouse.sql import upsert
+from cohortsync.storage.import_checkpoint_store import ImportCheckpoint, ImportCheckpointStore
 
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
@@ -131,42 +129,31 @@ def import_file(
     key = fingerprint(path)
     report = ImportReport()
     with read_transaction(engine) as connection:
-        row = connection.execute(
-            sa.select(import_checkpoints).where(
-                import_checkpoints.c.project_id == project.id,
-                import_checkpoints.c.fingerprint == key,
-            )
-        ).first()
+        row = ImportCheckpointStore(connection).get(project.id, key)
     start = 0
     if row is not None:
-        start, report.resumed_at = int(row.position), int(row.position)
+        start, report.resumed_at = row.position, row.position
         if row.finished:
             report.already_done = True
             return report
     csv_format = path.suffix.lower() == ".csv"
     line_offset = 0  # line numbers restart on resume; report them relative to the resume point
 
-    records_before = int(row.records) if row is not None else 0
+    records_before = row.records if row is not None else 0
     read = [0]
 
     def checkpoint(position: int, finished: bool) -> Callable[[Connection], None]:
         def save(connection: Connection) -> None:
-            upsert(
-                connection,
-                import_checkpoints,
-                [
-                    {
-                        "project_id": project.id,
-                        "fingerprint": key,
-                        "kind": kind.value,
-                        "source": str(path)[:1000],
-                        "position": position,
-                        "records": records_before + read[0],
-                        "finished": finished,
-                    }
-                ],
-                ("project_id", "fingerprint"),
-                ("position", "records", "finished"),
+            ImportCheckpointStore(connection).save(
+                ImportCheckpoint(
+                    project.id,
+                    key,
+                    kind.value,
+                    str(path)[:1000],
+                    position,
+                    records_before + read[0],
+                    finished,
+                )
             )
 
         return save

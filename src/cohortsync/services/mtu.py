@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.domain.errors import BatchError, NotFound
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import mtu_exemptions
-from cohortsync.warehouse.mtu import MonthActivity, load_exemptions, month_activity
-from cohortsync.warehouse.sql import insert_ignoring_duplicates
+from cohortsync.warehouse.mtu import (
+    MonthActivity,
+    add_exemptions,
+    delete_exemption,
+    load_exemptions,
+    month_activity,
+)
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 MTU_RECOUNT_AFTER = timedelta(minutes=15)  # how stale a past month's figure in a chart may be
@@ -153,7 +156,7 @@ def add_exemption(engine: Engine, source: str, event: str) -> Exemption:
     """Exempt ``event`` when it carries ``source`` as $source (adding it twice is harmless)."""
     exemption = _checked(source, event)
     with write_transaction(engine) as connection:
-        insert_ignoring_duplicates(connection, mtu_exemptions, [exemption._asdict()])
+        add_exemptions(connection, [exemption])
     return exemption
 
 
@@ -161,12 +164,7 @@ def remove_exemption(engine: Engine, source: str, event: str) -> Exemption:
     """Make ``event`` from ``source`` count toward MTU again."""
     exemption = _checked(source, event)
     with write_transaction(engine) as connection:
-        gone = connection.execute(
-            sa.delete(mtu_exemptions).where(
-                mtu_exemptions.c.source == exemption.source,
-                mtu_exemptions.c.event == exemption.event,
-            )
-        ).rowcount
+        gone = delete_exemption(connection, exemption)
     if not gone:
         raise NotFound(f"{exemption.event!r} from {exemption.source!r} is not exempt")
     return exemption

@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
 from cohortsync.storage.tables import events, identities, mtu_exemptions
+from cohortsync.warehouse.sql import insert_ignoring_duplicates
 
 
 @dataclass
@@ -42,6 +43,22 @@ def load_exemptions(connection: Connection) -> list[Exemption]:
         )
     )
     return [Exemption(row.source, row.event) for row in rows]
+
+
+def add_exemptions(connection: Connection, exemptions: Sequence[Exemption]) -> None:
+    """Put exemptions on the list (one already there is left as it is)."""
+    insert_ignoring_duplicates(connection, mtu_exemptions, [e._asdict() for e in exemptions])
+
+
+def delete_exemption(connection: Connection, exemption: Exemption) -> bool:
+    """Take an exemption off the list; False if it was not on it."""
+    gone = connection.execute(
+        sa.delete(mtu_exemptions).where(
+            mtu_exemptions.c.source == exemption.source,
+            mtu_exemptions.c.event == exemption.event,
+        )
+    ).rowcount
+    return bool(gone)
 
 
 def _source() -> ColumnElement[str]:
