@@ -22,6 +22,11 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def code_point_order(connection: Connection, column: Any) -> Any:
+    """``column`` ordered by code point, as Python compares strings (PostgreSQL: "C" collation)."""
+    return column.collate("C") if connection.dialect.name == "postgresql" else column
+
+
 def normalise_url(url: str) -> str:
     """Plain ``postgresql://`` URLs use the psycopg 3 driver."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):

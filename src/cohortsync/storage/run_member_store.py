@@ -1,16 +1,22 @@
-"""The members a run skipped or the partner rejected, as stored (``sync_run_members``), read
-back in (distinct_id, outcome) order; the sync engine writes them (``sync.outcomes``)."""
+"""The members a run skipped or the partner rejected, as stored (``sync_run_members``): written
+by the sync engine (``sync.outcomes``), read back in (distinct_id, outcome) order."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from cohortsync.storage.database import RowBuffer, code_point_order
 from cohortsync.storage.tables import sync_run_members, sync_runs, syncs
-from cohortsync.sync.ledger import code_point_order
+
+
+def run_member_rows(engine: Engine, chunk: int) -> RowBuffer:
+    """A buffer of ``sync_run_members`` rows, stored ``chunk`` at a time in transactions of their
+    own (a run may skip hundreds of thousands of members)."""
+    return RowBuffer(engine, sync_run_members, chunk)
 
 
 class RunMemberStore:
@@ -60,3 +66,42 @@ class RunMemberStore:
         )
         options = self._connection.execution_options(stream_results=True, yield_per=chunk)
         yield from options.execute(query)
+
+    def forget(self, run_id: int, outcome: str) -> None:
+        """Drop the run's rows of one outcome (a run planned again starts afresh)."""
+        self._connection.execute(
+            sync_run_members.delete().where(
+                sync_run_members.c.run_id == run_id, sync_run_members.c.outcome == outcome
+            )
+        )
+
+    def replace(self, run_id: int, outcome: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Store ``rows`` of one outcome, replacing the run's earlier rows of their members."""
+        self._connection.execute(
+            sync_run_members.delete().where(
+                sync_run_members.c.run_id == run_id,
+                sync_run_members.c.outcome == outcome,
+                sync_run_members.c.distinct_id.in_([r["distinct_id"] for r in rows]),
+            )
+        )
+        self._connection.execute(sync_run_members.insert(), list(rows))
+
+    def keep_newest(self, sync_id: int, runs: int) -> None:
+        """Forget the rows of all but the sync's newest ``runs`` runs."""
+        newest = (
+            sa.select(sync_runs.c.id)
+            .where(sync_runs.c.sync_id == sync_id)
+            .order_by(sync_runs.c.id.desc())
+            .limit(runs)
+        )
+        oldest_kept = self._connection.execute(
+            sa.select(sa.func.min(newest.subquery().c.id))
+        ).scalar_one_or_none()
+        if oldest_kept is None:
+            return
+        older = sa.select(sync_runs.c.id).where(
+            sync_runs.c.sync_id == sync_id, sync_runs.c.id < oldest_kept
+        )
+        self._connection.execute(
+            sync_run_members.delete().where(sync_run_members.c.run_id.in_(older))
+        )

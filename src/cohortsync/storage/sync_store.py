@@ -208,6 +208,86 @@ class SyncStore:
             .values(status=SyncStatus.STOPPED, next_run_at=None, updated_at=now)
         )
 
+    # -- the partner's list -------------------------------------------------------------
+
+    def named_list_user(self, integration_id: int, sync_id: int, name: str) -> int | None:
+        """Another sync of the integration that sends a list of this name."""
+        other = self._connection.execute(
+            sa.select(syncs.c.id).where(
+                syncs.c.integration_id == integration_id,
+                syncs.c.id != sync_id,
+                syncs.c.list_name == name,
+            )
+        ).first()
+        return int(other[0]) if other is not None else None
+
+    def older_sync_on_list(self, integration_id: int, sync_id: int, list_id: str) -> int | None:
+        """An older sync of the integration that keeps the same partner list."""
+        older = self._connection.execute(
+            sa.select(syncs.c.id)
+            .where(
+                syncs.c.integration_id == integration_id,
+                syncs.c.id < sync_id,
+                syncs.c.list_id == list_id,
+            )
+            .limit(1)
+        ).first()
+        return int(older[0]) if older is not None else None
+
+    def lists_owned_elsewhere(self, integration_id: int, sync_id: int) -> frozenset[str]:
+        """Ids of the lists other syncs of the integration own."""
+        rows = self._connection.execute(
+            sa.select(syncs.c.list_id).where(
+                syncs.c.integration_id == integration_id,
+                syncs.c.id != sync_id,
+                syncs.c.list_id.is_not(None),
+            )
+        )
+        return frozenset(str(row[0]) for row in rows)
+
+    def keep_list(self, sync_id: int, list_id: str, name: str, **values: Any) -> None:
+        """Remember the sync's partner list (its id and name), with any other ``values``."""
+        self._connection.execute(
+            syncs.update()
+            .where(syncs.c.id == sync_id)
+            .values(list_id=list_id, list_name=name, **values)
+        )
+
+    def take_lease(self, sync_id: int, owner: str, now: datetime, until: datetime) -> bool:
+        """Take the sync's lease until ``until`` if nobody holds an unexpired one (or ``owner``
+        holds it already); whether it was taken. One conditional UPDATE: one worker wins."""
+        taken = self._connection.execute(
+            syncs.update()
+            .where(
+                syncs.c.id == sync_id,
+                sa.or_(
+                    syncs.c.lease_owner.is_(None),
+                    syncs.c.lease_until.is_(None),
+                    syncs.c.lease_until < now,
+                    syncs.c.lease_owner == owner,
+                ),
+            )
+            .values(lease_owner=owner, lease_until=until)
+        ).rowcount
+        return bool(taken)
+
+    def renew_lease(self, sync_id: int, owner: str, until: datetime) -> bool:
+        """Extend ``owner``'s lease to ``until``; False when ``owner`` no longer holds it."""
+        renewed = self._connection.execute(
+            syncs.update()
+            .where(syncs.c.id == sync_id, syncs.c.lease_owner == owner)
+            .values(lease_until=until)
+        ).rowcount
+        return bool(renewed)
+
+    def release_lease(self, sync_id: int, owner: str) -> None:
+        """Give the lease back (only if ``owner`` still holds it)."""
+        self._connection.execute(
+            syncs.update()
+            .where(syncs.c.id == sync_id, syncs.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
     def partner_of(self, sync_id: int) -> str:
         """The partner (integration type) a sync exports to."""
         partner = self._connection.execute(

@@ -11,13 +11,12 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.clock import Clock
 from cohortsync.domain.errors import CohortsyncError
 from cohortsync.storage.database import write_transaction
-from cohortsync.storage.tables import syncs
+from cohortsync.storage.sync_store import SyncStore
 
 log = logging.getLogger(__name__)
 
@@ -31,41 +30,21 @@ class LeaseLost(CohortsyncError):
 def take(engine: Engine, sync_id: int, owner: str, now: datetime, seconds: float) -> bool:
     """Take the sync's lease if nobody holds an unexpired one; True when taken."""
     with write_transaction(engine) as connection:
-        taken = connection.execute(
-            syncs.update()
-            .where(
-                syncs.c.id == sync_id,
-                sa.or_(
-                    syncs.c.lease_owner.is_(None),
-                    syncs.c.lease_until.is_(None),
-                    syncs.c.lease_until < now,
-                    syncs.c.lease_owner == owner,
-                ),
-            )
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-        ).rowcount
-    return bool(taken)
+        until = now + timedelta(seconds=seconds)
+        return SyncStore(connection).take_lease(sync_id, owner, now, until)
 
 
 def renew(connection: Connection, sync_id: int, owner: str, now: datetime, seconds: float) -> None:
     """Extend our lease inside the caller's transaction, or raise LeaseLost."""
-    renewed = connection.execute(
-        syncs.update()
-        .where(syncs.c.id == sync_id, syncs.c.lease_owner == owner)
-        .values(lease_until=now + timedelta(seconds=seconds))
-    ).rowcount
-    if not renewed:
+    until = now + timedelta(seconds=seconds)
+    if not SyncStore(connection).renew_lease(sync_id, owner, until):
         raise LeaseLost(f"sync {sync_id} was taken over by another worker")
 
 
 def release(engine: Engine, sync_id: int, owner: str) -> None:
     """Give the lease back (only if we still hold it)."""
     with write_transaction(engine) as connection:
-        connection.execute(
-            syncs.update()
-            .where(syncs.c.id == sync_id, syncs.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
+        SyncStore(connection).release_lease(sync_id, owner)
 
 
 class Heartbeat:

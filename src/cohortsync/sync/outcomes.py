@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Rejection
-from cohortsync.storage.database import RowBuffer, write_transaction
-from cohortsync.storage.tables import sync_run_members, sync_runs
+from cohortsync.storage.database import write_transaction
+from cohortsync.storage.run_member_store import RunMemberStore, run_member_rows
 from cohortsync.sync.diff import Change
 
 SKIPPED = "skipped"
@@ -27,14 +26,10 @@ class SkipRecorder:
     """Stores a run's skipped members in chunks as planning finds them."""
 
     def __init__(self, engine: Engine, run_id: int) -> None:
-        self._rows = RowBuffer(engine, sync_run_members, CHUNK)
+        self._rows = run_member_rows(engine, CHUNK)
         self._run_id = run_id
         with write_transaction(engine) as connection:  # a run planned again starts afresh
-            connection.execute(
-                sync_run_members.delete().where(
-                    sync_run_members.c.run_id == run_id, sync_run_members.c.outcome == SKIPPED
-                )
-            )
+            RunMemberStore(connection).forget(run_id, SKIPPED)
 
     def skip(self, distinct_id: str, reason: str, key: str | None = None) -> None:
         """Record one skipped member (with the partner key, where it was the reason)."""
@@ -71,30 +66,9 @@ def record_rejections(
         }
         for r in refused
     }
-    connection.execute(
-        sync_run_members.delete().where(
-            sync_run_members.c.run_id == run_id,
-            sync_run_members.c.outcome == REJECTED,
-            sync_run_members.c.distinct_id.in_(list(rows)),
-        )
-    )
-    connection.execute(sync_run_members.insert(), list(rows.values()))
+    RunMemberStore(connection).replace(run_id, REJECTED, list(rows.values()))
 
 
 def prune(connection: Connection, sync_id: int) -> None:
     """Forget the members of all but the sync's newest ``KEPT_RUNS`` runs."""
-    newest = (
-        sa.select(sync_runs.c.id)
-        .where(sync_runs.c.sync_id == sync_id)
-        .order_by(sync_runs.c.id.desc())
-        .limit(KEPT_RUNS)
-    )
-    oldest_kept = connection.execute(
-        sa.select(sa.func.min(newest.subquery().c.id))
-    ).scalar_one_or_none()
-    if oldest_kept is None:
-        return
-    older = sa.select(sync_runs.c.id).where(
-        sync_runs.c.sync_id == sync_id, sync_runs.c.id < oldest_kept
-    )
-    connection.execute(sync_run_members.delete().where(sync_run_members.c.run_id.in_(older)))
+    RunMemberStore(connection).keep_newest(sync_id, KEPT_RUNS)

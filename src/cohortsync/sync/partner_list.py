@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.destinations.base import (
@@ -30,11 +29,10 @@ from cohortsync.domain.errors import Conflict
 from cohortsync.domain.sync_status import RunStatus, RunTrigger
 from cohortsync.domain.syncs import Sync, SyncRun
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import sync_members, sync_partner_keys, sync_plan, syncs
+from cohortsync.storage.ledger_store import LedgerStore
+from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync.diff import REMOVE, Change
-from cohortsync.warehouse.sql import bulk_insert_ignoring
 
-ours = sync_members.alias("ours")
 READ_CHUNK = 20_000
 MAX_KEY = 255  # the longest member key stored
 # A planned removal of a member the partner holds but nobody here stands for: no distinct_id.
@@ -53,16 +51,10 @@ def refuse_shared_name(engine: Engine, sync: Sync, name: str) -> None:
     """A partner whose list is addressed by its name (a snapshot) cannot tell two lists of one
     name apart: a second sync of the integration may not use a name another sync uses."""
     with read_transaction(engine) as connection:
-        other = connection.execute(
-            sa.select(syncs.c.id).where(
-                syncs.c.integration_id == sync.integration_id,
-                syncs.c.id != sync.id,
-                syncs.c.list_name == name,
-            )
-        ).first()
+        other = SyncStore(connection).named_list_user(sync.integration_id, sync.id, name)
     if other is not None:
         raise Conflict(
-            f"sync {other[0]} already sends a list named {name!r} to this integration, and the "
+            f"sync {other} already sends a list named {name!r} to this integration, and the "
             "partner tells lists apart by name; rename the cohort, or put {cohort_id} in the "
             "integration's list name template"
         )
@@ -72,17 +64,9 @@ def _older_sync_on_the_same_list(engine: Engine, sync: Sync) -> int | None:
     """An older sync of the integration that keeps the same list (two cohorts of one name were
     given one Xtremepush list, found by title, before lists were kept by id): the older keeps
     it, and this one gets a list of its own, filled whole."""
+    assert sync.list_id is not None
     with read_transaction(engine) as connection:
-        older = connection.execute(
-            sa.select(syncs.c.id)
-            .where(
-                syncs.c.integration_id == sync.integration_id,
-                syncs.c.id < sync.id,
-                syncs.c.list_id == sync.list_id,
-            )
-            .limit(1)
-        ).first()
-    return int(older[0]) if older is not None else None
+        return SyncStore(connection).older_sync_on_list(sync.integration_id, sync.id, sync.list_id)
 
 
 def _take_off_what_only_this_sync_put(
@@ -91,17 +75,8 @@ def _take_off_what_only_this_sync_put(
     """Before leaving a shared list, take off it the members this sync put there that the
     older sync does not hold."""
     assert sync.list_id is not None
-    theirs = (
-        sa.select(sync_members.c.member_key)
-        .where(sync_members.c.sync_id == older, sync_members.c.member_key == ours.c.member_key)
-        .exists()
-    )
     with read_transaction(engine) as connection:
-        strays = connection.execute(
-            sa.select(ours.c.distinct_id, ours.c.member_key, ours.c.fields).where(
-                ours.c.sync_id == sync.id, ~theirs
-            )
-        ).all()
+        strays = LedgerStore(connection).only_here(sync.id, older)
     shared = PartnerList(sync.list_id, sync.list_name or "", cohort)
     size = destination.capabilities.max_batch
     for start in range(0, len(strays), size):
@@ -112,14 +87,7 @@ def _take_off_what_only_this_sync_put(
 def owned_elsewhere(engine: Engine, sync: Sync) -> frozenset[str]:
     """Ids of the lists other syncs of the same integration own."""
     with read_transaction(engine) as connection:
-        rows = connection.execute(
-            sa.select(syncs.c.list_id).where(
-                syncs.c.integration_id == sync.integration_id,
-                syncs.c.id != sync.id,
-                syncs.c.list_id.is_not(None),
-            )
-        )
-        return frozenset(str(row[0]) for row in rows)
+        return SyncStore(connection).lists_owned_elsewhere(sync.integration_id, sync.id)
 
 
 def find_or_make(
@@ -151,16 +119,11 @@ def find_or_make(
     recreated = sync.list_id is not None
     with write_transaction(engine) as connection:
         if recreated:
-            connection.execute(sync_members.delete().where(sync_members.c.sync_id == sync.id))
-            connection.execute(
-                sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync.id)
-            )
+            LedgerStore(connection).forget_all(sync.id)
         # A list just made is known to be empty; one found by name is known to nobody yet.
-        made = {"reconciled_at": now if target.created else None}
-        connection.execute(
-            syncs.update()
-            .where(syncs.c.id == sync.id)
-            .values(list_id=target.id, list_name=target.name, **made)
+        reconciled_at = now if target.created else None
+        SyncStore(connection).keep_list(
+            sync.id, target.id, target.name, reconciled_at=reconciled_at
         )
     return ListFound(target, recreated)
 
@@ -170,11 +133,7 @@ def keep(engine: Engine, sync: Sync, target: PartnerList) -> None:
     if target.id == sync.list_id and target.name == sync.list_name:
         return
     with write_transaction(engine) as connection:
-        connection.execute(
-            syncs.update()
-            .where(syncs.c.id == sync.id)
-            .values(list_id=target.id, list_name=target.name)
-        )
+        SyncStore(connection).keep_list(sync.id, target.id, target.name)
 
 
 def drift_suspected(previous: SyncRun | None) -> bool:
@@ -220,56 +179,23 @@ def read_back(
     (the diff then sends them again); returns how many were missing. A key longer than any we
     send cannot be one of ours and is left out."""
     with write_transaction(engine) as connection:
-        connection.execute(sync_partner_keys.delete().where(sync_partner_keys.c.sync_id == sync_id))
+        LedgerStore(connection).forget_partner_keys(sync_id)
     keys = (key for key in destination.read_members(target) if len(key) <= MAX_KEY)
     for chunk in _chunks(keys):
         with write_transaction(engine) as connection:
-            bulk_insert_ignoring(
-                connection,
-                "sync_partner_keys",
-                ("sync_id", "member_key"),
-                [(sync_id, key) for key in chunk],
-            )
-    held = (
-        sa.select(sync_partner_keys.c.member_key)
-        .where(
-            sync_partner_keys.c.sync_id == sync_id,
-            sync_partner_keys.c.member_key == sync_members.c.member_key,
-        )
-        .exists()
-    )
+            LedgerStore(connection).add_partner_keys(sync_id, chunk)
     with write_transaction(engine) as connection:
-        missing = connection.execute(
-            sync_members.delete().where(sync_members.c.sync_id == sync_id, ~held)
-        ).rowcount
-        connection.execute(syncs.update().where(syncs.c.id == sync_id).values(read_back_at=now))
-    return int(missing)
+        missing = LedgerStore(connection).forget_unheld(sync_id)
+        SyncStore(connection).update(sync_id, {"read_back_at": now})
+    return missing
 
 
 def plan_extras(engine: Engine, sync_id: int, run_id: int, sink: Callable[[Change], None]) -> int:
     """Plan the removal of members the partner holds that are neither acknowledged nor about to
     be added (strangers put on by hand, or left by a lost removal); returns how many."""
-    acknowledged = (
-        sa.select(sync_members.c.member_key)
-        .where(
-            sync_members.c.sync_id == sync_id,
-            sync_members.c.member_key == sync_partner_keys.c.member_key,
-        )
-        .exists()
-    )
-    not_ours = sa.select(sync_partner_keys.c.member_key).where(
-        sync_partner_keys.c.sync_id == sync_id, ~acknowledged
-    )
-    planned = sa.select(sync_plan.c.member_key).where(
-        sync_plan.c.run_id == run_id, sync_plan.c.op != REMOVE
-    )
-    # EXCEPT, not a second NOT EXISTS: the plan has no index on member_key, and a set difference
-    # is one pass over each side (0.5 s instead of 4 s at 1 M on SQLite).
-    query = sa.except_(not_ours, planned)
     extra = 0
     with read_transaction(engine) as connection:
-        result = connection.execution_options(stream_results=True, yield_per=2_000).execute(query)
-        for (key,) in result:
+        for key in LedgerStore(connection).strangers(sync_id, run_id):
             sink(Change(REMOVE, STRANGER, key, "{}"))
             extra += 1
     return extra

@@ -17,9 +17,9 @@ from cohortsync.destinations.base import Destination, PartnerMember, Skip
 from cohortsync.domain.errors import BatchError
 from cohortsync.domain.identity import DEVICE_PREFIX
 from cohortsync.storage.cohort_store import CohortStore
-from cohortsync.storage.database import read_transaction
+from cohortsync.storage.database import code_point_order, read_transaction
 from cohortsync.sync.diff import Change, DiffTally, member_diff
-from cohortsync.sync.ledger import acknowledged, code_point_order
+from cohortsync.sync.ledger import acknowledged
 
 ANONYMOUS = "anonymous"
 DUPLICATE = "duplicate partner id"
