@@ -162,15 +162,8 @@ class CohortService:
     ) -> Cohort:
         """A dynamic cohort; the definition is validated, references checked."""
         with write_transaction(self._engine) as connection:
-            return _create(
-                CohortStore(connection),
-                project_id,
-                name,
-                definition,
-                description,
-                created_by,
-                self._clock.now(),
-            )
+            store, now = CohortStore(connection), self._clock.now()
+            return _create(store, project_id, name, definition, description, created_by, now)
 
     def create_static(
         self,
@@ -212,15 +205,8 @@ class CohortService:
     ) -> Cohort:
         """Rename, describe or redefine a cohort (static cohorts keep their members)."""
         with write_transaction(self._engine) as connection:
-            return _update(
-                CohortStore(connection),
-                project_id,
-                cohort_id,
-                self._clock.now(),
-                name,
-                description,
-                definition,
-            )
+            store, now = CohortStore(connection), self._clock.now()
+            return _update(store, project_id, cohort_id, now, name, description, definition)
 
     def delete(self, project_id: int, cohort_id: int) -> None:
         """Delete a cohort no other cohort refers to."""
