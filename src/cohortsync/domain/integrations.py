@@ -17,6 +17,20 @@ class IntegrationStatus(StrEnum):
     DISCONNECTED = "disconnected"  # credentials forgotten, syncs stopped; connect a new one
 
 
+# A disconnected integration has forgotten its credentials: it is never used again (connect a
+# new one). A check against the partner moves the others to connected or error.
+INTEGRATION_MOVES: dict[IntegrationStatus, frozenset[IntegrationStatus]] = {
+    IntegrationStatus.CONNECTED: frozenset(IntegrationStatus),
+    IntegrationStatus.ERROR: frozenset(IntegrationStatus),
+    IntegrationStatus.DISCONNECTED: frozenset({IntegrationStatus.DISCONNECTED}),
+}
+
+
+def integration_sources(new: IntegrationStatus) -> tuple[IntegrationStatus, ...]:
+    """The statuses an integration may move to ``new`` from."""
+    return tuple(s for s in IntegrationStatus if new in INTEGRATION_MOVES[s])
+
+
 @dataclass(frozen=True)
 class Integration:
     """A partner account: its type, name, settings and status."""

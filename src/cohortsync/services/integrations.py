@@ -200,14 +200,13 @@ class IntegrationService:
         values: dict[str, Any] = {
             "credentials": self._keyring.seal(new_credentials),
             "settings": new_settings,
-            "status": status,
             "error": error,
             "updated_at": self._clock.now(),
         }
         if name is not None:
             values["name"] = name.strip() or current.name
         with write_transaction(self._engine) as connection:
-            IntegrationStore(connection).update(integration_id, values)
+            IntegrationStore(connection).move(integration_id, status, values)
         return self.get(project_id, integration_id)
 
     def list(self, project_id: int) -> list[Integration]:
@@ -227,10 +226,10 @@ class IntegrationService:
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
             store = IntegrationStore(connection)
-            store.update(
+            store.move(
                 integration_id,
+                IntegrationStatus.DISCONNECTED,
                 {
-                    "status": IntegrationStatus.DISCONNECTED,
                     "error": None,
                     "credentials": self._keyring.seal({}),
                     "updated_at": now,
@@ -244,8 +243,11 @@ class IntegrationService:
         """Mark a connected integration as needing attention, with the partner's words (a sync
         was refused: revoked key, lost permission); its syncs wait until it is fixed."""
         with write_transaction(self._engine) as connection:
-            IntegrationStore(connection).flag(
-                project_id, integration_id, message, self._clock.now()
+            IntegrationStore(connection).move(
+                integration_id,
+                IntegrationStatus.ERROR,
+                {"error": message, "updated_at": self._clock.now()},
+                only_from=(IntegrationStatus.CONNECTED,),
             )
 
     def _credentials(self, project_id: int, integration_id: int) -> dict[str, str]:

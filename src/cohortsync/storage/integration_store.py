@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.domain.integrations import Integration, IntegrationStatus
+from cohortsync.domain.integrations import Integration, IntegrationStatus, integration_sources
 from cohortsync.storage.tables import integrations, projects, webhook_secrets
 
 
@@ -67,22 +67,30 @@ class IntegrationStore:
         return [_integration(r) for r in rows]
 
     def update(self, integration_id: int, values: dict[str, Any]) -> None:
-        """Change an integration's stored columns."""
+        """Change an integration's stored columns other than its status."""
+        if "status" in values:
+            raise ValueError("an integration's status changes through move()")
         self._connection.execute(
             integrations.update().where(integrations.c.id == integration_id).values(**values)
         )
 
-    def flag(self, project_id: int, integration_id: int, message: str, now: datetime) -> None:
-        """Mark a connected integration as refused by the partner, with its words."""
-        self._connection.execute(
+    def move(
+        self,
+        integration_id: int,
+        new: IntegrationStatus,
+        values: dict[str, Any],
+        *,
+        only_from: tuple[IntegrationStatus, ...] | None = None,
+    ) -> bool:
+        """Move an integration to ``new`` (with ``values``) where its status allows it
+        (narrowed to ``only_from``); whether it moved."""
+        sources = [s for s in integration_sources(new) if only_from is None or s in only_from]
+        moved = self._connection.execute(
             integrations.update()
-            .where(
-                integrations.c.id == integration_id,
-                integrations.c.project_id == project_id,
-                integrations.c.status == IntegrationStatus.CONNECTED,
-            )
-            .values(status=IntegrationStatus.ERROR, error=message, updated_at=now)
+            .where(integrations.c.id == integration_id, integrations.c.status.in_(sources))
+            .values(status=new, **values)
         )
+        return bool(moved.rowcount)
 
     def sealed_credentials(self, project_id: int, integration_id: int) -> str:
         """The integration's credentials, still sealed."""
