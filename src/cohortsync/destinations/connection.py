@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from cohortsync.clock import Clock, SystemClock
 from cohortsync.destinations.base import Capabilities, RunInfo
 from cohortsync.destinations.http import (
     Action,
@@ -34,6 +35,7 @@ class ConnectorConfig:
     simplified_id_merge: bool = False  # the project's identity mode (partners match on $user_id)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
+    clock: Clock = field(default_factory=SystemClock)  # the time a request is stamped with
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
     timeout: float = 30.0
@@ -63,6 +65,7 @@ class ConnectorConfig:
             retry=self.retry,
             timeout=self.timeout,
             sleep=self.sleep,
+            clock=self.clock,
             rng=self.rng,
             transport=self.transport,
         )

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from cohortsync.clock import Clock, SystemClock
 from cohortsync.destinations.base import Capabilities
 from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
 from cohortsync.redaction import redact
@@ -72,8 +73,9 @@ def action_for(status: int, overrides: Mapping[int, Action] = {}) -> Action:
     return Action.FAIL_CONFIG
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds, or an HTTP date as seen
+    at ``now``)."""
     if value is None or not value.strip():
         return None
     text = value.strip()
@@ -85,7 +87,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    return max((when - now).total_seconds(), 0.0)
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ class PartnerClient:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    clock: Clock = field(default_factory=SystemClock)  # reads HTTP-date Retry-After
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
     stats: CallStats = field(default_factory=CallStats)
@@ -355,7 +358,7 @@ class PartnerClient:
         text = self.message(partner_message(response, self.describe))
         if action is Action.RATE_LIMITED:
             self.stats.rate_limited += 1
-            wait = parse_retry_after(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
             raise RateLimited(text, status, wait)
         if action is Action.RETRY:
             self.stats.server_errors += 1

@@ -81,6 +81,7 @@ class IntegrationService:
             simplified_id_merge=simplified,
             retry=retry or self._retry,
             sleep=self._sleep,
+            clock=self._clock,
             timeout=self._timeout,
         )
         return spec.build(config)

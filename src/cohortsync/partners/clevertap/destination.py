@@ -57,7 +57,6 @@ import csv
 import io
 import re
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import IO, Any
@@ -169,6 +168,7 @@ class CleverTapDestination(HttpConnector):
         account = config.credentials["account_id"]
         settings = config.settings
         self._columns = list(settings.get("export_properties") or [])
+        self._clock = config.clock
         self._template = str(settings.get("list_name_template", DEFAULT_LIST_TEMPLATE))
         self._email = str(settings.get("segment_email") or DEFAULT_SEGMENT_EMAIL)
         self._creator = str(settings.get("connector_name") or PARTNER_NAME)
@@ -216,7 +216,7 @@ class CleverTapDestination(HttpConnector):
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:
         """Upsert the members' profiles (``/1/upload``, stamped with the time of sending as
         the documented body shows); the snapshot puts them in the segment."""
-        now = int(time.time())
+        now = int(self._clock.now().timestamp())
         records = [
             {
                 "identity": m.key,
