@@ -1,7 +1,16 @@
-"""Each partner's emulator on loopback, and a connector pointed at it with instant retries."""
+"""Each partner's emulator on loopback, and a connector pointed at it with instant retries.
+
+Tests that take the ``harness`` fixture (the conformance suite) run once for every partner with
+an emulator, or only for the partner ``COHORTSYNC_CONFORMANCE_PARTNER`` names: a registered
+type (``iterable``), or the module of a partner declared outside the registry
+(``tests.destinations.fixture_partner``), whose ``SPEC`` is then registered for this pytest
+session only.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,9 +21,37 @@ from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import RetryPolicy
+from cohortsync.partners.registry import PARTNERS
+from cohortsync.partners.spec import Contract, PartnerSpec
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 
-PARTNERS = sorted(EMULATORS)
+CONFORMANCE_PARTNER = "COHORTSYNC_CONFORMANCE_PARTNER"
+
+
+def chosen_partner() -> str | None:
+    """The type of the one partner ``COHORTSYNC_CONFORMANCE_PARTNER`` names, if it names one;
+    a module path is imported and its ``SPEC`` registered (see :func:`pytest_configure`)."""
+    named = os.environ.get(CONFORMANCE_PARTNER, "").strip()
+    if not named or named in PARTNERS:
+        return named or None
+    spec = importlib.import_module(named).SPEC
+    assert isinstance(spec, PartnerSpec), f"{named}.SPEC is not a PartnerSpec"
+    return spec.type
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the partner module ``COHORTSYNC_CONFORMANCE_PARTNER`` names, for this session."""
+    named = os.environ.get(CONFORMANCE_PARTNER, "").strip()
+    if named and named not in PARTNERS:
+        config.add_cleanup(PARTNERS.register(importlib.import_module(named).SPEC))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking ``harness`` runs against every emulator, or the chosen partner's."""
+    if "harness" in metafunc.fixturenames:
+        chosen = chosen_partner()
+        partners = [chosen] if chosen is not None else sorted(EMULATORS)
+        metafunc.parametrize("harness", partners, indirect=True)
 
 
 @dataclass
@@ -28,13 +65,25 @@ class Harness:
     def partner(self) -> str:
         return self.sandbox.partner
 
+    @property
+    def spec(self) -> PartnerSpec:
+        """What the partner declares about itself."""
+        return registry.partner(self.partner)
+
+    @property
+    def contract(self) -> Contract:
+        """What the partner declares the conformance suite checks it for."""
+        contract = self.spec.contract
+        assert contract is not None, f"{self.partner} declares no contract"
+        return contract
+
     def list_name(self, cohort: CohortInfo) -> str:
         """The list name the integration's default template gives ``cohort``."""
-        template = registry.partner(self.partner).list_template
+        template = self.spec.list_template
         return registry.list_name({"list_name_template": template}, cohort.name, cohort.id)
 
     def destination(self, **credentials: str) -> Destination:
-        spec = registry.partner(self.partner)
+        spec = self.spec
         body = self.sandbox.integration()
         settings = registry.check_settings(spec, body["settings"], allow_custom_endpoints=True)
         config = ConnectorConfig(
@@ -56,8 +105,9 @@ def fresh(sandboxes: dict[str, RunningSandbox], partner: str) -> Harness:
     return Harness(sandbox)
 
 
-@pytest.fixture(params=PARTNERS)
+@pytest.fixture
 def harness(request: pytest.FixtureRequest, sandboxes: dict[str, RunningSandbox]) -> Harness:
+    """A harness on the emulator of the partner the test is parametrized with."""
     return fresh(sandboxes, request.param)
 
 

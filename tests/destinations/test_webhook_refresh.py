@@ -1,5 +1,6 @@
-"""The webhook's ``members`` refresh against the receiver emulator on loopback: a session of
-pages of at most 1,000 that replaces the cohort's membership once its last page arrives."""
+"""The webhook's sessions against the receiver emulator on loopback: a run's pages numbered
+from one, and the ``members`` refresh, a session of pages of at most 1,000 that replaces the
+cohort's membership once its last page arrives."""
 
 from __future__ import annotations
 
@@ -129,3 +130,14 @@ def test_the_receiver_refuses_members_without_a_distinct_id(receiver: Harness) -
     reply = send(receiver, body)
     assert reply.status_code == 400 and reply.json()["status"] == "failure"
     assert state(receiver).lists == {}
+
+
+def test_webhook_pages_of_a_session_are_numbered_from_one(receiver: Harness) -> None:
+    webhook = destination(receiver)
+    target = webhook.ensure_list(receiver.list_name(COHORT), COHORT)
+    everyone = people(webhook, *(f"user-{i}" for i in range(2500)))
+    webhook.begin_run(RunInfo("session-42", adds=2500, removes=0))
+    for start in range(0, len(everyone), 1000):
+        webhook.add_members(target, everyone[start : start + 1000])
+    pages = state(receiver).sessions["session-42"]
+    assert pages == [{"total_pages": 3, "page_count": n} for n in (1, 2, 3)]

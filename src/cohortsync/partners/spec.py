@@ -1,5 +1,6 @@
 """What a partner declares about itself (:class:`PartnerSpec`): what connecting it takes, the
-factory of its connector, and, where it has them, its event format, outreach events and emulator."""
+factory of its connector, and, where it has them, its event format, outreach events, emulator
+and the contract the conformance suite holds its connector and emulator to."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ class Outreach:
     headers: Callable[[str, bytes, int | None], dict[str, str]]
 
 
+@dataclass(frozen=True)
+class Contract:
+    """What the conformance suite (``tests/destinations/test_conformance.py``) checks a
+    partner's connector against its emulator for, besides its :class:`Capabilities`.
+
+    ``refusal`` is the partner's own words for wrong or revoked credentials: a check or a run
+    refused with them stops, and the message the admin reads contains them. ``rejects_members``
+    says the partner refuses members one by one inside an answer that takes the rest of the
+    batch (False: it acknowledges a batch as a whole, as the cohort-webhook protocol does)."""
+
+    refusal: str
+    rejects_members: bool = True
+
+
 CredentialsModel = type[PartnerCredentials]  # named here: the spec's field ``type`` shadows type
 SettingsModel = type[PartnerSettings]
 
@@ -43,7 +58,8 @@ SettingsModel = type[PartnerSettings]
 @dataclass(frozen=True)
 class PartnerSpec:
     """What connecting one partner takes (its typed credentials and settings), the factory of
-    its connector, and the parts it has besides."""
+    its connector, and the parts it has besides. A partner with an emulator declares its
+    :class:`Contract` too: the conformance suite runs against every emulator."""
 
     type: str
     title: str
@@ -54,6 +70,14 @@ class PartnerSpec:
     events: PartnerFormat | None = None  # the partner's webhook events, where it sends them
     outreach: Outreach | None = None
     emulator: Emulator | None = None
+    contract: Contract | None = None
+
+    def __post_init__(self) -> None:
+        if self.emulator is not None and self.contract is None:
+            raise ValueError(
+                f"partner {self.type!r} has an emulator but no contract: declare what the "
+                "conformance suite checks it for (PartnerSpec.contract)"
+            )
 
     @property
     def regions(self) -> Mapping[str, str]:

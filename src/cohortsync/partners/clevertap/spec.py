@@ -19,7 +19,7 @@ from cohortsync.partners.fields import (
     email_address,
     plain_text,
 )
-from cohortsync.partners.spec import Emulator, PartnerSpec
+from cohortsync.partners.spec import Contract, Emulator, PartnerSpec
 
 REGIONS = {
     "eu1": "https://api.clevertap.com",
@@ -68,4 +68,5 @@ SPEC = PartnerSpec(
     events=CleverTapFormat(),
     outreach=OUTREACH,
     emulator=Emulator(CleverTapSandbox, create_app),
+    contract=Contract("Account ID is not valid"),
 )

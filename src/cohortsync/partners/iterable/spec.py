@@ -12,7 +12,7 @@ from cohortsync.partners.iterable.destination import CAPABILITIES, IterableDesti
 from cohortsync.partners.iterable.emulator import IterableSandbox, create_app
 from cohortsync.partners.iterable.events import IterableFormat
 from cohortsync.partners.iterable.outreach import OUTREACH
-from cohortsync.partners.spec import Emulator, PartnerSpec
+from cohortsync.partners.spec import Contract, Emulator, PartnerSpec
 
 HOSTS = {"us": "https://api.iterable.com", "eu": "https://api.eu.iterable.com"}
 
@@ -39,4 +39,5 @@ SPEC = PartnerSpec(
     events=IterableFormat(),
     outreach=OUTREACH,
     emulator=Emulator(IterableSandbox, create_app),
+    contract=Contract("BadApiKey: Invalid API key"),
 )

@@ -14,7 +14,7 @@ from cohortsync.partners.fields import (
     PartnerSettings,
     http_url,
 )
-from cohortsync.partners.spec import Emulator, PartnerSpec
+from cohortsync.partners.spec import Contract, Emulator, PartnerSpec
 from cohortsync.partners.webhook.destination import CAPABILITIES, WebhookDestination
 from cohortsync.partners.webhook.emulator import WebhookSandbox, create_app
 
@@ -48,4 +48,5 @@ SPEC = PartnerSpec(
     capabilities=CAPABILITIES,
     build=WebhookDestination,
     emulator=Emulator(WebhookSandbox, create_app, path="/cohorts", url_setting="url"),
+    contract=Contract("bad credentials", rejects_members=False),
 )

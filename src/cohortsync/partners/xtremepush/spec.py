@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import SecretStr
 
 from cohortsync.partners.fields import Form, PartnerCredentials, PartnerSettings
-from cohortsync.partners.spec import Emulator, PartnerSpec
+from cohortsync.partners.spec import Contract, Emulator, PartnerSpec
 from cohortsync.partners.xtremepush.destination import CAPABILITIES, XtremepushDestination
 from cohortsync.partners.xtremepush.emulator import XtremepushSandbox, create_app
 from cohortsync.partners.xtremepush.events import XtremepushFormat
@@ -42,4 +42,5 @@ SPEC = PartnerSpec(
     events=XtremepushFormat(),
     outreach=OUTREACH,
     emulator=Emulator(XtremepushSandbox, create_app),
+    contract=Contract("Authentication failed"),
 )
