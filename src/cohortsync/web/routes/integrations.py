@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.app_state import AppState, StateDep
 from cohortsync.destinations import registry
+from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key
 from cohortsync.services import integrations
-from cohortsync.services.integrations import DISCONNECTED, Integration
 from cohortsync.web.access import AdminActionDep, AdminViewDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
 from cohortsync.web.partner_forms import connect_fields, read_connect_form
@@ -30,7 +30,11 @@ def _advanced(state: AppState) -> tuple[str, ...]:
 
 def _cards(request: Request, state: AppState, view: ProjectView) -> dict[str, Any]:
     """What the cards show: each partner with its integrations that are not disconnected."""
-    current = [i for i in state.integrations.list(view.project.id) if i.status != DISCONNECTED]
+    current = [
+        i
+        for i in state.integrations.list(view.project.id)
+        if i.status != IntegrationStatus.DISCONNECTED
+    ]
     partners = [
         (spec, [i for i in current if i.type == spec.type]) for spec in registry.PARTNERS.values()
     ]
