@@ -28,22 +28,36 @@ from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 CONFORMANCE_PARTNER = "COHORTSYNC_CONFORMANCE_PARTNER"
 
 
+def declared_elsewhere(named: str) -> PartnerSpec:
+    """The ``SPEC`` of the module ``named``, a partner outside the registry."""
+    try:
+        module = importlib.import_module(named)
+    except ModuleNotFoundError as missing:
+        if missing.name is None or not named.startswith(missing.name):
+            raise
+        known = ", ".join(PARTNERS)
+        raise pytest.UsageError(
+            f"{CONFORMANCE_PARTNER}={named!r} is neither a partner type ({known}) nor a module"
+        ) from None
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, PartnerSpec):
+        raise pytest.UsageError(f"{named} has no SPEC = PartnerSpec(...)")
+    return spec
+
+
 def chosen_partner() -> str | None:
-    """The type of the one partner ``COHORTSYNC_CONFORMANCE_PARTNER`` names, if it names one;
-    a module path is imported and its ``SPEC`` registered (see :func:`pytest_configure`)."""
+    """The type of the one partner ``COHORTSYNC_CONFORMANCE_PARTNER`` names, if it names one."""
     named = os.environ.get(CONFORMANCE_PARTNER, "").strip()
     if not named or named in PARTNERS:
         return named or None
-    spec = importlib.import_module(named).SPEC
-    assert isinstance(spec, PartnerSpec), f"{named}.SPEC is not a PartnerSpec"
-    return spec.type
+    return declared_elsewhere(named).type
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the partner module ``COHORTSYNC_CONFORMANCE_PARTNER`` names, for this session."""
     named = os.environ.get(CONFORMANCE_PARTNER, "").strip()
     if named and named not in PARTNERS:
-        config.add_cleanup(PARTNERS.register(importlib.import_module(named).SPEC))
+        config.add_cleanup(PARTNERS.register(declared_elsewhere(named)))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

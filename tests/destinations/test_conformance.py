@@ -110,7 +110,8 @@ def test_a_batch_over_the_limit_is_refused_by_the_partner(harness: Harness) -> N
 
 def test_members_the_partner_refuses_are_reported_one_by_one(harness: Harness) -> None:
     if not harness.contract.rejects_members:
-        pytest.skip(f"{harness.spec.title} acknowledges a batch as a whole")
+        reason = "acknowledges a batch as a whole (Contract.rejects_members is False)"
+        pytest.skip(f"{harness.spec.title} {reason}")
     destination = harness.destination()
     target = destination.ensure_list(harness.list_name(COHORT), COHORT)
     batch = members(destination, 10)
