@@ -46,7 +46,7 @@ def test_the_whole_conformance_suite_passes_for_a_partner_from_a_fixture_folder(
     command = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:randomly"]
     command += ["-p", "no:cacheprovider", f"--junitxml={report}"]
     run = subprocess.run(
-        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     cases = ElementTree.parse(report).getroot().iter("testcase")
