@@ -24,8 +24,10 @@ from cohortsync.clock import SystemClock, now_ms
 from cohortsync.demo.dataset import DemoConfig, generate
 from cohortsync.domain.identity import IdentityMode
 from cohortsync.ingest.events import PreparedBatch, prepare_events
-from cohortsync.services import accounts, cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
+from cohortsync.services.projects import ProjectService
+from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import create_engine, read_transaction, write_transaction
 from cohortsync.storage.migrate import upgrade
 
@@ -70,7 +72,7 @@ def build_dataset(path: Path, users: int, progress: Callable[[str], None]) -> in
     """Seed a fresh SQLite file with the demo dataset; returns the evaluation time it used."""
     engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     service = IngestionService(engine, SystemClock())
     anchor = now_ms(SystemClock())
     shards = [(first, min(SHARD, users - first), anchor) for first in range(0, users, SHARD)]
@@ -215,19 +217,17 @@ def measure(engine: Engine, now: int, label: str, repeats: int) -> list[Row]:
             connection.exec_driver_sql("TRUNCATE cohorts RESTART IDENTITY CASCADE")
         else:
             connection.exec_driver_sql("DELETE FROM cohorts")
-        ids = [
-            cohorts.create_cohort(connection, 1, name, definition).id
-            for name, definition, _ in cases
-        ]
-        if ids[0] != 1:  # the in_cohort case refers to cohort 1
-            raise RuntimeError("the cohorts table must start from id 1; use a fresh dataset")
+    service = CohortService(engine, SystemClock())
+    ids = [service.create(1, name, definition).id for name, definition, _ in cases]
+    if ids[0] != 1:  # the in_cohort case refers to cohort 1
+        raise RuntimeError("the cohorts table must start from id 1; use a fresh dataset")
     rows = []
     for cohort_id, (name, _, hand) in zip(ids, cases, strict=True):
         with read_transaction(engine) as connection:
             if dialect == "postgresql":  # a plan gone wrong shows as a failure, not a hang
                 connection.exec_driver_sql(f"SET LOCAL statement_timeout = '{TIMEOUT_S}s'")
             compiled, got = _median_seconds(
-                functools.partial(cohorts.count_members, connection, 1, cohort_id, now), repeats
+                functools.partial(CohortStore(connection).count_members, 1, cohort_id, now), repeats
             )
             written, expected = _median_seconds(
                 functools.partial(_count, connection, hand), repeats
@@ -295,7 +295,7 @@ def copy_to_postgres(source: Engine, url: str, progress: Callable[[str], None]) 
     admin.dispose()
     target = create_engine(target_url.render_as_string(hide_password=False))
     upgrade(target)
-    accounts.ensure_default_project(target)
+    ProjectService(target, SystemClock()).ensure_default()
     tables = {
         "events": "project_id, time, event, distinct_id, insert_id, dedup_hash, properties",
         "identities": "project_id, distinct_id, canonical_id",

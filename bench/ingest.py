@@ -26,7 +26,7 @@ import psutil
 from bench.harness import Row
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.domain.events import parse_event
-from cohortsync.services import accounts
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import create_engine, write_transaction
 from cohortsync.storage.migrate import upgrade
 from cohortsync.warehouse.events import event_rows, insert_rows
@@ -70,9 +70,8 @@ def _prepare_database(directory: Path) -> tuple[str, str]:
     url = f"sqlite:///{directory / 'bench.db'}"
     engine = create_engine(url)
     upgrade(engine)
-    project, _ = accounts.ensure_default_project(engine)
-    with write_transaction(engine) as connection:
-        secret = accounts.rotate_api_secret(connection, project.id)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
+    secret = ProjectService(engine, SystemClock()).rotate_api_secret(project.id)
     engine.dispose()
     return url, secret
 

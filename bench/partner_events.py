@@ -35,9 +35,10 @@ from cohortsync.partners.iterable.outreach import iterable_webhook
 from cohortsync.partners.xtremepush.outreach import xtremepush_webhook
 from cohortsync.sandbox.fleet import start_sandbox
 from cohortsync.sandbox.outreach import PartnerCaller
-from cohortsync.services import accounts, mtu
+from cohortsync.services import mtu
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import create_engine, read_transaction
 from cohortsync.storage.migrate import upgrade
 from cohortsync.storage.tables import events
@@ -52,7 +53,7 @@ def _seed(url: str, keyring: Keyring) -> dict[str, str]:
     """Users with partner keys, and an integration of each partner; returns their secrets."""
     engine = create_engine(url)
     upgrade(engine)
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     ingestion = IngestionService(engine, SystemClock())
     for start in range(0, SEED_USERS, 2000):
         updates = [
@@ -211,7 +212,7 @@ def _mtu_dataset(users: int, progress: Callable[[str], None]) -> tuple[Path, int
     progress(f"copying the {users:,}-user dataset for the MTU suite")
     shutil.copy(source_path, path)
     engine = create_engine(f"sqlite:///{path}")
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     store = PartnerEventStore(engine)
     month = _report_month(anchor)
     month_start, month_end = month.start_ms(), month.next().start_ms()
@@ -285,7 +286,7 @@ def mtu_report_time(users: int, repeats: int, progress: Callable[[str], None]) -
     report: dict[str, Any] = {}
     for _ in range(repeats):
         started = time.perf_counter()
-        report = mtu.mtu_report(engine, 1, month).as_json()
+        report = mtu.MtuReports(engine).report(1, month).as_json()
         times.append(time.perf_counter() - started)
     with read_transaction(engine) as connection:
         total = connection.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()

@@ -31,11 +31,13 @@ from bench.harness import Row
 from bench.sync import COHORT, _database, _user, measured_run
 from cohortsync.clock import SystemClock, now_ms
 from cohortsync.destinations.base import PartnerMember
+from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode
 from cohortsync.keyring import Keyring, generate_key
 from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import start_sandbox
-from cohortsync.services import accounts, cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.projects import ProjectService
 from cohortsync.services.syncs import SyncService
 from cohortsync.storage.database import create_engine, read_transaction, write_transaction
 from cohortsync.storage.migrate import upgrade
@@ -43,7 +45,6 @@ from cohortsync.storage.tables import sync_members, syncs
 from cohortsync.sync import planning as planning_module
 from cohortsync.sync.diff import encode_fields
 from cohortsync.sync.plan import cohort_members
-from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 
 SUITE = "reconcile"
@@ -131,7 +132,7 @@ def _prepare(database: str, integration: Mapping[str, Any], list_id: str, pipe: 
     member acknowledged (its list read back just now, so only the asked-for run reads it)."""
     engine = create_engine(f"sqlite:///{database}")
     upgrade(engine)
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     clock = SystemClock()
     key = generate_key()
     integrations = IntegrationService(engine, Keyring([key]), clock, allow_custom_endpoints=True)
@@ -139,8 +140,7 @@ def _prepare(database: str, integration: Mapping[str, Any], list_id: str, pipe: 
         project.id, integration["type"], integration["credentials"], integration["settings"]
     )
     service = SyncService(engine, integrations, clock, SyncRunner(engine, integrations, clock))
-    with read_transaction(engine) as connection:
-        cohort = next(c for c in cohorts.list_cohorts(connection, project.id) if c.name == COHORT)
+    cohort = next(c for c in CohortService(engine, clock).list(project.id) if c.name == COHORT)
     sync = service.export(project.id, cohort.id, connected.id, SyncMode.DYNAMIC)
     with write_transaction(engine) as connection:
         connection.execute(

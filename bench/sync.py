@@ -32,18 +32,19 @@ from sqlalchemy.engine import Connection
 from bench.harness import Row
 from cohortsync.clock import SystemClock
 from cohortsync.destinations.base import PartnerMember
+from cohortsync.domain.sync_status import RunStatus, SyncMode
 from cohortsync.keyring import Keyring, generate_key
 from cohortsync.partners.iterable import destination as iterable
 from cohortsync.sandbox.fleet import start_sandbox
-from cohortsync.services import accounts, cohorts
+from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.projects import ProjectService
 from cohortsync.services.syncs import SyncService
-from cohortsync.storage.database import create_engine, read_transaction, write_transaction
+from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import upgrade
 from cohortsync.sync.diff import Acknowledged, DiffTally, encode_fields, member_diff
 from cohortsync.sync.plan import cohort_members
-from cohortsync.domain.sync_status import RunStatus, SyncMode
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 
 SUITE = "sync"
@@ -182,7 +183,7 @@ def build_database(path: Path, users: int, progress: Callable[[str], None]) -> N
     the real profile ingestion, and the cohort selecting them."""
     engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     service = IngestionService(engine, SystemClock())
     for first in range(0, users, PROFILE_CHUNK):
         updates = [
@@ -202,8 +203,7 @@ def build_database(path: Path, users: int, progress: Callable[[str], None]) -> N
         if result.failed:
             raise RuntimeError(f"profiles were refused: {result.failed[:3]}")
         progress(f"  building profiles: {min(first + PROFILE_CHUNK, users):,} of {users:,}")
-    with write_transaction(engine) as connection:
-        cohorts.create_cohort(connection, project.id, COHORT, DEFINITION)
+    CohortService(engine, SystemClock()).create(project.id, COHORT, DEFINITION)
     engine.dispose()
     with sqlite3.connect(path) as direct:
         direct.execute("ANALYZE")
@@ -284,7 +284,7 @@ def _sync_worker(database: str, integration: Mapping[str, Any], pipe: Pipe) -> N
     (``SyncService.run_now``), reporting times and the run's outcome."""
     engine = create_engine(f"sqlite:///{database}")
     upgrade(engine)  # a database cached by an older version gets the newer schema
-    project, _ = accounts.ensure_default_project(engine)
+    project, _ = ProjectService(engine, SystemClock()).ensure_default()
     clock = SystemClock()
     integrations = IntegrationService(
         engine, Keyring([generate_key()]), clock, allow_custom_endpoints=True
@@ -302,8 +302,7 @@ def _sync_worker(database: str, integration: Mapping[str, Any], pipe: Pipe) -> N
 
     runner = SyncRunner(engine, integrations, clock, SyncConfig(), source=source)
     service = SyncService(engine, integrations, clock, runner)
-    with read_transaction(engine) as connection:
-        cohort = next(c for c in cohorts.list_cohorts(connection, project.id) if c.name == COHORT)
+    cohort = next(c for c in CohortService(engine, clock).list(project.id) if c.name == COHORT)
     sync = service.export(project.id, cohort.id, connected.id, SyncMode.ONE_TIME)
     pipe.send("ready")
     pipe.recv()

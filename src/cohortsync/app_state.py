@@ -18,7 +18,7 @@ from cohortsync.services.cohorts import CohortService
 from cohortsync.services.explain import Explainer
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
-from cohortsync.services.mtu import MTU_RECOUNT_AFTER, MtuHistory
+from cohortsync.services.mtu import MTU_RECOUNT_AFTER, MtuHistory, MtuReports
 from cohortsync.services.partner_events import PartnerEventService
 from cohortsync.services.projects import ProjectService
 from cohortsync.services.run_members import RunMemberReport
@@ -45,6 +45,7 @@ class AppState:
     run_members: RunMemberReport
     explainer: Explainer
     partner_events: PartnerEventService
+    mtu: MtuReports
     mtu_history: MtuHistory
 
     def close(self) -> None:
@@ -101,6 +102,7 @@ def build_state(
             max_body_bytes=settings.webhook_max_body_bytes,
             replay_window=timedelta(minutes=settings.webhook_replay_minutes),
         ),
+        mtu=MtuReports(engine),
         mtu_history=MtuHistory(engine, clock, MTU_RECOUNT_AFTER),
     )
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import Clock, as_utc
-from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import integrations, syncs
+from cohortsync.clock import Clock
 from cohortsync.domain.sync_status import RunStatus
 from cohortsync.domain.syncs import RunCounts
-from cohortsync.storage.sync_store import awaiting_turn
+from cohortsync.storage.database import read_transaction
+from cohortsync.storage.sync_store import SyncStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -127,18 +125,10 @@ class SyncLag(Collector):
         """Read the due times of the syncs awaiting their turn now."""
         lag = self._family()
         now = self._clock.now()
-        earliest = sa.func.min(syncs.c.next_run_at).label("due")  # the most overdue
-        query = (
-            sa.select(integrations.c.type, earliest)
-            .join(integrations, integrations.c.id == syncs.c.integration_id)
-            .where(awaiting_turn())
-            .group_by(integrations.c.type)
-            .order_by(integrations.c.type)
-        )
         with read_transaction(self._engine) as connection:
-            rows = connection.execute(query).all()
-        for row in rows:
-            lag.add_metric([row.type], max((now - as_utc(row.due)).total_seconds(), 0.0))
+            due = SyncStore(connection).earliest_due_by_partner()
+        for partner, when in due:
+            lag.add_metric([partner], max((now - when).total_seconds(), 0.0))
         yield lag
 
 

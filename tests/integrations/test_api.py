@@ -7,10 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import accounts, integrations
-from cohortsync.storage.database import write_transaction
+from cohortsync.services import integrations
+from cohortsync.services.accounts import AccountService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 
@@ -18,11 +19,9 @@ PARTNERS = ["clevertap", "iterable", "webhook", "xtremepush"]
 
 
 def member_token(server: LiveServer, project: Project) -> str:
-    with write_transaction(server.engine) as connection:
-        accounts.create_user(
-            connection, "analyst@example.com", "correct horse battery", Role.MEMBER, project.id
-        )
-        return accounts.create_token(connection, "analyst@example.com")
+    accounts = AccountService(server.engine, SystemClock())
+    accounts.create_user("analyst@example.com", "correct horse battery", Role.MEMBER, project.id)
+    return accounts.create_token("analyst@example.com")
 
 
 @pytest.fixture
@@ -163,7 +162,6 @@ def test_edit_rechecks_and_disconnect_forgets(
 def test_base_url_needs_the_operators_permission(
     engine: Any, project: Project, sandboxes: dict[str, RunningSandbox], tmp_path: Any
 ) -> None:
-    from cohortsync.clock import SystemClock
     from cohortsync.domain.errors import BatchError
     from cohortsync.keyring import Keyring, generate_key
     from cohortsync.services.integrations import IntegrationService

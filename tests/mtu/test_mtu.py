@@ -75,7 +75,7 @@ def scenario() -> list[dict[str, Any]]:
 def test_the_month_of_the_acceptance(engine: Engine, project: Project) -> None:
     sent = scenario()
     store(engine, project, sent)
-    report = mtu.mtu_report(engine, project.id, NOVEMBER).as_json()
+    report = mtu.MtuReports(engine).report(project.id, NOVEMBER).as_json()
     assert report["mtu"] == 5
     expected_counted = {"opened-it", "buyer", "no-source", "wrong-source", "merged"}
     assert len(expected_counted) == 5
@@ -92,17 +92,17 @@ def test_the_month_of_the_acceptance(engine: Engine, project: Project) -> None:
     assert report["reached_only_by_exempt"] == {"clevertap": 1, "iterable": 1, "xtremepush": 2}
     canonical = {"$device:phone-1": "merged", "phone-1": "merged"}
     start, end = NOVEMBER.start_ms(), NOVEMBER.next().start_ms()
-    reference = reference_report(sent, canonical, mtu.exemptions(engine), start, end)
+    reference = reference_report(sent, canonical, mtu.MtuReports(engine).exemptions(), start, end)
     assert {k: report[k] for k in reference} == reference
 
 
 def test_editing_the_exemption_list_changes_the_count(engine: Engine, project: Project) -> None:
     store(engine, project, scenario())
-    before = mtu.mtu_report(engine, project.id, NOVEMBER).as_json()["mtu"]
-    mtu.remove_exemption(engine, "iterable", "emailSend")
-    assert mtu.mtu_report(engine, project.id, NOVEMBER).as_json()["mtu"] == before + 1
-    mtu.add_exemption(engine, "*", "Purchase")
-    after = mtu.mtu_report(engine, project.id, NOVEMBER).as_json()
+    before = mtu.MtuReports(engine).report(project.id, NOVEMBER).as_json()["mtu"]
+    mtu.MtuReports(engine).remove_exemption("iterable", "emailSend")
+    assert mtu.MtuReports(engine).report(project.id, NOVEMBER).as_json()["mtu"] == before + 1
+    mtu.MtuReports(engine).add_exemption("*", "Purchase")
+    after = mtu.MtuReports(engine).report(project.id, NOVEMBER).as_json()
     assert after["mtu"] == before + 1  # the buyer still counts through their emailSend
     assert after["exempt"]["*"] == {"$identify": 1, "Purchase": 1}
 
@@ -138,10 +138,10 @@ def test_any_month_matches_the_reference(
     )
     sent = [link] + [event(n, u, START + timedelta(seconds=s), src) for n, src, u, s in drawn]
     store(engine, project, sent)
-    report = mtu.mtu_report(engine, project.id, NOVEMBER).as_json()
+    report = mtu.MtuReports(engine).report(project.id, NOVEMBER).as_json()
     canonical = {"$device:d1": "u1", "d1": "u1"}
     start, end = NOVEMBER.start_ms(), NOVEMBER.next().start_ms()
-    reference = reference_report(sent, canonical, mtu.exemptions(engine), start, end)
+    reference = reference_report(sent, canonical, mtu.MtuReports(engine).exemptions(), start, end)
     assert {k: report[k] for k in reference} == reference
 
 
@@ -209,8 +209,8 @@ def test_the_chart_history_counts_again_after_an_exemption_edit(
     history = mtu.MtuHistory(engine, clock, recount_after=timedelta(minutes=15))
     store(engine, project, scenario())
     assert history.by_month(project.id, [NOVEMBER]) == [(NOVEMBER, 5)]
-    mtu.remove_exemption(engine, "iterable", "emailSend")  # sent-only-it now counts
+    mtu.MtuReports(engine).remove_exemption("iterable", "emailSend")  # sent-only-it now counts
     try:
         assert history.by_month(project.id, [NOVEMBER]) == [(NOVEMBER, 6)]
     finally:
-        mtu.add_exemption(engine, "iterable", "emailSend")
+        mtu.MtuReports(engine).add_exemption("iterable", "emailSend")

@@ -20,7 +20,7 @@ def test_the_exemption_list_is_the_seed_pages_list_word_for_word(partner: str) -
 
 
 def test_a_new_database_starts_with_the_seed_lists(engine: Engine) -> None:
-    table = mtu.exemptions(engine)
+    table = mtu.MtuReports(engine).exemptions()
     for partner in OURS:
         held = tuple(e.event for e in table if e.source == partner)
         (seed, *_) = exempt_lists(partner)

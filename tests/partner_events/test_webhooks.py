@@ -427,15 +427,13 @@ def test_the_secret_is_shown_once_and_rotates_with_an_overlap(partners: Partners
 def test_members_cannot_rotate_and_a_disconnected_integration_refuses_events(
     partners: Partners,
 ) -> None:
+    from cohortsync.clock import SystemClock
     from cohortsync.domain.accounts import Role
-    from cohortsync.services import accounts
-    from cohortsync.storage.database import write_transaction
+    from cohortsync.services.accounts import AccountService
 
-    with write_transaction(partners.server.engine) as connection:
-        accounts.create_user(
-            connection, "m@example.com", "correct horse battery", Role.MEMBER, partners.project.id
-        )
-        member = accounts.create_token(connection, "m@example.com")
+    accounts = AccountService(partners.server.engine, SystemClock())
+    accounts.create_user("m@example.com", "correct horse battery", Role.MEMBER, partners.project.id)
+    member = accounts.create_token("m@example.com")
     base = f"/api/v1/projects/{partners.project.id}/integrations"
     xp = partners.integrations["xtremepush"]
     refused = partners.server.client().post(

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import FrozenClock
+from cohortsync.clock import FrozenClock, SystemClock
 from cohortsync.domain.syncs import SyncRun
 from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox
-from cohortsync.services import accounts
+from cohortsync.services.projects import ProjectService
 from cohortsync.storage.database import create_engine
 from tests.conftest import NOW
 from tests.sync.world import SyncWorld, make_world
@@ -59,7 +59,7 @@ def sync_machine(
             if isinstance(sandbox.state, IterableSandbox):  # reads are paced by recorded waits
                 sandbox.state.reads_per_minute = None
             engine = new_engine()
-            project, _ = accounts.ensure_default_project(engine)
+            project, _ = ProjectService(engine, SystemClock()).ensure_default()
             self.world: SyncWorld = make_world(engine, FrozenClock(NOW), project)
             self.cohort_id = self.world.cohort("Pro or buyer", PRO_OR_BUYER)
             self.integration_id = self.world.connect(sandbox)

@@ -17,8 +17,8 @@ def test_the_mtu_page_shows_the_report_of_the_chosen_month(
     browsing: Browsing, people: Project, live_server: LiveServer
 ) -> None:
     store(live_server.engine, people, scenario())
-    report = mtu.mtu_report(live_server.engine, people.id, NOVEMBER).as_json()
-    october = mtu.mtu_report(live_server.engine, people.id, mtu.Month(2026, 10)).as_json()
+    report = mtu.MtuReports(live_server.engine).report(people.id, NOVEMBER).as_json()
+    october = mtu.MtuReports(live_server.engine).report(people.id, mtu.Month(2026, 10)).as_json()
     assert (report["mtu"], october["mtu"]) == (5, 1)  # the scenario's, as its own test says
 
     browsing.sign_in(ADMIN)

@@ -25,10 +25,10 @@ def mtu_report(
     partners reached only through exempt events (not counted)."""
     project_role(user, project_id)
     chosen = mtu.Month.parse(month) if month else mtu.Month.of(state.clock.now())
-    return mtu.mtu_report(state.engine, project_id, chosen).as_json()
+    return state.mtu.report(project_id, chosen).as_json()
 
 
 @router.get("/api/v1/mtu/exemptions")
 def exemptions(user: CurrentUser, state: StateDep) -> list[dict[str, str]]:
     """The exemption list (operators edit it with ``cohortsync mtu exemptions``)."""
-    return [e._asdict() for e in mtu.exemptions(state.engine)]
+    return [e._asdict() for e in state.mtu.exemptions()]

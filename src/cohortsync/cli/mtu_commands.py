@@ -52,7 +52,7 @@ def report(
     chosen = mtu.Month.parse(month) if month else mtu.Month.of(SystemClock().now())
     project_id = default_project_id(project)
     with migrated_engine() as engine:
-        body = mtu.mtu_report(engine, project_id, chosen).as_json()
+        body = mtu.MtuReports(engine).report(project_id, chosen).as_json()
     if json_output:
         out.print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), markup=False)
         return
@@ -77,7 +77,7 @@ def report(
 def exemptions_list() -> None:
     """The exemption list, by source."""
     with migrated_engine() as engine:
-        rows = mtu.exemptions(engine)
+        rows = mtu.MtuReports(engine).exemptions()
     table = Table("source", "event")
     for exemption in rows:
         table.add_row(exemption.source, exemption.event)
@@ -89,7 +89,7 @@ def exemptions_list() -> None:
 def exemptions_add(source: SourceArgument, event: EventArgument) -> None:
     """Exempt an event name when it carries this $source."""
     with migrated_engine() as engine:
-        added = mtu.add_exemption(engine, source, event)
+        added = mtu.MtuReports(engine).add_exemption(source, event)
     out.print(f"{added.event!r} from {added.source!r} no longer counts toward MTU")
 
 
@@ -98,5 +98,5 @@ def exemptions_add(source: SourceArgument, event: EventArgument) -> None:
 def exemptions_remove(source: SourceArgument, event: EventArgument) -> None:
     """Make an event name from this $source count toward MTU again."""
     with migrated_engine() as engine:
-        removed = mtu.remove_exemption(engine, source, event)
+        removed = mtu.MtuReports(engine).remove_exemption(source, event)
     out.print(f"{removed.event!r} from {removed.source!r} counts toward MTU again")

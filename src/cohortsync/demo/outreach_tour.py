@@ -66,7 +66,7 @@ def send_campaigns(
                 result = service.receive(integration_id, headers, body)
                 stored += result.received
         say(f"{partner}: {stored} campaign events came back through its webhook")
-    report = mtu.mtu_report(engine, project.id, mtu.Month.of(clock.now())).as_json()
+    report = mtu.MtuReports(engine).report(project.id, mtu.Month.of(clock.now())).as_json()
     reached = ", ".join(f"{p} {n:,}" for p, n in report["reached_only_by_exempt"].items())
     say(
         f"MTU {report['month']}: {report['mtu']:,} users; {report['exempt_events']:,} outreach "

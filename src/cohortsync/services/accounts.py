@@ -6,11 +6,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
 
-from cohortsync.clock import Clock, SystemClock
+from cohortsync.clock import Clock
 from cohortsync.credentials import hash_password, hash_secret, new_secret, verify_password
-from cohortsync.domain.accounts import Project, Role, User
+from cohortsync.domain.accounts import Role, User
 from cohortsync.domain.errors import AuthenticationError, Conflict, NotFound
-from cohortsync.services.projects import ProjectService, rotate_secret
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.project_store import ProjectStore
 from cohortsync.storage.user_store import UserStore
@@ -122,33 +121,3 @@ class AccountService:
             if name == LOGIN_TOKEN and made + self._login_lifetime <= self._clock.now():
                 return None
             return store.get(user_id)
-
-
-# Connection-level functions kept for callers that still run them inside their own transaction
-# (the benchmarks, and the partner-event, integration and sync-state-machine tests); they go once
-# those callers use AccountService and ProjectService.
-
-
-def create_user(
-    connection: Connection, email: str, password: str, role: Role, project_id: int
-) -> User:
-    """A person with a role in one project, in the caller's transaction (see
-    AccountService.create_user)."""
-    return _create_user(connection, email, password, role, project_id, SystemClock().now())
-
-
-def create_token(
-    connection: Connection, email: str, name: str = "cli", now: datetime | None = None
-) -> str:
-    """A new bearer token in the caller's transaction (see AccountService.create_token)."""
-    return _create_token(UserStore(connection), email, name, now or SystemClock().now())
-
-
-def ensure_default_project(engine: Engine) -> tuple[Project, bool]:
-    """The first project, made now if there is none (see ProjectService.ensure_default)."""
-    return ProjectService(engine, SystemClock()).ensure_default()
-
-
-def rotate_api_secret(connection: Connection, project_id: int) -> str:
-    """A new API secret in the caller's transaction (see ProjectService.rotate_api_secret)."""
-    return rotate_secret(ProjectStore(connection), project_id)

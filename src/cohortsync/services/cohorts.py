@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from cohortsync.clock import Clock, SystemClock, now_ms
+from cohortsync.clock import Clock, now_ms
 from cohortsync.domain.cohorts import (
     Cohort,
     CohortKind,
@@ -278,32 +278,3 @@ class CohortService:
             )
         next_cursor = rows[limit - 1].distinct_id if len(rows) > limit else None
         return MemberPage(total, members, next_cursor)
-
-
-# Connection-level functions kept for the benchmarks (bench/), which time and seed cohorts inside
-# their own transaction; they go once the benchmarks use CohortService or CohortStore.
-
-
-def list_cohorts(connection: Connection, project_id: int) -> builtins.list[Cohort]:
-    """The project's cohorts, oldest first (see CohortStore.list)."""
-    return CohortStore(connection).list(project_id)
-
-
-def count_members(connection: Connection, project_id: int, cohort_id: int, now_ms: int) -> int:
-    """How many users qualify at ``now_ms`` (see CohortStore.count_members)."""
-    return CohortStore(connection).count_members(project_id, cohort_id, now_ms)
-
-
-def create_cohort(
-    connection: Connection,
-    project_id: int,
-    name: str,
-    definition: Any,
-    description: str = "",
-    created_by: int | None = None,
-) -> Cohort:
-    """A dynamic cohort made in the caller's transaction (see CohortService.create)."""
-    store = CohortStore(connection)
-    return _create(
-        store, project_id, name, definition, description, created_by, SystemClock().now()
-    )

@@ -127,22 +127,6 @@ class MtuReport:
         }
 
 
-def mtu_report(engine: Engine, project_id: int, month: Month) -> MtuReport:
-    """Compute the month's report from the stored events and the current exemption list."""
-    with read_transaction(engine) as connection:
-        exemptions = load_exemptions(connection)
-        activity = month_activity(
-            connection, project_id, month.start_ms(), month.next().start_ms(), exemptions
-        )
-    return MtuReport(month, activity)
-
-
-def exemptions(engine: Engine) -> list[Exemption]:
-    """The exemption list."""
-    with read_transaction(engine) as connection:
-        return load_exemptions(connection)
-
-
 def _checked(source: str, event: str) -> Exemption:
     source, event = source.strip(), event.strip()
     if not source or len(source) > 40:
@@ -152,19 +136,40 @@ def _checked(source: str, event: str) -> Exemption:
     return Exemption(source, event)
 
 
-def add_exemption(engine: Engine, source: str, event: str) -> Exemption:
-    """Exempt ``event`` when it carries ``source`` as $source (adding it twice is harmless)."""
-    exemption = _checked(source, event)
-    with write_transaction(engine) as connection:
-        add_exemptions(connection, [exemption])
-    return exemption
+class MtuReports:
+    """Monthly tracked users (R-MTU-1, R-MTU-2) and the exemption list operators edit, over one
+    database."""
 
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
-def remove_exemption(engine: Engine, source: str, event: str) -> Exemption:
-    """Make ``event`` from ``source`` count toward MTU again."""
-    exemption = _checked(source, event)
-    with write_transaction(engine) as connection:
-        gone = delete_exemption(connection, exemption)
-    if not gone:
-        raise NotFound(f"{exemption.event!r} from {exemption.source!r} is not exempt")
-    return exemption
+    def report(self, project_id: int, month: Month) -> MtuReport:
+        """Compute the month's report from the stored events and the current exemption list."""
+        with read_transaction(self._engine) as connection:
+            exemptions = load_exemptions(connection)
+            activity = month_activity(
+                connection, project_id, month.start_ms(), month.next().start_ms(), exemptions
+            )
+        return MtuReport(month, activity)
+
+    def exemptions(self) -> list[Exemption]:
+        """The exemption list."""
+        with read_transaction(self._engine) as connection:
+            return load_exemptions(connection)
+
+    def add_exemption(self, source: str, event: str) -> Exemption:
+        """Exempt ``event`` when it carries ``source`` as $source (adding it twice is
+        harmless)."""
+        exemption = _checked(source, event)
+        with write_transaction(self._engine) as connection:
+            add_exemptions(connection, [exemption])
+        return exemption
+
+    def remove_exemption(self, source: str, event: str) -> Exemption:
+        """Make ``event`` from ``source`` count toward MTU again."""
+        exemption = _checked(source, event)
+        with write_transaction(self._engine) as connection:
+            gone = delete_exemption(connection, exemption)
+        if not gone:
+            raise NotFound(f"{exemption.event!r} from {exemption.source!r} is not exempt")
+        return exemption

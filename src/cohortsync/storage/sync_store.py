@@ -288,6 +288,18 @@ class SyncStore:
             .values(lease_owner=None, lease_until=None)
         )
 
+    def earliest_due_by_partner(self) -> list[tuple[str, datetime]]:
+        """(partner, next run of its most overdue sync) over the syncs awaiting their turn."""
+        earliest = sa.func.min(syncs.c.next_run_at).label("due")
+        rows = self._connection.execute(
+            sa.select(integrations.c.type, earliest)
+            .join(integrations, integrations.c.id == syncs.c.integration_id)
+            .where(awaiting_turn())
+            .group_by(integrations.c.type)
+            .order_by(integrations.c.type)
+        ).all()
+        return [(str(row.type), as_utc(row.due)) for row in rows]
+
     def partner_of(self, sync_id: int) -> str:
         """The partner (integration type) a sync exports to."""
         partner = self._connection.execute(

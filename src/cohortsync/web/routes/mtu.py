@@ -27,7 +27,7 @@ async def mtu_page(
 ) -> Response:
     """The chosen month's report (this month by default)."""
     chosen = _month(state, month)
-    report = await run_in_threadpool(mtu.mtu_report, state.engine, view.project.id, chosen)
+    report = await run_in_threadpool(state.mtu.report, view.project.id, chosen)
     context = {
         "view": view,
         "month": str(chosen),
