@@ -13,10 +13,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import Clock
+from cohortsync.clock import Clock, SystemClock
 from cohortsync.demo.outreach_tour import send_campaigns
 from cohortsync.domain.accounts import Project
 from cohortsync.keyring import Keyring
@@ -24,11 +23,9 @@ from cohortsync.sandbox.fleet import start_all
 from cohortsync.services.cohorts import CohortService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.stored_data import StoredData
 from cohortsync.services.syncs import build_sync_service
 from cohortsync.settings import Settings
-from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import cohorts as cohorts_table
-from cohortsync.storage.tables import profiles
 
 COHORT_NAME = "Demo: paying customers"
 DEFINITION = {"property": "plan", "op": "in", "value": ["pro", "enterprise"]}
@@ -55,35 +52,20 @@ class RoundReport:
 
 def demo_done(engine: Engine, project_id: int) -> bool:
     """Whether this database has had the demo already (its cohort exists)."""
-    with read_transaction(engine) as connection:
-        found = connection.execute(
-            sa.select(cohorts_table.c.id).where(
-                cohorts_table.c.project_id == project_id, cohorts_table.c.name == COHORT_NAME
-            )
-        ).first()
-    return found is not None
+    cohorts = CohortService(engine, SystemClock()).list(project_id)
+    return any(cohort.name == COHORT_NAME for cohort in cohorts)
 
 
 def has_profiles(engine: Engine, project_id: int) -> bool:
     """Whether the project has any profile (else the demo seeds a dataset first)."""
-    with read_transaction(engine) as connection:
-        found = connection.execute(
-            sa.select(profiles.c.distinct_id).where(profiles.c.project_id == project_id).limit(1)
-        ).first()
-    return found is not None
+    return bool(StoredData(engine).profiled_ids(project_id, limit=1))
 
 
 def _shuffle_plans(
     engine: Engine, ingestion: IngestionService, project: Project, rng: random.Random, share: float
 ) -> int:
     """Move ``share`` of the profiled users to another plan (some join, some leave)."""
-    with read_transaction(engine) as connection:
-        users = [
-            row[0]
-            for row in connection.execute(
-                sa.select(profiles.c.distinct_id).where(profiles.c.project_id == project.id)
-            )
-        ]
+    users = StoredData(engine).profiled_ids(project.id)
     chosen = rng.sample(users, max(1, int(len(users) * share)))
     updates = [
         {

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock, now_ms
@@ -20,6 +19,7 @@ from cohortsync.domain.errors import (
     NotFound,
     RecordError,
 )
+from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.ingest.body import gunzip
 from cohortsync.ingest.partner_events import DEFAULT_REPLAY_WINDOW, PartnerEventStore
 from cohortsync.ingest.partners.base import PartnerEvent, PartnerFormat, WebhookRequest
@@ -28,7 +28,7 @@ from cohortsync.ingest.results import FailedRecord
 from cohortsync.keyring import Keyring
 from cohortsync.services import webhook_secrets
 from cohortsync.storage.database import read_transaction
-from cohortsync.storage.tables import integrations
+from cohortsync.storage.integration_store import IntegrationStore
 from cohortsync.ttl_cache import TtlCache
 
 
@@ -57,7 +57,7 @@ class _Hook:
 
     project_id: int
     type: str
-    status: str
+    status: IntegrationStatus
     secrets: webhook_secrets.StoredSecrets | None
 
 
@@ -90,15 +90,11 @@ class PartnerEventService:
         if cached is not None:
             return cached
         with read_transaction(self._engine) as connection:
-            row = connection.execute(
-                sa.select(
-                    integrations.c.project_id, integrations.c.type, integrations.c.status
-                ).where(integrations.c.id == integration_id)
-            ).first()
-            if row is None:
+            found = IntegrationStore(connection).find(integration_id)
+            if found is None:
                 raise NotFound(f"no integration {integration_id}: check the webhook URL")
             secrets = webhook_secrets.load(connection, self._keyring, integration_id)
-        hook = _Hook(row.project_id, row.type, row.status, secrets)
+        hook = _Hook(found.project_id, found.type, found.status, secrets)
         self._hooks.put(integration_id, hook)
         return hook
 
@@ -132,7 +128,7 @@ class PartnerEventService:
         self, integration_id: int, hook: _Hook, request: WebhookRequest, now: datetime
     ) -> PartnerFormat:
         form = partner_format(hook.type)
-        if hook.status == "disconnected":
+        if hook.status == IntegrationStatus.DISCONNECTED:
             raise Conflict(f"integration {integration_id} is disconnected; its events are refused")
         if hook.secrets is None:
             raise AuthenticationError(f"integration {integration_id} has no webhook secret")

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.events import export_events
-from cohortsync.warehouse.profiles import StoredProfile, get_profile
+from cohortsync.warehouse.profiles import StoredProfile, get_profile, profiled_ids
 
 
 class StoredData:
@@ -30,6 +30,11 @@ class StoredData:
         """The user known by ``any_id``, or None when neither events nor a profile name them."""
         with read_transaction(self._engine) as connection:
             return get_profile(connection, project_id, any_id)
+
+    def profiled_ids(self, project_id: int, limit: int | None = None) -> list[str]:
+        """distinct_ids of the project's profiles (the first ``limit``, when given)."""
+        with read_transaction(self._engine) as connection:
+            return profiled_ids(connection, project_id, limit)
 
     def ping(self) -> None:
         """Ask the database to answer (readiness)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from cohortsync.domain.cohorts import (
 )
 from cohortsync.domain.errors import NotFound
 from cohortsync.query.compiler import CohortCompiler
+from cohortsync.storage.database import code_point_order
 from cohortsync.storage.tables import cohort_members, cohorts
 from cohortsync.warehouse import identities
 
@@ -163,3 +164,14 @@ class CohortStore:
         if after:
             page = page.where(query.c.distinct_id > after)
         return list(self._connection.execute(page).all())
+
+    def stream_members(
+        self, project_id: int, cohort_id: int, as_of_ms: int
+    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """The cohort's members with their profiles as of ``as_of_ms``, streamed in code point
+        order of distinct_id (the order the sync's ledger is kept in)."""
+        query = self.members_query(project_id, cohort_id, as_of_ms).subquery()
+        ordered = sa.select(query).order_by(code_point_order(self._connection, query.c.distinct_id))
+        options = self._connection.execution_options(stream_results=True, yield_per=2_000)
+        for row in options.execute(ordered):
+            yield row.distinct_id, row.properties or {}

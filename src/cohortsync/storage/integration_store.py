@@ -57,6 +57,13 @@ class IntegrationStore:
             raise NotFound(f"integration {integration_id} does not exist in project {project_id}")
         return _integration(row)
 
+    def find(self, integration_id: int) -> Integration | None:
+        """An integration of any project, by id (a webhook call names only the id)."""
+        row = self._connection.execute(
+            sa.select(integrations).where(integrations.c.id == integration_id)
+        ).first()
+        return _integration(row) if row is not None else None
+
     def for_project(self, project_id: int) -> list[Integration]:
         """The project's integrations, oldest first."""
         rows = self._connection.execute(

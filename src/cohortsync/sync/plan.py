@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.destinations.base import Destination, PartnerMember, Skip
 from cohortsync.domain.errors import BatchError
 from cohortsync.domain.identity import DEVICE_PREFIX
 from cohortsync.storage.cohort_store import CohortStore
-from cohortsync.storage.database import code_point_order, read_transaction
+from cohortsync.storage.database import read_transaction
 from cohortsync.sync.diff import Change, DiffTally, member_diff
 from cohortsync.sync.ledger import acknowledged
 
@@ -36,13 +35,9 @@ class CohortTooLarge(BatchError):
 
 def cohort_members(
     connection: Connection, project_id: int, cohort_id: int, as_of_ms: int
-) -> Iterator[tuple[str, Mapping[str, Any]]]:
+) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """The cohort's members with their profiles, streamed in code point order of distinct_id."""
-    query = CohortStore(connection).members_query(project_id, cohort_id, as_of_ms).subquery()
-    ordered = sa.select(query).order_by(code_point_order(connection, query.c.distinct_id))
-    result = connection.execution_options(stream_results=True, yield_per=2_000).execute(ordered)
-    for row in result:
-        yield row.distinct_id, row.properties or {}
+    return CohortStore(connection).stream_members(project_id, cohort_id, as_of_ms)
 
 
 def partner_view(

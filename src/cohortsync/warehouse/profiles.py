@@ -185,3 +185,11 @@ def apply_group_updates(
                     updated_at=now_ms,
                 )
             )
+
+
+def profiled_ids(connection: Connection, project_id: int, limit: int | None = None) -> list[str]:
+    """distinct_ids of the project's profiles (the first ``limit`` of them, when given)."""
+    query = sa.select(profiles.c.distinct_id).where(profiles.c.project_id == project_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [str(row[0]) for row in connection.execute(query)]
