@@ -9,7 +9,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.domain.errors import RecordError
@@ -17,10 +16,9 @@ from cohortsync.domain.events import MIN_EVENT_TIME_MS, dedup_hash, parse_event
 from cohortsync.ingest.partners.base import ById, ByProperty, PartnerEvent
 from cohortsync.ingest.results import FailedRecord
 from cohortsync.storage.database import write_transaction
-from cohortsync.storage.tables import webhook_receipts
 from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.profile_keys import known_ids, profiles_by_property
-from cohortsync.warehouse.sql import insert_ignoring_duplicates
+from cohortsync.warehouse.receipts import first_received, forget_before
 
 # An event without a time of its own is stored at its first receipt; the same payload again
 # within this window is a partner's retry (stored once), later it is a new delivery.
@@ -118,28 +116,7 @@ class PartnerEventStore:
         if not untimed:
             return {}
         self._prune(connection, now_ms)
-        connection.execute(
-            webhook_receipts.delete().where(
-                webhook_receipts.c.integration_id == integration_id,
-                webhook_receipts.c.insert_id.in_(untimed),
-                webhook_receipts.c.received_ms <= now_ms - self._replay_window_ms,
-            )
-        )
-        insert_ignoring_duplicates(
-            connection,
-            webhook_receipts,
-            [
-                {"integration_id": integration_id, "insert_id": i, "received_ms": now_ms}
-                for i in untimed
-            ],
-        )
-        rows = connection.execute(
-            sa.select(webhook_receipts.c.insert_id, webhook_receipts.c.received_ms).where(
-                webhook_receipts.c.integration_id == integration_id,
-                webhook_receipts.c.insert_id.in_(untimed),
-            )
-        )
-        return {row.insert_id: int(row.received_ms) for row in rows}
+        return first_received(connection, integration_id, untimed, now_ms, self._replay_window_ms)
 
     def _prune(self, connection: Connection, now_ms: int) -> None:
         """Forget receipts older than any retry (at most once an hour per process)."""
@@ -147,4 +124,4 @@ class PartnerEventStore:
             return
         self._pruned_at = time.monotonic()
         cutoff = now_ms - self._replay_window_ms
-        connection.execute(webhook_receipts.delete().where(webhook_receipts.c.received_ms < cutoff))
+        forget_before(connection, cutoff)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from cohortsync.storage.database import read_transaction
+from cohortsync.storage.database import ping, read_transaction
 from cohortsync.warehouse.events import export_events
 from cohortsync.warehouse.profiles import StoredProfile, get_profile, profiled_ids
 
@@ -38,5 +37,4 @@ class StoredData:
 
     def ping(self) -> None:
         """Ask the database to answer (readiness)."""
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping(self._engine)

@@ -114,6 +114,12 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+def ping(engine: Engine) -> None:
+    """Ask the database to answer (readiness)."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot)."""
