@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import Clock, SystemClock
 from cohortsync.demo.outreach_tour import send_campaigns
 from cohortsync.domain.accounts import Project
+from cohortsync.domain.sync_status import RunStatus, SyncMode
 from cohortsync.keyring import Keyring
 from cohortsync.sandbox.fleet import start_all
 from cohortsync.services.cohorts import CohortService
@@ -37,7 +38,7 @@ class RoundReport:
 
     partner: str
     round: int
-    status: str
+    status: RunStatus
     added: int
     removed: int
     skipped: dict[str, int]
@@ -47,7 +48,7 @@ class RoundReport:
     @property
     def exact(self) -> bool:
         """The list holds exactly the cohort's matchable members."""
-        return self.on_list == self.expected and self.status in ("succeeded", "partial")
+        return self.on_list == self.expected and self.status.done
 
 
 def demo_done(engine: Engine, project_id: int) -> bool:
@@ -112,7 +113,9 @@ def run_tour(
             say(f"{partner}: emulator on {sandbox.base_url}, integration {integration.status}")
             if integration.webhook_secret is not None:
                 secrets[partner] = (integration.id, integration.webhook_secret)
-            syncs[partner] = service.export(project.id, cohort.id, integration.id, "dynamic").id
+            syncs[partner] = service.export(
+                project.id, cohort.id, integration.id, SyncMode.DYNAMIC
+            ).id
         for number in range(1, rounds + 1):
             if number > 1:
                 moved = _shuffle_plans(engine, ingestion, project, rng, 0.05)
