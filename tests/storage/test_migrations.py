@@ -74,5 +74,5 @@ def test_migrations_import_no_live_code() -> None:
 def test_the_seeded_exemptions_are_what_the_partners_declare(engine: Engine) -> None:
     """A partner's outreach list changed without a migration that seeds the change fails here."""
     with engine.connect() as connection:
-        seeded = set(connection.execute(sa.select(mtu_exemptions)).tuples())
+        seeded = {tuple(row) for row in connection.execute(sa.select(mtu_exemptions))}
     assert seeded == {tuple(e) for e in seeded_exemptions()}
