@@ -61,8 +61,7 @@ class LedgerStore:
             .order_by(code_point_order(self._connection, sync_members.c.distinct_id))
         )
         options = self._connection.execution_options(stream_results=True, yield_per=2_000)
-        for row in options.execute(query):
-            yield row[0], row[1], row[2]
+        yield from options.execute(query)
 
     def acknowledged_page(self, sync_id: int, after: str, limit: int) -> list[Row]:
         """Up to ``limit`` acknowledged members after distinct_id ``after``, in order."""

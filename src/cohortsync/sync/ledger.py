@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import starmap
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -28,8 +29,7 @@ PLAN_CHUNK = 5_000
 
 def acknowledged(connection: Connection, sync_id: int) -> Iterator[Acknowledged]:
     """The sync's acknowledged members, streamed in distinct_id order."""
-    for distinct_id, key, fields in LedgerStore(connection).acknowledged(sync_id):
-        yield Acknowledged(distinct_id, key, fields)
+    return starmap(Acknowledged, LedgerStore(connection).acknowledged(sync_id))
 
 
 def acknowledged_members(engine: Engine, sync_id: int, page: int = 5_000) -> Iterator[Change]:
