@@ -9,13 +9,13 @@ import pytest
 
 from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.sandbox.fleet import RunningSandbox
+from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 from cohortsync.services import integrations
 from cohortsync.services.accounts import AccountService
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 
-PARTNERS = ["clevertap", "iterable", "webhook", "xtremepush"]
+PARTNERS = sorted(EMULATORS)  # every registered partner with an emulator
 
 
 def member_token(server: LiveServer, project: Project) -> str:
