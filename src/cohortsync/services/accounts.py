@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
 from cohortsync.credentials import hash_password, hash_secret, new_secret, verify_password
@@ -31,35 +31,6 @@ def _issue_token(store: UserStore, user_id: int, name: str, now: datetime) -> st
     return token
 
 
-def _create_user(
-    connection: Connection, email: str, password: str, role: Role, project_id: int, now: datetime
-) -> User:
-    if len(password) < 8:
-        raise Conflict("a password needs at least 8 characters")
-    ProjectStore(connection).get(project_id)
-    store = UserStore(connection)
-    email = _email(email)
-    user_id = store.id_by_email(email)
-    if user_id is None:
-        user_id = store.insert(email, hash_password(password), now)
-    else:
-        store.set_password_hash(user_id, hash_password(password))
-    store.set_role(user_id, project_id, role)
-    return store.get(user_id)
-
-
-def _create_token(store: UserStore, email: str, name: str, now: datetime) -> str:
-    user_id = store.id_by_email(_email(email))
-    if user_id is None:
-        raise NotFound(f"no user with email {email!r}; create one with `cohortsync users create`")
-    return _issue_token(store, user_id, name, now)
-
-
-def _user_by_email(store: UserStore, email: str) -> User | None:
-    user_id = store.id_by_email(_email(email))
-    return None if user_id is None else store.get(user_id)
-
-
 class AccountService:
     """People and their tokens, each operation in its own transaction. Sign-in tokens expire
     ``login_lifetime`` after they were made."""
@@ -73,13 +44,27 @@ class AccountService:
 
     def create_user(self, email: str, password: str, role: Role, project_id: int) -> User:
         """A person with a password and a role in one project (added to it if they exist)."""
+        if len(password) < 8:
+            raise Conflict("a password needs at least 8 characters")
+        hashed = hash_password(password)  # slow on purpose: not while holding the write lock
         with write_transaction(self._engine) as connection:
-            return _create_user(connection, email, password, role, project_id, self._clock.now())
+            ProjectStore(connection).get(project_id)
+            store = UserStore(connection)
+            email = _email(email)
+            user_id = store.id_by_email(email)
+            if user_id is None:
+                user_id = store.insert(email, hashed, self._clock.now())
+            else:
+                store.set_password_hash(user_id, hashed)
+            store.set_role(user_id, project_id, role)
+            return store.get(user_id)
 
     def user_by_email(self, email: str) -> User | None:
         """The person who signs in with ``email`` (any case), with their roles."""
         with read_transaction(self._engine) as connection:
-            return _user_by_email(UserStore(connection), email)
+            store = UserStore(connection)
+            user_id = store.id_by_email(_email(email))
+            return None if user_id is None else store.get(user_id)
 
     def count_users(self) -> int:
         """How many people can sign in."""
@@ -89,7 +74,13 @@ class AccountService:
     def create_token(self, email: str, name: str = "cli") -> str:
         """A new bearer token for the user with ``email``; returned once, stored hashed."""
         with write_transaction(self._engine) as connection:
-            return _create_token(UserStore(connection), email, name, self._clock.now())
+            store = UserStore(connection)
+            user_id = store.id_by_email(_email(email))
+            if user_id is None:
+                raise NotFound(
+                    f"no user with email {email!r}; create one with `cohortsync users create`"
+                )
+            return _issue_token(store, user_id, name, self._clock.now())
 
     def login(self, email: str, password: str) -> str:
         """Check a password and hand out a sign-in token (it expires after the login lifetime;

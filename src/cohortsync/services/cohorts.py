@@ -7,7 +7,6 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -81,56 +80,6 @@ def _check_references(store: CohortStore, project_id: int, raw: Any, own_id: int
             pending.extend(i for _, i in reference_paths(found.definition))
 
 
-def _create(
-    store: CohortStore,
-    project_id: int,
-    name: str,
-    definition: Any,
-    description: str,
-    created_by: int | None,
-    now: datetime,
-) -> Cohort:
-    """A dynamic cohort stored through ``store``; the definition validated, references checked."""
-    parse_definition(definition)
-    _check_references(store, project_id, definition, None)
-    cohort_id = store.insert(
-        project_id,
-        checked_name(name),
-        description,
-        CohortKind.DYNAMIC,
-        definition,
-        created_by,
-        now,
-    )
-    return store.get(project_id, cohort_id)
-
-
-def _update(
-    store: CohortStore,
-    project_id: int,
-    cohort_id: int,
-    now: datetime,
-    name: str | None,
-    description: str | None,
-    definition: Any,
-) -> Cohort:
-    """Rename, describe or redefine a cohort through ``store`` (static ones keep their members)."""
-    current = store.get(project_id, cohort_id)
-    values: dict[str, Any] = {"updated_at": now}
-    if name is not None:
-        values["name"] = checked_name(name)
-    if description is not None:
-        values["description"] = description
-    if definition is not None:
-        if current.kind is CohortKind.STATIC:
-            raise Conflict("a static cohort has no definition; upload a new list instead")
-        parse_definition(definition)
-        _check_references(store, project_id, definition, cohort_id)
-        values["definition"] = definition
-    store.update(cohort_id, values)
-    return store.get(project_id, cohort_id)
-
-
 class CohortService:
     """Cohorts of every project, each operation in its own transaction."""
 
@@ -161,9 +110,20 @@ class CohortService:
         created_by: int | None = None,
     ) -> Cohort:
         """A dynamic cohort; the definition is validated, references checked."""
+        parse_definition(definition)
         with write_transaction(self._engine) as connection:
-            store, now = CohortStore(connection), self._clock.now()
-            return _create(store, project_id, name, definition, description, created_by, now)
+            store = CohortStore(connection)
+            _check_references(store, project_id, definition, None)
+            cohort_id = store.insert(
+                project_id,
+                checked_name(name),
+                description,
+                CohortKind.DYNAMIC,
+                definition,
+                created_by,
+                self._clock.now(),
+            )
+            return store.get(project_id, cohort_id)
 
     def create_static(
         self,
@@ -205,8 +165,21 @@ class CohortService:
     ) -> Cohort:
         """Rename, describe or redefine a cohort (static cohorts keep their members)."""
         with write_transaction(self._engine) as connection:
-            store, now = CohortStore(connection), self._clock.now()
-            return _update(store, project_id, cohort_id, now, name, description, definition)
+            store = CohortStore(connection)
+            current = store.get(project_id, cohort_id)
+            values: dict[str, Any] = {"updated_at": self._clock.now()}
+            if name is not None:
+                values["name"] = checked_name(name)
+            if description is not None:
+                values["description"] = description
+            if definition is not None:
+                if current.kind is CohortKind.STATIC:
+                    raise Conflict("a static cohort has no definition; upload a new list instead")
+                parse_definition(definition)
+                _check_references(store, project_id, definition, cohort_id)
+                values["definition"] = definition
+            store.update(cohort_id, values)
+            return store.get(project_id, cohort_id)
 
     def delete(self, project_id: int, cohort_id: int) -> None:
         """Delete a cohort no other cohort refers to."""

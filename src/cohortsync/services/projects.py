@@ -25,7 +25,7 @@ def new_project_token() -> str:
     return secrets.token_hex(16)
 
 
-def rotate_secret(store: ProjectStore, project_id: int) -> str:
+def _rotate_secret(store: ProjectStore, project_id: int) -> str:
     """Replace the project's API secret through ``store``; the new one, stored hashed."""
     secret = new_secret(API_SECRET_PREFIX)
     store.set_api_secret_hash(project_id, hash_secret(secret))
@@ -89,12 +89,12 @@ class ProjectService:
             store = ProjectStore(connection)
             if store.api_secret_hash(project_id) is not None:
                 return None
-            return rotate_secret(store, project_id)
+            return _rotate_secret(store, project_id)
 
     def rotate_api_secret(self, project_id: int) -> str:
         """Replace the project's API secret; the new one is returned once and stored hashed."""
         with write_transaction(self._engine) as connection:
-            return rotate_secret(ProjectStore(connection), project_id)
+            return _rotate_secret(ProjectStore(connection), project_id)
 
     def create_service_account(self, project_id: int, username: str) -> str:
         """A service account for /import; returns its secret, shown once."""
