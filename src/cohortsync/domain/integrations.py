@@ -26,11 +26,6 @@ INTEGRATION_MOVES: dict[IntegrationStatus, frozenset[IntegrationStatus]] = {
 }
 
 
-def integration_sources(new: IntegrationStatus) -> tuple[IntegrationStatus, ...]:
-    """The statuses an integration may move to ``new`` from."""
-    return tuple(s for s in IntegrationStatus if new in INTEGRATION_MOVES[s])
-
-
 @dataclass(frozen=True)
 class Integration:
     """A partner account: its type, name, settings and status."""

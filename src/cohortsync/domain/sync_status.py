@@ -1,15 +1,12 @@
 """The statuses of a sync and of its runs, and the moves allowed between them (R-SYN-7).
 
-Every status change in the engine and the services goes through :func:`check_move`, so a
-run can never go from ``failed`` back to ``running`` or a stopped sync be ``finished``.
+Every status change goes through a store's move (``domain.status_moves``), so a run can never
+go from ``failed`` back to ``running`` or a stopped sync be ``finished``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypeVar
-
-from cohortsync.domain.errors import CohortsyncError
 
 
 class SyncMode(StrEnum):
@@ -80,32 +77,3 @@ RUN_MOVES: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.FAILED: frozenset(),
     RunStatus.SUPERSEDED: frozenset(),
 }
-
-
-class IllegalMove(CohortsyncError):
-    """A status change the tables above do not allow (a defect, never the user's doing)."""
-
-    code = "illegal_status_change"
-
-
-S = TypeVar("S", SyncStatus, RunStatus)
-
-
-def check_move(current: S, new: S) -> S:
-    """``new`` when a sync or run in ``current`` may move to it, else IllegalMove."""
-    allowed: frozenset[SyncStatus] | frozenset[RunStatus] = (
-        SYNC_MOVES[current] if isinstance(current, SyncStatus) else RUN_MOVES[current]
-    )
-    if new not in allowed:
-        raise IllegalMove(f"a {type(current).__name__} cannot go from {current} to {new}")
-    return new
-
-
-def sync_sources(new: SyncStatus) -> tuple[SyncStatus, ...]:
-    """The statuses a sync may move to ``new`` from."""
-    return tuple(s for s in SyncStatus if new in SYNC_MOVES[s])
-
-
-def run_sources(new: RunStatus) -> tuple[RunStatus, ...]:
-    """The statuses a run may move to ``new`` from."""
-    return tuple(s for s in RunStatus if new in RUN_MOVES[s])

@@ -114,6 +114,24 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+def move_status(
+    connection: Connection,
+    table: sa.Table,
+    row_id: int,
+    new: str,
+    allowed_from: tuple[str, ...],
+    values: dict[str, Any],
+) -> bool:
+    """Set the row's ``status`` to ``new`` (with ``values``) only if its status is one of
+    ``allowed_from``: one conditional UPDATE, atomic whichever worker asks; whether it moved."""
+    moved = connection.execute(
+        table.update()
+        .where(table.c.id == row_id, table.c.status.in_(allowed_from))
+        .values(status=new, **values)
+    )
+    return bool(moved.rowcount)
+
+
 def ping(engine: Engine) -> None:
     """Ask the database to answer (readiness)."""
     with engine.connect() as connection:

@@ -14,7 +14,9 @@ from sqlalchemy.engine import Connection
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.domain.integrations import Integration, IntegrationStatus, integration_sources
+from cohortsync.domain.integrations import INTEGRATION_MOVES, Integration, IntegrationStatus
+from cohortsync.domain.status_moves import allowed_from
+from cohortsync.storage.database import move_status
 from cohortsync.storage.tables import integrations, projects, webhook_secrets
 
 
@@ -91,13 +93,8 @@ class IntegrationStore:
     ) -> bool:
         """Move an integration to ``new`` (with ``values``) where its status allows it
         (narrowed to ``only_from``); whether it moved."""
-        sources = [s for s in integration_sources(new) if only_from is None or s in only_from]
-        moved = self._connection.execute(
-            integrations.update()
-            .where(integrations.c.id == integration_id, integrations.c.status.in_(sources))
-            .values(status=new, **values)
-        )
-        return bool(moved.rowcount)
+        sources = allowed_from(INTEGRATION_MOVES, new, only_from)
+        return move_status(self._connection, integrations, integration_id, new, sources, values)
 
     def sealed_credentials(self, project_id: int, integration_id: int) -> str:
         """The integration's credentials, still sealed."""

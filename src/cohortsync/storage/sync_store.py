@@ -13,17 +13,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from cohortsync.clock import as_utc
 from cohortsync.domain.errors import NotFound
 from cohortsync.domain.integrations import IntegrationStatus
+from cohortsync.domain.status_moves import allowed_from, check_move
 from cohortsync.domain.sync_status import (
+    RUN_MOVES,
+    SYNC_MOVES,
     UNFINISHED,
     RunStatus,
     RunTrigger,
     SyncMode,
     SyncStatus,
-    check_move,
-    run_sources,
-    sync_sources,
 )
 from cohortsync.domain.syncs import RunCounts, Sync, SyncRun
+from cohortsync.storage.database import move_status
 from cohortsync.storage.tables import (
     integrations,
     sync_members,
@@ -176,13 +177,8 @@ class SyncStore:
     ) -> bool:
         """Move a sync to ``new`` (with ``values``) where the moves allow it from its status
         (narrowed to ``only_from``); whether it moved."""
-        sources = [s for s in sync_sources(new) if only_from is None or s in only_from]
-        moved = self._connection.execute(
-            syncs.update()
-            .where(syncs.c.id == sync_id, syncs.c.status.in_(sources))
-            .values(status=new, **values)
-        )
-        return bool(moved.rowcount)
+        sources = allowed_from(SYNC_MOVES, new, only_from)
+        return move_status(self._connection, syncs, sync_id, new, sources, values)
 
     def due(self, now: datetime) -> list[int]:
         """Syncs to run now: interrupted runs whose worker is gone, then syncs awaiting their
@@ -201,10 +197,10 @@ class SyncStore:
 
     def stop_all(self, integration_id: int, now: datetime) -> None:
         """Stop every active sync to an integration (it was disconnected: R-INT-3)."""
-        check_move(SyncStatus.ACTIVE, SyncStatus.STOPPED)
+        stopping = allowed_from(SYNC_MOVES, SyncStatus.STOPPED, (SyncStatus.ACTIVE,))
         self._connection.execute(
             syncs.update()
-            .where(syncs.c.integration_id == integration_id, syncs.c.status == SyncStatus.ACTIVE)
+            .where(syncs.c.integration_id == integration_id, syncs.c.status.in_(stopping))
             .values(status=SyncStatus.STOPPED, next_run_at=None, updated_at=now)
         )
 
@@ -402,20 +398,16 @@ class SyncStore:
     def move_run(self, run_id: int, new: RunStatus, **values: Any) -> None:
         """Move a run to ``new`` (with ``values``); IllegalMove when its status does not allow
         it (a defect: the engine never asks for a move the table lacks)."""
-        moved = self._connection.execute(
-            sync_runs.update()
-            .where(sync_runs.c.id == run_id, sync_runs.c.status.in_(run_sources(new)))
-            .values(status=new, **values)
-        )
-        if not moved.rowcount:
-            check_move(self.get_run(run_id).status, new)
+        sources = allowed_from(RUN_MOVES, new)
+        if not move_status(self._connection, sync_runs, run_id, new, sources, values):
+            check_move(RUN_MOVES, self.get_run(run_id).status, new)
 
     def supersede_blocked(self, sync_id: int, now: datetime) -> None:
         """A blocked run waiting for a confirm is replaced (a new run, a re-export or a stop)."""
-        check_move(RunStatus.BLOCKED, RunStatus.SUPERSEDED)
+        waiting = allowed_from(RUN_MOVES, RunStatus.SUPERSEDED, (RunStatus.BLOCKED,))
         self._connection.execute(
             sync_runs.update()
-            .where(sync_runs.c.sync_id == sync_id, sync_runs.c.status == RunStatus.BLOCKED)
+            .where(sync_runs.c.sync_id == sync_id, sync_runs.c.status.in_(waiting))
             .values(status=RunStatus.SUPERSEDED, finished_at=now)
         )
 
