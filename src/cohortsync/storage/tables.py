@@ -38,6 +38,8 @@ users = sa.Table(
     sa.Column("email", sa.String(320), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # A disabled person cannot sign in and none of their tokens work (migration 0009).
+    sa.Column("disabled_at", Timestamp, nullable=True),
 )
 
 memberships = sa.Table(
@@ -56,6 +58,8 @@ api_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # None: the token lasts until revoked (migration 0009).
+    sa.Column("expires_at", Timestamp, nullable=True),
 )
 
 service_accounts = sa.Table(
@@ -268,13 +272,27 @@ audit_log = sa.Table(
     "audit_log",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("project_id", sa.Integer, nullable=False),
+    # None for actions outside any project (people, tokens, keys, sign-ins).
+    sa.Column("project_id", sa.Integer, nullable=True),
     sa.Column("user_id", sa.Integer, nullable=True),
+    # The actor's email as it was, kept when the person is later removed.
+    sa.Column("actor", sa.String(320), nullable=True),
     sa.Column("action", sa.String(100), nullable=False),
     sa.Column("target", sa.String(255), nullable=False),
     sa.Column("detail", JSONDocument, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
     sa.Index("ix_audit_log_project", "project_id", "id"),
+)
+
+# Failed sign-ins counted per key ("email:…" or "address:…") so every process of the service
+# throttles the same guesser (migration 0009).
+sign_in_failures = sa.Table(
+    "sign_in_failures",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("first_failed_at", Timestamp, nullable=False),
+    sa.Column("locked_until", Timestamp, nullable=True),
 )
 
 # The secret a partner proves its webhook calls with (R-EVT-2), sealed with the keyring. After a
