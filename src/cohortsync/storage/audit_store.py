@@ -1,13 +1,33 @@
-"""The audit log as stored: who did what to which target, and when."""
+"""The audit log as stored: who did what to which target, and when (secrets never kept)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cohortsync.storage.tables import audit_log
+from cohortsync.redaction import MASK, redact
+from cohortsync.storage.tables import audit_log, users
+
+# Detail keys whose values are secrets whatever they hold (credentials, passwords, tokens).
+_SECRET_KEY = re.compile(r"pass(word|code)?|secret|token|api_?key|credential|authorization", re.I)
+
+
+def redacted_detail(value: Any) -> Any:
+    """``value`` with every secret-named field masked and registered secrets masked in text."""
+    if isinstance(value, dict):
+        return {
+            str(k): MASK if _SECRET_KEY.search(str(k)) else redacted_detail(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redacted_detail(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 class AuditStore:
@@ -20,21 +40,28 @@ class AuditStore:
     def record(
         self,
         *,
-        project_id: int,
+        project_id: int | None,
         user_id: int | None,
         action: str,
         target: str,
         detail: dict[str, Any],
         at: datetime,
+        actor: str | None = None,
     ) -> None:
-        """Record one action."""
+        """Record one action: ``project_id`` None for actions outside a project; ``actor``
+        defaults to the email of ``user_id``; secrets in ``detail`` are masked."""
+        if actor is None and user_id is not None:
+            actor = self._connection.execute(
+                sa.select(users.c.email).where(users.c.id == user_id)
+            ).scalar_one_or_none()
         self._connection.execute(
             audit_log.insert().values(
                 project_id=project_id,
                 user_id=user_id,
+                actor=actor,
                 action=action,
-                target=target,
-                detail=detail,
+                target=target[:255],
+                detail=redacted_detail(detail),
                 at=at,
             )
         )
