@@ -135,7 +135,9 @@ def _prepare(database: str, integration: Mapping[str, Any], list_id: str, pipe: 
     project, _ = ProjectService(engine, SystemClock()).ensure_default()
     clock = SystemClock()
     key = generate_key()
-    integrations = IntegrationService(engine, Keyring([key]), clock, allow_custom_endpoints=True)
+    integrations = IntegrationService(
+        engine, Keyring([key]), clock, allow_custom_endpoints=True, allow_private_endpoints=True
+    )
     connected = integrations.connect(
         project.id, integration["type"], integration["credentials"], integration["settings"]
     )
@@ -170,7 +172,9 @@ def _reconcile_worker(database: str, key: str, sync_id: int, pipe: Pipe) -> None
     """In a fresh spawned process: one reconciling run of the prepared sync, with its phases."""
     engine = create_engine(f"sqlite:///{database}")
     clock = SystemClock()
-    integrations = IntegrationService(engine, Keyring([key]), clock, allow_custom_endpoints=True)
+    integrations = IntegrationService(
+        engine, Keyring([key]), clock, allow_custom_endpoints=True, allow_private_endpoints=True
+    )
     marks: dict[str, float] = {}
 
     def source(

@@ -287,7 +287,11 @@ def _sync_worker(database: str, integration: Mapping[str, Any], pipe: Pipe) -> N
     project, _ = ProjectService(engine, SystemClock()).ensure_default()
     clock = SystemClock()
     integrations = IntegrationService(
-        engine, Keyring([generate_key()]), clock, allow_custom_endpoints=True
+        engine,
+        Keyring([generate_key()]),
+        clock,
+        allow_custom_endpoints=True,
+        allow_private_endpoints=True,
     )
     connected = integrations.connect(
         project.id, integration["type"], integration["credentials"], integration["settings"]

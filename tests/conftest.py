@@ -164,6 +164,7 @@ def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
         database_url=database_url,
         secret_key=SecretStr(TEST_KEY),
         allow_custom_endpoints=True,
+        allow_private_endpoints=True,  # the partner emulators listen on loopback
     )
     clock = FrozenClock(SystemClock().now())
     app = create_app(settings, engine=engine, clock=clock)

@@ -72,6 +72,7 @@ def build_state(
         keyring,
         clock,
         allow_custom_endpoints=settings.allow_custom_endpoints,
+        allow_private_endpoints=settings.allow_private_endpoints,
         secret_overlap=timedelta(hours=settings.webhook_secret_overlap_hours),
     )
     sync_service = sync_service or build_sync_service(

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         description="Believe X-Forwarded-Proto and X-Forwarded-Host from the reverse proxy in "
         "front: behind TLS the session cookie is Secure and sign-in checks the public origin.",
     )
+    allow_private_endpoints: bool = Field(
+        default=False,
+        description="Let partner, webhook and alert URLs reach loopback, private, link-local "
+        "and metadata addresses (the emulators on loopback, an on-premises webhook).",
+    )
 
     @property
     def session_lifetime(self) -> timedelta:

@@ -21,6 +21,7 @@ from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import RetryPolicy
+from cohortsync.outbound.guard import OutboundGuard
 from cohortsync.partners.registry import PARTNERS
 from cohortsync.partners.spec import Contract, PartnerSpec
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
@@ -108,6 +109,7 @@ class Harness:
             retry=RetryPolicy(attempts=5, base_seconds=0.2, cap_seconds=2, budget_seconds=60),
             sleep=self.sleeps.append,
             rng=random.Random(1),
+            guard=OutboundGuard(allow_private=True),  # the emulators listen on loopback
         )
         return spec.build(config)
 

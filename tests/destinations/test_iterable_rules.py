@@ -20,6 +20,7 @@ from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, PartnerList, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.http import AccountBudget, RetryPolicy, account_budget
+from cohortsync.outbound.guard import OutboundGuard
 from cohortsync.partners.iterable.destination import CAPABILITIES, IterableDestination
 from cohortsync.partners.iterable.emulator import IterableSandbox
 from cohortsync.sandbox.fleet import RunningSandbox, start_sandbox
@@ -257,6 +258,7 @@ def connect(project: Project, simplified_id_merge: bool = False) -> IterableDest
         retry=RetryPolicy(attempts=3, base_seconds=0.1, cap_seconds=1),
         sleep=project.clock.sleep,
         rng=random.Random(3),
+        guard=OutboundGuard(allow_private=True),  # the emulator listens on loopback
     )
     destination = spec.build(config)
     assert isinstance(destination, IterableDestination)

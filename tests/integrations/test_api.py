@@ -177,14 +177,14 @@ def test_disconnecting_also_drops_the_webhook_from_the_cache_at_once() -> None:
     done: list[str] = []
 
     class Service:
-        def disconnect(self, project_id: int, integration_id: int) -> str:
-            done.append(f"disconnect {project_id}/{integration_id}")
+        def disconnect(self, project_id: int, integration_id: int, user_id: int | None) -> str:
+            done.append(f"disconnect {project_id}/{integration_id} by {user_id}")
             return "disconnected"
 
     class Webhooks:
         def forget(self, integration_id: int) -> None:
             done.append(f"forget {integration_id}")
 
-    answer: object = integrations.disconnect(Service(), Webhooks(), 3, 7)  # type: ignore[arg-type]
+    answer: object = integrations.disconnect(Service(), Webhooks(), 3, 7, 5)  # type: ignore[arg-type]
     assert answer == "disconnected"
-    assert done == ["disconnect 3/7", "forget 7"]
+    assert done == ["disconnect 3/7 by 5", "forget 7"]

@@ -139,7 +139,11 @@ def test_key_rotation_keeps_every_integration_readable(
     key_file = tmp_path / "keys" / "cohortsync.key"
     settings = Settings(database_url=database_url, secret_key_file=str(key_file))
     service = IntegrationService(
-        engine, Keyring.from_settings(settings), SystemClock(), allow_custom_endpoints=True
+        engine,
+        Keyring.from_settings(settings),
+        SystemClock(),
+        allow_custom_endpoints=True,
+        allow_private_endpoints=True,
     )
     created = []
     for partner in ("iterable", "clevertap"):
@@ -163,7 +167,11 @@ def test_key_rotation_keeps_every_integration_readable(
         )
     assert set(after) == set(before)
     fresh = IntegrationService(
-        engine, Keyring.from_settings(settings), SystemClock(), allow_custom_endpoints=True
+        engine,
+        Keyring.from_settings(settings),
+        SystemClock(),
+        allow_custom_endpoints=True,
+        allow_private_endpoints=True,
     )
     for integration in created:
         assert after[integration.id] != before[integration.id]

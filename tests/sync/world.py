@@ -215,6 +215,7 @@ def make_world(engine: Engine, clock: FrozenClock, project: Project) -> SyncWorl
         Keyring([TEST_KEY]),
         clock,
         allow_custom_endpoints=True,
+        allow_private_endpoints=True,
         sleep=sleep,
         timeout=2.0,
     )

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
-from cohortsync.domain.accounts import project_role, require_admin
+from cohortsync.domain.accounts import Role, project_role, require_admin
+from cohortsync.domain.integrations import Integration
 from cohortsync.services import integrations
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
@@ -25,11 +26,17 @@ class IntegrationIn(BaseModel):
 
 
 class IntegrationChange(BaseModel):
-    """Fields to change; absent ones stay. The partner is checked again."""
+    """Fields to change; absent ones stay. The partner is checked again. A new ``url``,
+    ``base_url`` or ``region`` needs the credentials in the same request."""
 
     name: str | None = Field(default=None, max_length=255)
     credentials: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
+
+
+def _json(integration: Integration, admin: bool) -> dict[str, Any]:
+    """The API shape as this person may see it (members: no partner error text)."""
+    return integrations.shown(integration, admin).as_json()
 
 
 @router.post("", status_code=201)
@@ -41,14 +48,14 @@ def connect(
     integration = state.integrations.connect(
         project_id, body.type, body.credentials, body.settings, body.name, user.id
     )
-    return integration.as_json()
+    return _json(integration, admin=True)
 
 
 @router.get("")
 def list_integrations(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
-    """The project's integrations (never their credentials)."""
-    project_role(user, project_id)
-    return [i.as_json() for i in state.integrations.list(project_id)]
+    """The project's integrations (never their credentials; for members, no partner error)."""
+    admin = project_role(user, project_id) is Role.ADMIN
+    return [_json(i, admin) for i in state.integrations.list(project_id)]
 
 
 @router.get("/{integration_id}")
@@ -56,8 +63,8 @@ def get_integration(
     project_id: int, integration_id: int, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """One integration."""
-    project_role(user, project_id)
-    return state.integrations.get(project_id, integration_id).as_json()
+    admin = project_role(user, project_id) is Role.ADMIN
+    return _json(state.integrations.get(project_id, integration_id), admin)
 
 
 @router.put("/{integration_id}")
@@ -76,8 +83,9 @@ def update_integration(
         credentials=body.credentials,
         settings=body.settings,
         name=body.name,
+        user_id=user.id,
     )
-    return integration.as_json()
+    return _json(integration, admin=True)
 
 
 @router.delete("/{integration_id}")
@@ -87,6 +95,6 @@ def disconnect(
     """Disconnect: the credentials are forgotten and the integration's syncs stop."""
     require_admin(user, project_id)
     disconnected = integrations.disconnect(
-        state.integrations, state.partner_events, project_id, integration_id
+        state.integrations, state.partner_events, project_id, integration_id, user.id
     )
-    return disconnected.as_json()
+    return _json(disconnected, admin=True)

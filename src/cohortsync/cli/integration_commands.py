@@ -100,7 +100,8 @@ def sandbox(
         typer.echo(f"{partner:<11} {sandbox.base_url:<32} {credentials}")
     console.print(
         "Connect an integration with these credentials and settings.base_url (webhook: "
-        "settings.url); the server needs COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS=1. "
+        "settings.url); the server needs COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS=1 and "
+        "COHORTSYNC_ALLOW_PRIVATE_ENDPOINTS=1 (the emulators listen on loopback). "
         "List membership: GET <base URL>/_sandbox/lists. Ctrl-C stops."
     )
     try:

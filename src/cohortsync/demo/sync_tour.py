@@ -95,7 +95,9 @@ def run_tour(
     rng = random.Random(seed)
     running = start_all()
     keyring = Keyring.from_settings(settings)
-    integrations = IntegrationService(engine, keyring, clock, allow_custom_endpoints=True)
+    integrations = IntegrationService(
+        engine, keyring, clock, allow_custom_endpoints=True, allow_private_endpoints=True
+    )
     service = build_sync_service(settings, engine, integrations, clock, scheduled=False)
     ingestion = IngestionService(engine, clock)
     try:

@@ -1,5 +1,6 @@
 """What a connector is built from (:class:`ConnectorConfig`): credentials, settings, where to
-send, and how to retry; and what every HTTP connector shares (:class:`HttpConnector`)."""
+send, which addresses it may reach, and how to retry; and what every HTTP connector shares
+(:class:`HttpConnector`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from cohortsync.destinations.http import (
     account_budget,
     http_status,
 )
+from cohortsync.outbound.guard import OutboundGuard
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ class ConnectorConfig:
     sleep: Callable[[float], None] = time.sleep
     clock: Clock = field(default_factory=SystemClock)  # the time a request is stamped with
     rng: random.Random = field(default_factory=random.Random)
-    transport: httpx.BaseTransport | None = None
-    timeout: float = 30.0
+    transport: httpx.BaseTransport | None = None  # a test's stand-in for the network
+    timeout: float = 30.0  # each try of a request, from connecting to the reply's last byte
+    guard: OutboundGuard = field(default_factory=OutboundGuard)  # private addresses refused
 
     def client(
         self,
@@ -68,6 +71,7 @@ class ConnectorConfig:
             clock=self.clock,
             rng=self.rng,
             transport=self.transport,
+            guard=self.guard,
         )
 
 

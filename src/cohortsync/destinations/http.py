@@ -6,6 +6,12 @@ partner's message. Transient failures (429, 5xx, timeouts) are retried with full
 exponential backoff that never retries sooner than ``Retry-After`` (seconds or an HTTP date),
 within a bounded budget; then they are raised for the sync engine to decide.
 
+Every connection passes the outbound guard (:mod:`cohortsync.outbound`): a partner host that is
+or resolves to a private address is refused unless the operator allows it. Each try has a total
+deadline (``timeout``: connect, send and the whole reply), a reply is read up to
+``max_reply_bytes``, and an error reply's text is the partner's own message field only, never
+its body as such.
+
 Each partner account has one :class:`AccountBudget`, shared by every sync of that account: its
 concurrency cap, its request rate, and, where the partner meters reads of list members by the
 minute (Iterable: 5 a minute), a read pacer. Read turns are waited for through the calling
@@ -32,7 +38,15 @@ import httpx
 
 from cohortsync.clock import Clock, SystemClock
 from cohortsync.destinations.base import Capabilities
-from cohortsync.destinations.errors import PartnerConfigError, RateLimited, TransientError
+from cohortsync.destinations.errors import (
+    EndpointRefused,
+    PartnerConfigError,
+    RateLimited,
+    TransientError,
+)
+from cohortsync.outbound import replies
+from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
+from cohortsync.outbound.transport import GuardedTransport, deadline
 from cohortsync.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -231,14 +245,21 @@ def http_status(response: httpx.Response) -> int:
     return response.status_code
 
 
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a partner's largest documented reply is far smaller
+ERROR_BODY_BYTES = 64 * 1024  # enough for any partner's error message
+MAX_LINE = 64 * 1024  # one line of a streamed list (an email, a user id)
+
+
 def partner_message(response: httpx.Response, pick: Pick = _nothing) -> str:
-    """The partner's own words for a failed reply: what ``pick`` finds in its JSON body, else
-    the body itself (shortened), else the status."""
+    """The partner's own words for a failed reply: what ``pick`` finds in its JSON body (the
+    partner's documented message field), else the status. The body itself is never repeated:
+    it may come from any server the URL reaches, and the message is shown."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
-    return pick(body) or str(body)[:300]
+        body = None
+    found = pick(body) if body is not None else None
+    return found or f"HTTP {response.status_code}"
 
 
 @dataclass
@@ -258,16 +279,18 @@ class PartnerClient:
     sleep: Callable[[float], None] = time.sleep
     clock: Clock = field(default_factory=SystemClock)  # reads HTTP-date Retry-After
     rng: random.Random = field(default_factory=random.Random)
-    transport: httpx.BaseTransport | None = None
+    transport: httpx.BaseTransport | None = None  # a test's; else the guarded one
+    guard: OutboundGuard = field(default_factory=OutboundGuard)
+    max_reply_bytes: int = MAX_REPLY_BYTES
     stats: CallStats = field(default_factory=CallStats)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=dict(self.headers),
-            timeout=httpx.Timeout(self.timeout, connect=10.0),
-            transport=self.transport,
-            follow_redirects=False,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
+            transport=self.transport or GuardedTransport(self.guard),
+            follow_redirects=False,  # a redirect is an answer to judge, never followed
         )
 
     def message(self, text: str) -> str:
@@ -307,9 +330,11 @@ class PartnerClient:
                 f"{self.partner} stopped answering mid-reply",
                 f"{self.partner} broke off its reply",
             ):
-                for line in response.iter_lines():
+                for line in replies.lines(response, MAX_LINE):
                     if line.strip():
                         yield line.strip()
+        except replies.ReplyTooLarge as error:
+            raise PartnerConfigError(f"{self.partner}: {error.message}") from None
         finally:
             response.close()
 
@@ -345,16 +370,19 @@ class PartnerClient:
                 f"{self.partner} did not answer in time", f"could not reach {self.partner}"
             ),
             self.budget.slot() as paced,
+            deadline(self.timeout),
         ):
             self.stats.paced_seconds += paced
-            response = self._http.send(request, stream=stream)
+            response = self._sent(request)
+            head = response.status_code
+            wanted = action_for(head, self.overrides) is Action.OK or head in accept
+            if stream and wanted:
+                return response  # its lines are read as they come
+            response = self._read(response, wanted)
         status = self.status_of(response)
         action = action_for(status, self.overrides)
         if action is Action.OK or status in accept:
             return response
-        if stream:  # the error body, for the partner's message
-            response.read()
-            response.close()
         text = self.message(partner_message(response, self.describe))
         if action is Action.RATE_LIMITED:
             self.stats.rate_limited += 1
@@ -364,6 +392,24 @@ class PartnerClient:
             self.stats.server_errors += 1
             raise TransientError(text, status)
         raise PartnerConfigError(text, status)
+
+    def _sent(self, request: httpx.Request) -> httpx.Response:
+        """The reply's head; the guard's refusal as the partner's configuration error."""
+        try:
+            return self._http.send(request, stream=True)
+        except OutboundRefused as refused:
+            raise EndpointRefused(refused.message) from None
+
+    def _read(self, response: httpx.Response, wanted: bool) -> httpx.Response:
+        """The reply read: whole up to ``max_reply_bytes`` when it is the answer, else only as
+        much as its error message needs."""
+        if not wanted:
+            body, _ = replies.read_at_most(response, ERROR_BODY_BYTES)
+            return replies.with_body(response, body)
+        try:
+            return replies.buffered(response, self.max_reply_bytes)
+        except replies.ReplyTooLarge as error:
+            raise PartnerConfigError(f"{self.partner}: {error.message}") from None
 
     @contextmanager
     def _transient(self, timed_out: str, broke_off: str) -> Iterator[None]:

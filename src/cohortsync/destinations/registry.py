@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from cohortsync.domain.errors import BatchError
+from cohortsync.partners import list_names
 from cohortsync.partners.fields import CUSTOM_ENDPOINTS, DEFAULT_LIST_TEMPLATE, REFUSED
 from cohortsync.partners.registry import PARTNERS
 from cohortsync.partners.spec import PartnerSpec
@@ -111,6 +112,7 @@ def base_url(spec: PartnerSpec, settings: Mapping[str, Any]) -> str:
 
 
 def list_name(settings: Mapping[str, Any], cohort_name: str, cohort_id: int) -> str:
-    """The destination list's name for a cohort, from the integration's template."""
+    """The destination list's name for a cohort, from the integration's template (never
+    ``str.format``: see :mod:`cohortsync.partners.list_names`)."""
     template = str(settings.get("list_name_template", DEFAULT_LIST_TEMPLATE))
-    return template.format(cohort_name=cohort_name, cohort_id=cohort_id)
+    return list_names.render(template, cohort_name, cohort_id)

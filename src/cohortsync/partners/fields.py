@@ -13,9 +13,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
+
+from cohortsync.outbound.urls import credentials_in
+from cohortsync.partners.list_names import TemplateError, check_template
 
 DEFAULT_LIST_TEMPLATE = "mixpanel_{cohort_name}_{cohort_id}"
 REFUSED = "refused"  # the error type of a check that says why in its own words
@@ -54,10 +58,28 @@ def formed_fields(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo, Form
             yield name, info, form
 
 
+MAX_URL = 2048
+
+
 def http_url(value: Any) -> str:
-    """An http:// or https:// URL, without a trailing slash."""
+    """An http:// or https:// URL with a host, without a trailing slash, carrying no
+    credentials (settings are shown to every member; credentials are sealed)."""
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise refused("must be an http:// or https:// URL")
+    if len(value) > MAX_URL:
+        raise refused(f"must be at most {MAX_URL} characters")
+    try:
+        host = httpx.URL(value).host
+    except (httpx.InvalidURL, ValueError):
+        host = ""
+    if not host:
+        raise refused("must be an http:// or https:// URL with a valid host")
+    carried = credentials_in(value)
+    if carried is not None:
+        raise refused(
+            f"carries {carried}: URLs are shown to every member of the project; enter "
+            "secrets in the integration's credential fields instead"
+        )
     return value.rstrip("/")
 
 
@@ -130,13 +152,12 @@ class PartnerSettings(BaseModel):
     @field_validator("list_name_template", mode="before")
     @classmethod
     def _template(cls, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str):
             raise refused("must be a non-empty string")
         try:
-            value.format(cohort_name="n", cohort_id=1)
-        except (KeyError, IndexError, ValueError):
-            raise refused("may use only {cohort_name} and {cohort_id}") from None
-        return value
+            return check_template(value)
+        except TemplateError as wrong:
+            raise refused(str(wrong)) from None
 
     @field_validator("base_url", mode="before")
     @classmethod

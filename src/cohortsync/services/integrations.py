@@ -1,7 +1,9 @@
 """Connected partner accounts (R-INT-1 … R-INT-6): connect with a check, list, edit, disconnect.
 
 Credentials are sealed with the keyring before they reach the database and are never part of
-an :class:`Integration`'s JSON. A partner call never runs inside a database transaction.
+an :class:`Integration`'s JSON; they are bound to the endpoint they were entered for (a new URL,
+base URL or region needs them entered again). Every partner call passes the outbound guard. A
+partner call never runs inside a database transaction; each change is audited in its own.
 """
 
 from __future__ import annotations
@@ -18,22 +20,46 @@ from cohortsync.clock import Clock
 from cohortsync.destinations import registry
 from cohortsync.destinations.base import Destination
 from cohortsync.destinations.connection import ConnectorConfig
-from cohortsync.destinations.errors import DestinationError, TransientError
+from cohortsync.destinations.errors import DestinationError, EndpointRefused, TransientError
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.errors import BatchError, Conflict
 from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key, sends_events
 from cohortsync.keyring import Keyring
+from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
+from cohortsync.outbound.urls import masked
 from cohortsync.partners.spec import PartnerSpec
 from cohortsync.services import webhook_secrets
+from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.integration_store import IntegrationStore
 from cohortsync.storage.sync_store import SyncStore
+
+# Settings that say where the credentials go: changing one needs the credentials entered again.
+ENDPOINT_SETTINGS = ("url", "base_url", "region")
+
+
+# What a member reads instead of the partner's words (which may quote whatever the URL reached).
+MEMBER_ERROR = (
+    "the partner refused the last check or could not be reached; a project admin can see why"
+)
 
 
 def _seen(integration: Integration) -> Integration:
     """The integration as shown: whether its partner sends events back decides its webhook."""
     return replace(integration, sends_events=sends_events(integration.type))
+
+
+def shown(integration: Integration, admin: bool) -> Integration:
+    """The integration as a person may see it: URLs with any credential in them masked (one
+    stored before they were refused), and for members the partner's error replaced by
+    :data:`MEMBER_ERROR` (admins read the partner's own words, trimmed)."""
+    settings = {
+        name: masked(value) if name in ("url", "base_url") and isinstance(value, str) else value
+        for name, value in integration.settings.items()
+    }
+    error = integration.error if admin or integration.error is None else MEMBER_ERROR
+    return replace(integration, settings=settings, error=error)
 
 
 class IntegrationService:
@@ -46,6 +72,8 @@ class IntegrationService:
         clock: Clock,
         *,
         allow_custom_endpoints: bool = False,
+        allow_private_endpoints: bool = False,
+        guard: OutboundGuard | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
@@ -56,6 +84,8 @@ class IntegrationService:
         self._keyring = keyring
         self._clock = clock
         self._allow_custom = allow_custom_endpoints
+        # Which addresses partner calls may reach (``guard``: a test's own name lookup).
+        self._guard = guard or OutboundGuard(allow_private=allow_private_endpoints)
         # Connecting is interactive: a short retry budget, so the admin hears back quickly.
         self._retry = retry or RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=10)
         self._sleep = sleep
@@ -83,6 +113,7 @@ class IntegrationService:
             sleep=self._sleep,
             clock=self._clock,
             timeout=self._timeout,
+            guard=self._guard,
         )
         return spec.build(config)
 
@@ -96,6 +127,13 @@ class IntegrationService:
         destination = self._build(project_id, spec, credentials, settings)
         try:
             destination.check()
+        except EndpointRefused as error:  # nothing was sent; nothing is stored
+            raise OutboundRefused(f"{spec.title} was not called: {error.message}") from None
+        except ValueError:  # a reply that is not JSON where the partner's API answers JSON
+            return (
+                IntegrationStatus.ERROR,
+                f"the endpoint did not answer as {spec.title}'s API does; check the settings",
+            )
         except TransientError as error:
             return (
                 IntegrationStatus.ERROR,
@@ -144,6 +182,19 @@ class IntegrationService:
             secret = None
             if sends_events(spec.type):
                 secret = webhook_secrets.issue(connection, self._keyring, new_id, now)
+            AuditStore(connection).record(
+                project_id=project_id,
+                user_id=created_by,
+                action="integration.connect",
+                target=f"integration:{new_id}",
+                detail={
+                    "type": spec.type,
+                    "name": title,
+                    "settings": sorted(checked_settings),
+                    "status": str(status),
+                },
+                at=now,
+            )
         return replace(self.get(project_id, new_id), webhook_secret=secret)
 
     def rotate_webhook_secret(
@@ -185,29 +236,52 @@ class IntegrationService:
         credentials: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
         name: str | None = None,
+        user_id: int | None = None,
     ) -> Integration:
-        """Change credentials, settings or name; the partner is checked again."""
+        """Change credentials, settings or name; the partner is checked again. Stored
+        credentials never follow a new URL, base URL or region: those need them entered again."""
         current = self.get(project_id, integration_id)
         if current.status == IntegrationStatus.DISCONNECTED:
             raise Conflict("the integration is disconnected; connect a new one")
         spec = registry.partner(current.type)
-        stored = self._credentials(project_id, integration_id)
-        new_credentials = (
-            registry.check_credentials(spec, credentials) if credentials is not None else stored
-        )
         merged = {**current.settings, **(settings or {})}
         new_settings = registry.check_settings(spec, merged, self._allow_custom)
+        if credentials is not None:
+            new_credentials = registry.check_credentials(spec, credentials)
+        else:
+            new_credentials = self._credentials(project_id, integration_id)
+            _refuse_moving(spec, current.settings, new_settings, new_credentials)
         status, error = self._check(project_id, spec, new_credentials, new_settings)
+        now = self._clock.now()
         values: dict[str, Any] = {
             "credentials": self._keyring.seal(new_credentials),
             "settings": new_settings,
             "error": error,
-            "updated_at": self._clock.now(),
+            "updated_at": now,
         }
         if name is not None:
             values["name"] = name.strip() or current.name
+        changed = sorted(
+            key
+            for key in {*current.settings, *new_settings}
+            if current.settings.get(key) != new_settings.get(key)
+        )
         with write_transaction(self._engine) as connection:
             IntegrationStore(connection).move(integration_id, status, values)
+            AuditStore(connection).record(
+                project_id=project_id,
+                user_id=user_id,
+                action="integration.update",
+                target=f"integration:{integration_id}",
+                detail={
+                    "type": current.type,
+                    "name": values.get("name", current.name),
+                    "settings": changed,
+                    "reauthorized": credentials is not None,
+                    "status": str(status),
+                },
+                at=now,
+            )
         return self.get(project_id, integration_id)
 
     def list(self, project_id: int) -> list[Integration]:
@@ -220,10 +294,12 @@ class IntegrationService:
         with read_transaction(self._engine) as connection:
             return _seen(IntegrationStore(connection).get(project_id, integration_id))
 
-    def disconnect(self, project_id: int, integration_id: int) -> Integration:
+    def disconnect(
+        self, project_id: int, integration_id: int, user_id: int | None = None
+    ) -> Integration:
         """Mark the integration disconnected and forget its credentials; its syncs stop
         (the sync engine runs nothing for an integration that is not connected)."""
-        self.get(project_id, integration_id)
+        current = self.get(project_id, integration_id)
         now = self._clock.now()
         with write_transaction(self._engine) as connection:
             store = IntegrationStore(connection)
@@ -238,6 +314,14 @@ class IntegrationService:
             )
             webhook_secrets.forget(connection, integration_id)  # its partner events are refused
             SyncStore(connection).stop_all(integration_id, now)  # R-INT-3: its syncs stop
+            AuditStore(connection).record(
+                project_id=project_id,
+                user_id=user_id,
+                action="integration.delete",
+                target=f"integration:{integration_id}",
+                detail={"type": current.type, "name": current.name},
+                at=now,
+            )
         return self.get(project_id, integration_id)
 
     def flag(self, project_id: int, integration_id: int, message: str) -> None:
@@ -278,6 +362,23 @@ class IntegrationService:
         )
 
 
+def _refuse_moving(
+    spec: PartnerSpec,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    stored: Mapping[str, str],
+) -> None:
+    """A BatchError when ``after`` sends the ``stored`` credentials somewhere ``before`` did
+    not (a new URL, base URL or region) without their being entered again."""
+    moved = [name for name in ENDPOINT_SETTINGS if before.get(name) != after.get(name)]
+    if moved and stored:
+        fields = ", ".join(f"credentials.{name}" for name in spec.credentials.model_fields)
+        raise BatchError(
+            f"changing settings.{moved[0]} would send the stored credentials to a new "
+            f"endpoint: enter the credentials again ({fields}) in the same request"
+        )
+
+
 class WebhookCache(Protocol):
     """What keeps an integration's webhook in memory (the partner events service)."""
 
@@ -286,12 +387,16 @@ class WebhookCache(Protocol):
 
 
 def disconnect(
-    service: IntegrationService, webhooks: WebhookCache, project_id: int, integration_id: int
+    service: IntegrationService,
+    webhooks: WebhookCache,
+    project_id: int,
+    integration_id: int,
+    user_id: int | None = None,
 ) -> Integration:
     """Disconnect (credentials forgotten, syncs stopped) and have this process refuse the
     integration's webhook calls at once rather than when its cached copy expires: what the API
-    and the web UI do."""
-    disconnected = service.disconnect(project_id, integration_id)
+    and the web UI do, ``user_id`` being who asked."""
+    disconnected = service.disconnect(project_id, integration_id, user_id)
     webhooks.forget(integration_id)
     return disconnected
 

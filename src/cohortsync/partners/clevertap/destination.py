@@ -75,6 +75,7 @@ from cohortsync.destinations.base import (
 from cohortsync.destinations.connection import ConnectorConfig, HttpConnector
 from cohortsync.destinations.errors import PartnerConfigError
 from cohortsync.destinations.members import export_columns, text
+from cohortsync.partners import list_names
 from cohortsync.partners.fields import DEFAULT_LIST_TEMPLATE
 
 CAPABILITIES = Capabilities(
@@ -203,7 +204,7 @@ class CleverTapDestination(HttpConnector):
     def find_list(self, list_id: str, cohort: CohortInfo) -> PartnerList | None:
         """The stored segment, without a call (none can look one up): the next snapshot
         re-makes it by name if it was deleted on CleverTap's side."""
-        name = self._template.format(cohort_name=cohort.name, cohort_id=cohort.id)
+        name = list_names.render(self._template, cohort.name, cohort.id)
         return PartnerList(list_id, name, cohort)
 
     def ensure_list(
@@ -257,7 +258,9 @@ class CleverTapDestination(HttpConnector):
         reply = self._http.request("POST", path, json=body).json()
         if not isinstance(reply, dict) or reply.get("status") != "success" or field not in reply:
             raise PartnerConfigError(
-                self._http.message(describe_error(reply) or f"CleverTap {path}: {reply}")
+                self._http.message(
+                    describe_error(reply) or f"CleverTap answered {path} without its {field}"
+                )
             )
         return reply[field]
 

@@ -208,7 +208,7 @@ class IterableDestination(HttpConnector):
             json={"name": name, "description": f"Cohort {cohort.id} exported by cohortsync"},
         ).json()
         if "listId" not in created:
-            raise PartnerConfigError(f"Iterable did not return a listId: {created}")
+            raise PartnerConfigError("Iterable did not return a listId")
         return PartnerList(str(created["listId"]), name, cohort, created=True)
 
     def add_members(self, target: PartnerList, members: Sequence[PartnerMember]) -> BatchOutcome:

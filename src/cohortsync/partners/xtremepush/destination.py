@@ -100,9 +100,12 @@ class XtremepushDestination(HttpConnector):
         body = {"apptoken": self._token, **fields}
         reply = self._http.request("POST", f"/api/external/{method}/{model}", json=body).json()
         if not isinstance(reply, dict):
-            raise PartnerConfigError(f"Xtremepush answered {method}/{model} with {reply!r}")
+            raise PartnerConfigError(f"Xtremepush answered {method}/{model} with no JSON object")
         if reply.get("success") is False:
-            raise PartnerConfigError(str(reply.get("message") or reply))
+            message = reply.get("message")
+            raise PartnerConfigError(
+                self._http.message(str(message or f"Xtremepush refused {method}/{model}"))
+            )
         return reply
 
     def check(self) -> None:
@@ -134,7 +137,7 @@ class XtremepushDestination(HttpConnector):
         created = self._call("create", "list", title=name)
         model = created.get("model") or {}
         if "id" not in model:
-            raise PartnerConfigError(f"Xtremepush did not return the new list's id: {created}")
+            raise PartnerConfigError("Xtremepush did not return the new list's id")
         return PartnerList(str(model["id"]), name, cohort, created=True)
 
     def _items(

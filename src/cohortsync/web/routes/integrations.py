@@ -31,7 +31,7 @@ def _advanced(state: AppState) -> tuple[str, ...]:
 def _cards(request: Request, state: AppState, view: ProjectView) -> dict[str, Any]:
     """What the cards show: each partner with its integrations that are not disconnected."""
     current = [
-        i
+        integrations.shown(i, view.is_admin)
         for i in state.integrations.list(view.project.id)
         if i.status != IntegrationStatus.DISCONNECTED
     ]
@@ -101,7 +101,11 @@ def disconnect(
 ) -> Response:
     """Forget the credentials and stop the integration's syncs and webhook."""
     integrations.disconnect(
-        state.integrations, state.partner_events, view.project.id, integration_id
+        state.integrations,
+        state.partner_events,
+        view.project.id,
+        integration_id,
+        view.session.user.id,
     )
     return render(request, "_integration_cards.html", _cards(request, state, view))
 
