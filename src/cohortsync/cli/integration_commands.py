@@ -13,21 +13,17 @@ from cohortsync.cli.context import (
     ProjectOption,
     console,
     default_project_id,
+    fail,
     friendly_errors,
     migrated_engine,
     out,
     settings,
 )
 from cohortsync.clock import SystemClock
-from cohortsync.keyring import (
-    Keyring,
-    generate_key,
-    key_file_path,
-    read_key_file,
-    write_key_file,
-)
+from cohortsync.keyring import Keyring, environment_keys, generate_key, key_file_path
 from cohortsync.sandbox.fleet import start_all
-from cohortsync.services.integrations import IntegrationService, reseal_all
+from cohortsync.services.integrations import IntegrationService
+from cohortsync.services.key_rotation import ENVIRONMENT_PROCEDURE, KeyRotation
 
 keys_app = typer.Typer(help="Encryption keys of partner credentials.", no_args_is_help=True)
 integrations_app = typer.Typer(help="Connected partner accounts.", no_args_is_help=True)
@@ -45,28 +41,50 @@ def keys_rotate(
     retire_old: Annotated[
         bool, typer.Option(help="Drop the older keys from the key file once all is re-sealed.")
     ] = False,
+    restarted: Annotated[
+        bool,
+        typer.Option(
+            help="COHORTSYNC_SECRET_KEY only: every process was restarted with the new key "
+            "first there."
+        ),
+    ] = False,
 ) -> None:
     """Seal every integration's credentials with a new key; older keys keep opening them until
-    retired. With COHORTSYNC_SECRET_KEY set, put the new key first there, then run this."""
+    retired. Safe while the server runs with a key file (it reads the file again); with
+    COHORTSYNC_SECRET_KEY, put the new key first there and restart every process first."""
     current = settings()
     with migrated_engine() as engine:
+        rotation = KeyRotation(engine, SystemClock())
         if current.secret_key is not None:
-            keyring = Keyring.from_settings(current)
-            count = reseal_all(engine, keyring)
+            keys = environment_keys(current)
+            if len(keys) < 2 or not restarted:
+                raise fail(f"nothing re-sealed: {ENVIRONMENT_PROCEDURE}")
+            done = rotation.reseal_environment(keys)
             out.print(
-                f"re-sealed {count} integrations with the first key of COHORTSYNC_SECRET_KEY; "
-                "the other keys there can now be removed"
+                f"re-sealed {done.resealed} integrations with the first key of "
+                "COHORTSYNC_SECRET_KEY; remove the other keys there and restart"
             )
-            return
-        path = key_file_path(current)
-        old = read_key_file(path) if path.exists() else []
-        new = generate_key()
-        write_key_file(path, [new, *old])  # every key stays usable until all is re-sealed
-        count = reseal_all(engine, Keyring([new, *old]))
-        if retire_old:
-            write_key_file(path, [new])
-        kept = "only the new key" if retire_old else f"the new key and {len(old)} older"
-        out.print(f"re-sealed {count} integrations; {path} holds {kept}")
+        else:
+            done = rotation.rotate_file(key_file_path(current), retire_old=retire_old)
+            kept = "only the new key" if retire_old else f"the new key and {done.older_keys} older"
+            out.print(f"re-sealed {done.resealed} integrations; {done.key_file} holds {kept}")
+    if done.stale:
+        console.print(
+            f"warning: {done.stale} stored secrets are still sealed with an older key (a "
+            "process seals with other keys); the older keys must stay until they are re-sealed"
+        )
+
+
+@keys_app.command("retire")
+@friendly_errors
+def keys_retire() -> None:
+    """Keep only the newest key of the key file, once nothing stored needs the older ones."""
+    current = settings()
+    if current.secret_key is not None:
+        raise fail("with COHORTSYNC_SECRET_KEY, remove the older keys there and restart")
+    with migrated_engine() as engine:
+        done = KeyRotation(engine, SystemClock()).retire(key_file_path(current))
+    out.print(f"{done.key_file} holds only its newest key ({done.resealed} re-sealed first)")
 
 
 @integrations_app.command("list")

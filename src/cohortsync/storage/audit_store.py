@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cohortsync.clock import as_utc
+from cohortsync.domain.audit import AuditEntry, AuditQuery
 from cohortsync.redaction import MASK, redact
 from cohortsync.storage.tables import audit_log, users
 
@@ -32,7 +34,7 @@ def redacted_detail(value: Any) -> Any:
 
 class AuditStore:
     """Entries of the audit log, written in the caller's transaction (so an action and its
-    record commit together)."""
+    record commit together) and read a page at a time, newest first."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -65,3 +67,44 @@ class AuditStore:
                 at=at,
             )
         )
+
+    def entries(self, query: AuditQuery) -> list[AuditEntry]:
+        """The entries ``query`` asks for, newest (highest id) first."""
+        scope = audit_log.c.project_id == query.project_id
+        if query.include_global:
+            scope = sa.or_(scope, audit_log.c.project_id.is_(None))
+        conditions = [scope]
+        if query.before is not None:
+            conditions.append(audit_log.c.id < query.before)
+        if query.action:
+            conditions.append(audit_log.c.action.startswith(query.action, autoescape=True))
+        if query.start is not None:
+            conditions.append(audit_log.c.at >= query.start)
+        if query.end is not None:
+            conditions.append(audit_log.c.at < query.end)
+        rows = self._connection.execute(
+            sa.select(
+                audit_log.c.id,
+                audit_log.c.project_id,
+                audit_log.c.at,
+                audit_log.c.actor,
+                audit_log.c.action,
+                audit_log.c.target,
+                audit_log.c.detail,
+            )
+            .where(*conditions)
+            .order_by(audit_log.c.id.desc())
+            .limit(query.limit)
+        )
+        return [
+            AuditEntry(
+                id=int(row.id),
+                project_id=row.project_id,
+                at=as_utc(row.at),
+                actor=row.actor,
+                action=row.action,
+                target=row.target,
+                detail=dict(row.detail or {}),
+            )
+            for row in rows
+        ]
