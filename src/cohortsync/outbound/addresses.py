@@ -65,7 +65,7 @@ def _kind_v6(address: IPv6Address) -> str | None:
         return "an unspecified address"
     carried = carried_ipv4(address)
     if carried is not None:
-        return _kind_v4(carried)
+        return refusal(str(carried))
     if address.is_link_local or address.is_site_local:
         return "a link-local address"
     if address in ip_network("fc00::/7"):

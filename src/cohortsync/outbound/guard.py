@@ -6,6 +6,7 @@ rebinding). ``COHORTSYNC_ALLOW_PRIVATE_ENDPOINTS=1`` lets requests reach private
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cohortsync.domain.errors import BatchError
@@ -30,10 +31,12 @@ def _loopback_name(name: str) -> bool:
 @dataclass(frozen=True)
 class OutboundGuard:
     """Where outbound requests may go: ``allow_private`` opens private addresses; ``resolve``
-    is the name lookup (the system's; tests give their own names)."""
+    is the name lookup and ``refuses`` the address rule (the system's and :func:`refusal`;
+    tests give their own names, and an address standing for a public host)."""
 
     allow_private: bool = False
     resolve: Resolver = system_resolver
+    refuses: Callable[[str], str | None] = refusal
 
     def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to for ``host``: all it resolves to, each checked; raises
@@ -49,7 +52,7 @@ class OutboundGuard:
         if not found:
             raise OSError(f"{host} resolves to no address")
         for address in found:
-            kind = refusal(address)
+            kind = self.refuses(address)
             if kind is not None:
                 raise OutboundRefused(f"{host} resolves to {kind} {address}; {ALLOW_HINT}")
         return found
