@@ -235,6 +235,21 @@ class CohortCompiler:
             kind, same = "string", self._json.text(document, name) == value
         return sa.and_(same, self._json.has_kind(document, name, kind))  # cheap, selective first
 
+    def _one_of(self, document: Document, name: str, values: tuple[Any, ...]) -> Predicate:
+        """Typed membership: one IN list per JSON type (an OR per value would nest past
+        SQLite's expression depth for a long list)."""
+        texts = [v for v in values if isinstance(v, str)]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        flags = sorted({v for v in values if isinstance(v, bool)})
+        parts = [self._typed_equals(document, name, flag) for flag in flags]
+        if texts:
+            listed = self._json.text(document, name).in_(texts)
+            parts.append(sa.and_(listed, self._json.has_kind(document, name, "string")))
+        if numbers:
+            listed = self._json.number(document, name).in_(numbers)
+            parts.append(sa.and_(listed, self._json.has_kind(document, name, "number")))
+        return sa.or_(*parts)
+
     def _ordered(self, document: Document, name: str, op: str, value: Any) -> Predicate:
         if isinstance(value, str):
             left: ColumnElement[Any] = self._json.text(document, name)
@@ -256,7 +271,7 @@ class CohortCompiler:
         if op in ("equals", "not_equals"):
             return self._typed_equals(document, name, value)
         if op in ("in", "not_in"):
-            return sa.or_(*(self._typed_equals(document, name, v) for v in value))
+            return self._one_of(document, name, value)
         if op in ("contains", "not_contains"):
             in_list = self._json.list_contains(document, name, value)
             if not isinstance(value, str):

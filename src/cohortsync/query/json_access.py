@@ -50,12 +50,24 @@ class JsonAccess(Protocol):
         ...
 
 
+def _plain(name: str) -> bool:
+    """Whether a JSON path can address ``name``: every character printable ASCII other than
+    ``"`` and ``\\``. SQLite compares a path's label with the key as written in the stored text,
+    and its writers escape the rest (a ``"``, a ``\\``, control and non-ASCII characters)."""
+    return name.isascii() and name.isprintable() and '"' not in name and "\\" not in name
+
+
 def _path(name: str) -> str:
+    """The quoted label: ``.``, ``[``, ``$``, ``'`` and spaces are plain text inside quotes."""
     return '$."' + name + '"'
 
 
 class SqliteJson:
-    """JSON1 functions on a TEXT column."""
+    """JSON1 functions on a TEXT column.
+
+    A property is read through a JSON path where the path can name it (``_plain``), else from
+    the document's ``json_each`` rows, which hold every key decoded: any UTF-8 name works.
+    """
 
     _KINDS = {
         "number": ("integer", "real"),
@@ -66,27 +78,45 @@ class SqliteJson:
         "object": ("object",),
     }
 
+    def _entry(self, document: Document, name: str, column: str) -> ColumnElement[Any]:
+        """``column`` ('type' or 'value') of the document's top-level entry keyed ``name``."""
+        entries = sa.func.json_each(document).table_valued("key", "type", "value")
+        return sa.select(entries.c[column]).where(entries.c.key == name).limit(1).scalar_subquery()
+
+    def _type(self, document: Document, name: str) -> ColumnElement[Any]:
+        """json_type names numbers 'integer'/'real', strings 'text', booleans 'true'/'false';
+        NULL when missing and 'null' for a JSON null."""
+        if _plain(name):
+            return sa.func.json_type(document, _path(name))
+        return self._entry(document, name, "type")
+
+    def _value(self, document: Document, name: str) -> ColumnElement[Any]:
+        """INTEGER/REAL for numbers, TEXT for strings, JSON text for lists and objects."""
+        if _plain(name):
+            return sa.func.json_extract(document, _path(name))
+        return self._entry(document, name, "value")
+
     def has_kind(self, document: Document, name: str, kind: str) -> Predicate:
-        """json_type names numbers 'integer'/'real', strings 'text', booleans 'true'/'false'."""
+        """The property's json_type is one of the kind's names."""
         names = self._KINDS[kind]
-        raw = sa.func.json_type(document, _path(name))
+        raw = self._type(document, name)
         return raw == names[0] if len(names) == 1 else raw.in_(names)
 
     def is_present(self, document: Document, name: str) -> Predicate:
         """json_type is NULL when missing and 'null' for a JSON null."""
-        return sa.func.json_type(document, _path(name)) != "null"
+        return self._type(document, name) != "null"
 
     def number(self, document: Document, name: str) -> ColumnElement[Any]:
-        """json_extract yields INTEGER/REAL for numbers."""
-        return sa.func.json_extract(document, _path(name))
+        """The value is INTEGER/REAL for numbers."""
+        return self._value(document, name)
 
     def text(self, document: Document, name: str) -> ColumnElement[str]:
-        """json_extract yields TEXT for strings (compared bytewise: code point order)."""
-        return sa.func.json_extract(document, _path(name))
+        """The value is TEXT for strings (compared bytewise: code point order)."""
+        return self._value(document, name)
 
     def boolean(self, document: Document, name: str) -> ColumnElement[Any]:
         """json_type distinguishes true from false."""
-        return sa.func.json_type(document, _path(name)) == "true"
+        return self._type(document, name) == "true"
 
     def substring(self, haystack: ColumnElement[str], needle: str) -> Predicate:
         """instr() is case-sensitive."""
@@ -94,8 +124,17 @@ class SqliteJson:
 
     def list_contains(self, document: Document, name: str, value: Any) -> Predicate:
         """An EXISTS over json_each of the list (json_each of a scalar yields the scalar itself,
-        so the property must be an array first)."""
-        elements = sa.func.json_each(document, _path(name)).table_valued("type", "atom")
+        so the property must be an array first; a list read by key is JSON text, and only a
+        list's text is handed to json_each, never a string that is not JSON)."""
+        if _plain(name):
+            listed = sa.func.json_each(document, _path(name))
+        else:
+            array = sa.case(
+                (self.has_kind(document, name, "array"), self._value(document, name)),
+                else_=sa.literal("[]"),
+            )
+            listed = sa.func.json_each(array)
+        elements = listed.table_valued("type", "atom")
         if isinstance(value, bool):
             match = elements.c.type == ("true" if value else "false")
         elif isinstance(value, int | float):
