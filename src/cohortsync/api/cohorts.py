@@ -6,21 +6,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
-from cohortsync.domain.accounts import project_role
+from cohortsync.body_limit import BodyLimit
+from cohortsync.domain.accounts import Role, User, project_role
+from cohortsync.domain.cohort_guard import CohortEditor
+from cohortsync.domain.cohorts import Cohort
+from cohortsync.domain.definition_bounds import MAX_DESCRIPTION_CHARS
 from cohortsync.domain.errors import BatchError
 from cohortsync.services import cohorts
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/cohorts", tags=["cohorts"])
+STATIC_BODY = BodyLimit(cohorts.MAX_STATIC_BYTES, cohorts.STATIC_TOO_LARGE)
+
+
+def _editor(user: User, project_id: int) -> CohortEditor:
+    """The user as an editor of the project's cohorts (NotFound outside the project)."""
+    return CohortEditor(user.id, is_admin=project_role(user, project_id) is Role.ADMIN)
 
 
 class CohortIn(BaseModel):
     """A dynamic cohort to create."""
 
     name: str = Field(min_length=1, max_length=255)
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     definition: dict[str, Any]
 
 
@@ -28,7 +39,7 @@ class CohortChange(BaseModel):
     """Fields to change; absent ones stay."""
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
     definition: dict[str, Any] | None = None
 
 
@@ -36,9 +47,9 @@ class StaticCohortIn(BaseModel):
     """A static cohort from lists of ids or emails."""
 
     name: str = Field(min_length=1, max_length=255)
-    description: str = ""
-    distinct_ids: list[str] = Field(default_factory=list, max_length=1_000_000)
-    emails: list[str] = Field(default_factory=list, max_length=1_000_000)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    distinct_ids: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
 
 
 @router.post("", status_code=201)
@@ -58,26 +69,34 @@ async def create_static(
     name: Annotated[str | None, Query(description="cohort name, for a CSV upload")] = None,
 ) -> dict[str, Any]:
     """Create a static cohort from JSON ``{name, distinct_ids?, emails?}`` or a CSV body
-    (``Content-Type: text/csv`` with a distinct_id or email column, name in ``?name=``)."""
+    (``Content-Type: text/csv`` with a distinct_id or email column, name in ``?name=``); at
+    most 16 MiB and 100,000 entries (413 beyond)."""
     project_role(user, project_id)
-    raw = await request.body()
-    if request.headers.get("content-type", "").startswith("text/csv"):
-        if not name:
-            raise BatchError("a CSV upload needs the cohort name in ?name=")
-        ids, emails = cohorts.members_from_csv(raw.decode("utf-8-sig", "replace"))
-        body = StaticCohortIn(name=name, distinct_ids=ids, emails=emails)
-    else:
-        try:
-            body = StaticCohortIn.model_validate_json(raw or b"{}")
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise BatchError(problems) from None
-    cohort = state.cohorts.create_static(
-        project_id, body.name, body.distinct_ids, body.emails, body.description, user.id
-    )
-    return cohort.as_json()
+    raw = await STATIC_BODY.read(request)
+    is_csv = request.headers.get("content-type", "").startswith("text/csv")
+    if is_csv and not name:
+        raise BatchError("a CSV upload needs the cohort name in ?name=")
+
+    def save() -> Cohort:
+        if is_csv:
+            ids, emails = cohorts.members_from_csv(raw.decode("utf-8-sig", "replace"))
+            return state.cohorts.create_static(project_id, name or "", ids, emails, "", user.id)
+        body = _static_json(raw)
+        return state.cohorts.create_static(
+            project_id, body.name, body.distinct_ids, body.emails, body.description, user.id
+        )
+
+    return (await run_in_threadpool(save)).as_json()
+
+
+def _static_json(raw: bytes) -> StaticCohortIn:
+    try:
+        return StaticCohortIn.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise BatchError(problems) from None
 
 
 @router.get("")
@@ -89,7 +108,8 @@ def list_all(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[s
 
 @router.get("/{cohort_id}")
 def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
-    """One cohort, with its member count now."""
+    """One cohort, with its member count now (null, with ``invalid``, for a stored definition
+    that breaks the bounds)."""
     project_role(user, project_id)
     cohort, count = state.cohorts.with_count(project_id, cohort_id)
     return {**cohort.as_json(), "count": count}
@@ -99,23 +119,24 @@ def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> 
 def update(
     project_id: int, cohort_id: int, body: CohortChange, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
-    """Rename, describe or redefine a cohort."""
-    project_role(user, project_id)
+    """Rename, describe or redefine a cohort (admins only for one that feeds an active
+    export: 403 naming the exports)."""
     cohort = state.cohorts.update(
         project_id,
         cohort_id,
         name=body.name,
         description=body.description,
         definition=body.definition,
+        editor=_editor(user, project_id),
     )
     return cohort.as_json()
 
 
 @router.delete("/{cohort_id}", status_code=204)
 def delete(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> Response:
-    """Delete a cohort (refused while another cohort refers to it)."""
-    project_role(user, project_id)
-    state.cohorts.delete(project_id, cohort_id)
+    """Delete a cohort: refused while another cohort refers to it (409), to members while it
+    feeds an active export (403), and to admins until those exports are stopped (409)."""
+    state.cohorts.delete(project_id, cohort_id, _editor(user, project_id))
     return Response(status_code=204)
 
 

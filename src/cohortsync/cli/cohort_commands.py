@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -23,6 +23,20 @@ from cohortsync.services.cohorts import CohortService
 cohorts_app = typer.Typer(help="Cohorts: definitions and their members.", no_args_is_help=True)
 
 
+def _size(count: int | None) -> str:
+    return "invalid" if count is None else f"{count:,}"
+
+
+def _definition(file: Path) -> Any:
+    """The JSON document in ``file``, or a clear failure."""
+    try:
+        return orjson.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise fail(f"{file} does not exist") from None
+    except orjson.JSONDecodeError as exc:
+        raise fail(f"{file} is not valid JSON: {exc}") from None
+
+
 @cohorts_app.command("list")
 @friendly_errors
 def list_cohorts(
@@ -35,7 +49,7 @@ def list_cohorts(
     with migrated_engine() as engine:
         service = CohortService(engine, SystemClock())
         if counts:
-            listed = [(c, [f"{size:,}"]) for c, size in service.list_with_counts(project_id)]
+            listed = [(c, [_size(n)]) for c, n in service.list_with_counts(project_id)]
         else:
             listed = [(c, []) for c in service.list(project_id)]
     for cohort, extra in listed:
@@ -91,16 +105,46 @@ def create(
     description: Annotated[str, typer.Option(help="What the cohort is for.")] = "",
     project: ProjectOption = None,
 ) -> None:
-    """Create a dynamic cohort from a definition file."""
-    try:
-        definition = orjson.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise fail(f"{file} does not exist") from None
-    except orjson.JSONDecodeError as exc:
-        raise fail(f"{file} is not valid JSON: {exc}") from None
+    """Create a dynamic cohort from a definition file (audited, actor "cli")."""
+    definition = _definition(file)
     project_id = default_project_id(project)
     with migrated_engine() as engine:
         cohort = CohortService(engine, SystemClock()).create(
             project_id, name, definition, description
         )
     out.print(f"created cohort {cohort.id} {cohort.name!r}")
+
+
+@cohorts_app.command("update")
+@friendly_errors
+def update(
+    cohort_id: int,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="New JSON definition.")] = None,
+    project: ProjectOption = None,
+) -> None:
+    """Rename, describe or redefine a cohort (audited, actor "cli"). Like an admin, the operator
+    may change a cohort that feeds an active export: its next run sends the new members."""
+    definition = _definition(file) if file is not None else None
+    project_id = default_project_id(project)
+    with migrated_engine() as engine:
+        service = CohortService(engine, SystemClock())
+        exports = service.exports_fed_by(project_id, cohort_id)
+        cohort = service.update(
+            project_id, cohort_id, name=name, description=description, definition=definition
+        )
+    out.print(f"updated cohort {cohort.id} {cohort.name!r}")
+    for export in exports:
+        out.print(f"  feeds {export.describe()}: its next run sends the changed members")
+
+
+@cohorts_app.command("delete")
+@friendly_errors
+def delete(cohort_id: int, project: ProjectOption = None) -> None:
+    """Delete a cohort (audited, actor "cli"); refused while an active export reads it: stop
+    the export first."""
+    project_id = default_project_id(project)
+    with migrated_engine() as engine:
+        CohortService(engine, SystemClock()).delete(project_id, cohort_id)
+    out.print(f"deleted cohort {cohort_id}")

@@ -26,9 +26,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
-from cohortsync.domain.errors import BatchError
+from cohortsync.domain.definition_bounds import (
+    MAX_COHORT_ID,
+    MAX_DEPTH,
+    MAX_INTEGER,
+    MAX_NAME_CHARS,
+    MAX_WINDOW_DAYS,
+    Budget,
+    DefinitionError,
+    checked_day,
+    checked_integer,
+    checked_scalar,
+    checked_text,
+    nesting,
+)
+
+__all__ = ["DefinitionError"]  # raised by the parser, defined beside the bounds
 
 PROPERTY_OPERATORS = (
     "equals",
@@ -101,9 +117,15 @@ class Cohort:
     created_at: datetime
     updated_at: datetime
 
+    @cached_property
+    def problem(self) -> DefinitionError | None:
+        """Why the stored definition cannot be evaluated (saved before its bounds), or None."""
+        return definition_problem(self.definition) if self.kind is CohortKind.DYNAMIC else None
+
     def as_json(self) -> dict[str, Any]:
-        """The API representation."""
-        return {
+        """The API representation; a definition that breaks its bounds is marked ``invalid``
+        (and left out when it nests too deeply to be sent)."""
+        body = {
             "id": self.id,
             "project_id": self.project_id,
             "name": self.name,
@@ -114,16 +136,11 @@ class Cohort:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
-
-
-class DefinitionError(BatchError):
-    """A cohort definition is invalid; ``path`` is the JSON path of the offending part."""
-
-    code = "invalid_definition"
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
+        if self.problem is not None:
+            body["invalid"] = {"path": self.problem.path, "message": self.problem.message}
+            if nesting(self.definition) > 4 * MAX_DEPTH:
+                body["definition"] = None
+        return body
 
 
 @dataclass(frozen=True)
@@ -214,20 +231,35 @@ def _number(value: Any) -> bool:
 def _object(raw: Any, path: str, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise DefinitionError(path, "expected an object")
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - allowed, key=str)
     if unknown:
-        raise DefinitionError(
-            f"{path}.{unknown[0]}", f"unknown key; expected one of {sorted(allowed)}"
-        )
+        key = checked_text(str(unknown[0]), path, MAX_NAME_CHARS, "a key")
+        raise DefinitionError(f"{path}.{key}", f"unknown key; expected one of {sorted(allowed)}")
     return raw
 
 
-def parse_property_condition(raw: Any, path: str) -> PropertyCondition:
+def _name(raw: Any, path: str, what: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise DefinitionError(path, f"expected {what}")
+    return checked_text(raw, path, MAX_NAME_CHARS, what)
+
+
+def _values(value: Any, where: str, budget: Budget, single: bool = False) -> tuple[Any, ...]:
+    """Each value of a list (or the ``single`` value), bounded, counted against the budget."""
+    budget.spend(where, len(value))
+    if single:
+        return (checked_scalar(value[0], where),)
+    return tuple(checked_scalar(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def parse_property_condition(
+    raw: Any, path: str, budget: Budget | None = None, depth: int = 1
+) -> PropertyCondition:
     """``{"property", "op", "value"}`` with the value checked against the operator."""
+    budget = budget or Budget()
+    budget.enter(path, depth)
     node = _object(raw, path, {"property", "op", "value"})
-    name = node.get("property")
-    if not isinstance(name, str) or not name:
-        raise DefinitionError(f"{path}.property", "expected a property name")
+    name = _name(node.get("property"), f"{path}.property", "a property name")
     op = node.get("op")
     if op not in PROPERTY_OPERATORS:
         raise DefinitionError(
@@ -241,9 +273,11 @@ def parse_property_condition(raw: Any, path: str) -> PropertyCondition:
     elif op in ("equals", "not_equals", "contains", "not_contains"):
         if not _scalar(value):
             raise DefinitionError(where, f"'{op}' needs a string, number or boolean")
+        value = _values([value], where, budget, single=True)[0]
     elif op in ("gt", "gte", "lt", "lte"):
         if not (_number(value) or isinstance(value, str)):
             raise DefinitionError(where, f"'{op}' needs a number or a date/time string")
+        value = _values([value], where, budget, single=True)[0]
     elif op == "between":
         if (
             not isinstance(value, list)
@@ -251,12 +285,18 @@ def parse_property_condition(raw: Any, path: str) -> PropertyCondition:
             or not (all(_number(v) for v in value) or all(isinstance(v, str) for v in value))
         ):
             raise DefinitionError(where, "'between' needs two numbers or two date/time strings")
-        value = tuple(value)
+        value = _values(value, where, budget)
     elif op in ("in", "not_in"):
         if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
             raise DefinitionError(where, f"'{op}' needs a non-empty list of values")
-        value = tuple(value)
+        value = _values(value, where, budget)
     return PropertyCondition(name, op, value)
+
+
+def _whole(raw: Any, path: str, message: str, low: int, high: int = MAX_INTEGER) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < low:
+        raise DefinitionError(path, message)
+    return checked_integer(raw, path, low, high)
 
 
 def _parse_count(raw: Any, path: str) -> CountComparison:
@@ -266,17 +306,17 @@ def _parse_count(raw: Any, path: str) -> CountComparison:
         raise DefinitionError(
             f"{path}.op", f"unknown count operator {op!r}; expected one of {list(COUNT_OPERATORS)}"
         )
-    value = node.get("value", 1)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise DefinitionError(f"{path}.value", "expected a whole number of events (0 or more)")
+    value = _whole(
+        node.get("value", 1), f"{path}.value", "expected a whole number of events (0 or more)", 0
+    )
     return CountComparison(op, value)
 
 
 def _parse_date(raw: Any, path: str) -> date:
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or len(raw) > 10:
         raise DefinitionError(path, "expected a date as YYYY-MM-DD")
     try:
-        return date.fromisoformat(raw)
+        return checked_day(date.fromisoformat(raw), path)
     except ValueError:
         raise DefinitionError(path, f"expected a date as YYYY-MM-DD, got {raw!r}") from None
 
@@ -292,83 +332,101 @@ def _parse_window(raw: Any, path: str) -> LastWindow | DateWindow:
         if end < start:
             raise DefinitionError(f"{path}.between", "the end date is before the start date")
         return DateWindow(start, end)
-    amount = node.get("last")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise DefinitionError(f"{path}.last", "expected a positive whole number")
     unit = node.get("unit")
     if unit not in UNIT_SECONDS:
         raise DefinitionError(
             f"{path}.unit", f"unknown unit {unit!r}; expected one of {list(UNIT_SECONDS)}"
         )
+    amount = node.get("last")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise DefinitionError(f"{path}.last", "expected a positive whole number")
+    most = MAX_WINDOW_DAYS * UNIT_SECONDS["day"] // UNIT_SECONDS[unit]
+    if amount > most:
+        raise DefinitionError(
+            f"{path}.last",
+            f"a window is at most {MAX_WINDOW_DAYS:,} days (about ten years): {most:,} {unit}s",
+        )
     return LastWindow(amount, unit)
 
 
-def _parse_event(node: dict[str, Any], path: str) -> EventCondition:
+def _parse_event(node: dict[str, Any], path: str, budget: Budget, depth: int) -> EventCondition:
+    budget.enter(path, depth)
     _object(node, path, {"event", "count", "within", "where"})
-    name = node["event"]
-    if not isinstance(name, str) or not name:
-        raise DefinitionError(f"{path}.event", "expected an event name")
+    name = _name(node["event"], f"{path}.event", "an event name")
     count = _parse_count(node["count"], f"{path}.count") if "count" in node else CountComparison()
     within = _parse_window(node["within"], f"{path}.within") if "within" in node else None
     filters = node.get("where", [])
     if not isinstance(filters, list):
         raise DefinitionError(f"{path}.where", "expected a list of property conditions")
-    where = tuple(parse_property_condition(f, f"{path}.where[{i}]") for i, f in enumerate(filters))
+    where = tuple(
+        parse_property_condition(f, f"{path}.where[{i}]", budget, depth + 1)
+        for i, f in enumerate(filters)
+    )
     return EventCondition(name, count, within, where)
 
 
-def parse_condition(raw: Any, path: str = "$") -> Condition:
-    """Parse one node of a definition."""
+def parse_condition(
+    raw: Any, path: str = "$", budget: Budget | None = None, depth: int = 1
+) -> Condition:
+    """Parse one node of a definition at nesting ``depth``, counting it against ``budget``."""
+    budget = budget or Budget()
     if not isinstance(raw, dict):
         raise DefinitionError(path, "expected an object (a condition or a group)")
     for kind in ("all", "any"):
         if kind in raw:
+            budget.enter(path, depth)
             _object(raw, path, {kind})
             items = raw[kind]
             if not isinstance(items, list) or not items:
                 raise DefinitionError(f"{path}.{kind}", "expected a non-empty list of conditions")
             parsed = tuple(
-                parse_condition(item, f"{path}.{kind}[{i}]") for i, item in enumerate(items)
+                parse_condition(item, f"{path}.{kind}[{i}]", budget, depth + 1)
+                for i, item in enumerate(items)
             )
             return Group(kind, parsed)
     if "not" in raw:
+        budget.enter(path, depth)
         _object(raw, path, {"not"})
-        return Not(parse_condition(raw["not"], f"{path}.not"))
+        return Not(parse_condition(raw["not"], f"{path}.not", budget, depth + 1))
     if "in_cohort" in raw:
+        budget.enter(path, depth)
         _object(raw, path, {"in_cohort"})
-        cohort_id = raw["in_cohort"]
-        if not isinstance(cohort_id, int) or isinstance(cohort_id, bool) or cohort_id <= 0:
-            raise DefinitionError(f"{path}.in_cohort", "expected a cohort id")
-        return CohortReference(cohort_id)
+        message = "expected a cohort id"
+        return CohortReference(
+            _whole(raw["in_cohort"], f"{path}.in_cohort", message, 1, MAX_COHORT_ID)
+        )
     if "event" in raw:
-        return _parse_event(raw, path)
+        return _parse_event(raw, path, budget, depth)
     if "property" in raw:
-        return parse_property_condition(raw, path)
+        return parse_property_condition(raw, path, budget, depth)
     raise DefinitionError(
         path, "expected one of 'all', 'any', 'not', 'property', 'event', 'in_cohort'"
     )
 
 
 def parse_definition(raw: Any) -> Condition:
-    """Parse a whole definition (the JSON document)."""
+    """Parse a whole definition (the JSON document) within its bounds."""
     return parse_condition(raw, "$")
 
 
+def definition_problem(raw: Any) -> DefinitionError | None:
+    """Why a stored definition cannot be evaluated (one saved before its bounds), or None."""
+    try:
+        parse_definition(raw)
+    except DefinitionError as problem:
+        return problem
+    return None
+
+
 def reference_paths(raw: Any, path: str = "$") -> Iterator[tuple[str, int]]:
-    """(JSON path, cohort id) of every ``in_cohort`` in a raw definition."""
-    if isinstance(raw, dict):
-        if isinstance(raw.get("in_cohort"), int):
-            yield f"{path}.in_cohort", raw["in_cohort"]
-        for key, value in raw.items():
-            yield from reference_paths(value, f"{path}.{key}")
-    elif isinstance(raw, list):
-        for index, value in enumerate(raw):
-            yield from reference_paths(value, f"{path}[{index}]")
-
-
-def checked_name(name: str) -> str:
-    """A cohort's name without surrounding blanks; 1-255 characters or a BatchError."""
-    name = name.strip()
-    if not name or len(name) > 255:
-        raise BatchError("'name' must be 1-255 characters")
-    return name
+    """(JSON path, cohort id) of every ``in_cohort`` in a raw definition, in document order
+    (without recursing, so that any stored document can be read)."""
+    pending: list[tuple[Any, str]] = [(raw, path)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("in_cohort"), int):
+                yield f"{where}.in_cohort", node["in_cohort"]
+            pending.extend((v, f"{where}.{k}") for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            pending.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(node))))

@@ -9,22 +9,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.clock import Clock, now_ms
+from cohortsync.domain.cohort_guard import (
+    OPERATOR,
+    ActiveExport,
+    CohortEditor,
+    change_summary,
+    check_change,
+    check_delete,
+    fed_by,
+    feeding,
+)
 from cohortsync.domain.cohorts import (
     Cohort,
     CohortKind,
     DefinitionError,
-    checked_name,
     parse_definition,
     reference_paths,
 )
-from cohortsync.domain.errors import BatchError, Conflict, NotFound
+from cohortsync.domain.definition_bounds import checked_description, checked_name
+from cohortsync.domain.errors import BatchError, Conflict, NotFound, PayloadTooLarge
+from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction, write_transaction
+from cohortsync.storage.sync_store import SyncStore
 
 MAX_PAGE = 1000
+MAX_ID_CHARS = 255  # a distinct_id, as stored
+MAX_EMAIL_CHARS = 320
+MAX_STATIC_ENTRIES = 100_000  # ids and emails of one static cohort
+MAX_STATIC_BYTES = 16 * 1024 * 1024  # the body of one upload (JSON or CSV)
+STATIC_TOO_LARGE = (
+    f"a static cohort is uploaded as at most {MAX_STATIC_BYTES // (1024 * 1024)} MiB and "
+    f"{MAX_STATIC_ENTRIES:,} ids or emails; split the list into several cohorts"
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +100,29 @@ def _check_references(store: CohortStore, project_id: int, raw: Any, own_id: int
             pending.extend(i for _, i in reference_paths(found.definition))
 
 
+def _exports(connection: Connection, project_id: int, cohort_id: int) -> list[ActiveExport]:
+    """The active exports reading the cohort, directly or through ``in_cohort``."""
+    fed = feeding(CohortStore(connection).list(project_id), cohort_id)
+    return SyncStore(connection).active_for_cohorts(fed)
+
+
+def _entries(values: Sequence[str], field: str, limit: int) -> list[str]:
+    """The non-blank entries of a static cohort's list, each at most ``limit`` characters."""
+    kept = []
+    for index, given in enumerate(values):
+        value = str(given).strip()
+        if len(value) > limit or "\x00" in value:
+            raise BatchError(
+                f"{field}[{index}] is over {limit} characters or holds a NUL; correct it"
+            )
+        if value:
+            kept.append(value)
+    return kept
+
+
 class CohortService:
-    """Cohorts of every project, each operation in its own transaction."""
+    """Cohorts of every project, each operation in its own transaction; every change is
+    audited in the transaction that makes it."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
@@ -101,6 +142,37 @@ class CohortService:
         """The name of each of the project's cohorts, by id."""
         return {c.id: c.name for c in self.list(project_id)}
 
+    def guarded(self, project_id: int) -> set[int]:
+        """The ids of the cohorts that feed an active export (only admins change them)."""
+        with read_transaction(self._engine) as connection:
+            found = CohortStore(connection).list(project_id)
+            exports = SyncStore(connection).active_for_cohorts([c.id for c in found])
+        return fed_by(found, {e.cohort_id for e in exports})
+
+    def exports_fed_by(self, project_id: int, cohort_id: int) -> builtins.list[ActiveExport]:
+        """The active exports whose members depend on the cohort."""
+        with read_transaction(self._engine) as connection:
+            return _exports(connection, project_id, cohort_id)
+
+    def _audit(
+        self,
+        connection: Connection,
+        project_id: int,
+        editor: CohortEditor,
+        action: str,
+        cohort_id: int,
+        detail: dict[str, Any],
+    ) -> None:
+        AuditStore(connection).record(
+            project_id=project_id,
+            user_id=editor.user_id,
+            actor=editor.actor,
+            action=action,
+            target=f"cohort:{cohort_id}",
+            detail=detail,
+            at=self._clock.now(),
+        )
+
     def create(
         self,
         project_id: int,
@@ -109,20 +181,25 @@ class CohortService:
         description: str = "",
         created_by: int | None = None,
     ) -> Cohort:
-        """A dynamic cohort; the definition is validated, references checked."""
+        """A dynamic cohort; the definition is validated, references checked
+        (``created_by`` None: made by the operator at the command line)."""
         parse_definition(definition)
+        name, description = checked_name(name), checked_description(description)
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
             _check_references(store, project_id, definition, None)
             cohort_id = store.insert(
                 project_id,
-                checked_name(name),
+                name,
                 description,
                 CohortKind.DYNAMIC,
                 definition,
                 created_by,
                 self._clock.now(),
             )
+            editor = CohortEditor(created_by, is_admin=created_by is None)
+            detail = {"name": name, "kind": CohortKind.DYNAMIC.value}
+            self._audit(connection, project_id, editor, "cohort.create", cohort_id, detail)
             return store.get(project_id, cohort_id)
 
     def create_static(
@@ -134,17 +211,25 @@ class CohortService:
         description: str = "",
         created_by: int | None = None,
     ) -> Cohort:
-        """A cohort of fixed users, named by distinct_id (any id of the user) or by ``$email``."""
+        """A cohort of fixed users, named by distinct_id (any id of the user) or by ``$email``
+        (in any case). Who they are is read first; the write that stores them is short."""
         if not distinct_ids and not emails:
             raise BatchError("a static cohort needs 'distinct_ids' or 'emails'")
+        if len(distinct_ids) + len(emails) > MAX_STATIC_ENTRIES:
+            raise PayloadTooLarge(STATIC_TOO_LARGE)
+        name, description = checked_name(name), checked_description(description)
+        ids = _entries(distinct_ids, "distinct_ids", MAX_ID_CHARS)
+        addresses = _entries(emails, "emails", MAX_EMAIL_CHARS)
+        with read_transaction(self._engine) as connection:
+            store = CohortStore(connection)
+            members = store.canonical_ids(project_id, ids)
+            if addresses:
+                members |= store.users_with_email(project_id, addresses)
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
-            members = store.canonical_ids(project_id, [str(i) for i in distinct_ids])
-            if emails:
-                members |= store.users_with_email(project_id, emails, now_ms(self._clock))
             cohort_id = store.insert(
                 project_id,
-                checked_name(name),
+                name,
                 description,
                 CohortKind.STATIC,
                 None,
@@ -152,6 +237,9 @@ class CohortService:
                 self._clock.now(),
             )
             store.add_members(cohort_id, sorted(members))
+            editor = CohortEditor(created_by, is_admin=created_by is None)
+            detail = {"name": name, "kind": CohortKind.STATIC.value, "members": len(members)}
+            self._audit(connection, project_id, editor, "cohort.create", cohort_id, detail)
             return store.get(project_id, cohort_id)
 
     def update(
@@ -162,56 +250,74 @@ class CohortService:
         name: str | None = None,
         description: str | None = None,
         definition: Any = None,
+        editor: CohortEditor = OPERATOR,
     ) -> Cohort:
-        """Rename, describe or redefine a cohort (static cohorts keep their members)."""
+        """Rename, describe or redefine a cohort (static cohorts keep their members); one that
+        feeds an active export is changed by an admin only."""
+        values: dict[str, Any] = {"updated_at": self._clock.now()}
+        if name is not None:
+            values["name"] = checked_name(name)
+        if description is not None:
+            values["description"] = checked_description(description)
+        if definition is not None:
+            parse_definition(definition)
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
             current = store.get(project_id, cohort_id)
-            values: dict[str, Any] = {"updated_at": self._clock.now()}
-            if name is not None:
-                values["name"] = checked_name(name)
-            if description is not None:
-                values["description"] = description
+            check_change(editor, current, _exports(connection, project_id, cohort_id), "change")
             if definition is not None:
                 if current.kind is CohortKind.STATIC:
                     raise Conflict("a static cohort has no definition; upload a new list instead")
-                parse_definition(definition)
                 _check_references(store, project_id, definition, cohort_id)
                 values["definition"] = definition
             store.update(cohort_id, values)
+            detail = {
+                "name": values.get("name", current.name),
+                "changes": change_summary(current, values),
+            }
+            self._audit(connection, project_id, editor, "cohort.update", cohort_id, detail)
             return store.get(project_id, cohort_id)
 
-    def delete(self, project_id: int, cohort_id: int) -> None:
-        """Delete a cohort no other cohort refers to."""
+    def delete(self, project_id: int, cohort_id: int, editor: CohortEditor = OPERATOR) -> None:
+        """Delete a cohort no other cohort refers to and no active export reads: a member may
+        not delete one that feeds an export, an admin stops its exports first."""
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
-            store.get(project_id, cohort_id)
+            cohort = store.get(project_id, cohort_id)
+            check_delete(editor, cohort, _exports(connection, project_id, cohort_id))
             for other in store.list(project_id):
                 if any(i == cohort_id for _, i in reference_paths(other.definition)):
                     raise Conflict(
                         f"cohort {other.id} ({other.name!r}) refers to this cohort; change it first"
                     )
             store.delete(cohort_id)
+            detail = {"name": cohort.name, "kind": cohort.kind.value}
+            self._audit(connection, project_id, editor, "cohort.delete", cohort_id, detail)
 
     def count(self, project_id: int, cohort_id: int) -> int:
         """How many users qualify now."""
         with read_transaction(self._engine) as connection:
             return CohortStore(connection).count_members(project_id, cohort_id, now_ms(self._clock))
 
-    def with_count(self, project_id: int, cohort_id: int) -> tuple[Cohort, int]:
-        """A cohort and how many users qualify now, read together."""
+    def with_count(self, project_id: int, cohort_id: int) -> tuple[Cohort, int | None]:
+        """A cohort and how many users qualify now (None for a definition that cannot be
+        evaluated: ``cohort.problem`` says why), read together."""
         with read_transaction(self._engine) as connection:
             store = CohortStore(connection)
             cohort = store.get(project_id, cohort_id)
+            if cohort.problem is not None:
+                return cohort, None
             return cohort, store.count_members(project_id, cohort_id, now_ms(self._clock))
 
-    def list_with_counts(self, project_id: int) -> builtins.list[tuple[Cohort, int]]:
-        """The project's cohorts, each with how many users qualify now, read together."""
+    def list_with_counts(self, project_id: int) -> builtins.list[tuple[Cohort, int | None]]:
+        """The project's cohorts, each with how many users qualify now (None where the
+        definition cannot be evaluated), read together."""
         moment = now_ms(self._clock)
         with read_transaction(self._engine) as connection:
             store = CohortStore(connection)
             return [
-                (c, store.count_members(project_id, c.id, moment)) for c in store.list(project_id)
+                (c, None if c.problem else store.count_members(project_id, c.id, moment))
+                for c in store.list(project_id)
             ]
 
     def count_definition(self, project_id: int, definition: Any) -> int:

@@ -17,14 +17,13 @@ from cohortsync.domain.cohorts import (
     CohortKind,
     CohortReference,
     Condition,
-    PropertyCondition,
     parse_definition,
 )
 from cohortsync.domain.errors import NotFound
 from cohortsync.query.compiler import CohortCompiler
 from cohortsync.storage.database import code_point_order
 from cohortsync.storage.tables import cohort_members, cohorts
-from cohortsync.warehouse import identities
+from cohortsync.warehouse import identities, profile_keys
 
 
 def _cohort(row: Any) -> Cohort:
@@ -111,11 +110,10 @@ class CohortStore:
         """The users any of ``distinct_ids`` name (each id mapped to its canonical id)."""
         return set(identities.resolve(self._connection, project_id, list(distinct_ids)).values())
 
-    def users_with_email(self, project_id: int, emails: Sequence[str], now_ms: int) -> set[str]:
-        """The users whose profile's ``$email`` is one of ``emails``."""
-        compiler = CohortCompiler(self._connection.dialect.name, project_id, now_ms, lambda _: None)
-        query = compiler.members(PropertyCondition("$email", "in", tuple(emails)))
-        return {r.distinct_id for r in self._connection.execute(query)}
+    def users_with_email(self, project_id: int, emails: Sequence[str]) -> set[str]:
+        """The users whose profile's ``$email`` is one of ``emails``, in any case (looked up
+        through the folded-email index, in chunks)."""
+        return profile_keys.users_with_key(self._connection, project_id, "$email", emails)
 
     def _compiler(self, project_id: int, now_ms: int) -> CohortCompiler:
         """A compiler that resolves ``in_cohort`` references to the project's stored cohorts."""

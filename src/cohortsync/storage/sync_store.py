@@ -3,6 +3,7 @@ change, each checked against the allowed moves (``domain.sync_status``)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from cohortsync.clock import as_utc
+from cohortsync.domain.cohort_guard import ActiveExport
 from cohortsync.domain.errors import NotFound
 from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.domain.status_moves import allowed_from, check_move
@@ -149,6 +151,17 @@ class SyncStore:
             )
         ).scalar_one()
         return int(count)
+
+    def active_for_cohorts(self, cohort_ids: Collection[int]) -> list[ActiveExport]:
+        """The syncs of these cohorts that are neither stopped nor finished, with their
+        partner and integration name."""
+        rows = self._connection.execute(
+            sa.select(syncs.c.id, syncs.c.cohort_id, integrations.c.type, integrations.c.name)
+            .join(integrations, integrations.c.id == syncs.c.integration_id)
+            .where(syncs.c.cohort_id.in_(sorted(cohort_ids)), syncs.c.status == SyncStatus.ACTIVE)
+            .order_by(syncs.c.id)
+        )
+        return [ActiveExport(r.id, r.cohort_id, r.type, r.name) for r in rows]
 
     def insert(self, values: dict[str, Any]) -> int:
         """A new sync row; its id."""

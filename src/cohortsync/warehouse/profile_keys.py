@@ -70,6 +70,35 @@ def profiles_by_property(
     return found
 
 
+def users_with_key(
+    connection: Connection, project_id: int, prop: str, values: Iterable[str]
+) -> set[str]:
+    """The canonical ids of every profile whose ``prop`` is a string among ``values`` (emails
+    in any case), read through the key's index in chunks of IN lists: a static cohort of any
+    size by email, never one expression per address."""
+    if prop not in PROFILE_KEY_INDEXES.values():
+        raise ValueError(f"{prop} has no index to be looked up by")
+    wanted = sorted({_folded(prop, value) for value in values})
+    dialect = connection.dialect.name
+    _, key = _key_expressions(dialect, prop)
+    is_text = (
+        f"jsonb_typeof(properties -> '{prop}') = 'string'"
+        if dialect == "postgresql"
+        else f"json_type(properties, '$.\"{prop}\"') = 'text'"
+    )
+    query = sa.text(
+        f"SELECT distinct_id FROM profiles WHERE project_id = :project_id "  # noqa: S608
+        f"AND {key} IN :values AND {is_text}"
+    ).bindparams(sa.bindparam("values", expanding=True))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        part = wanted[start : start + _CHUNK]
+        found.update(
+            connection.execute(query, {"project_id": project_id, "values": part}).scalars()
+        )
+    return found
+
+
 def known_ids(connection: Connection, project_id: int, ids: Iterable[str]) -> set[str]:
     """The ids among ``ids`` that belong to a user we know: linked to an identity cluster or
     the id of a stored profile."""

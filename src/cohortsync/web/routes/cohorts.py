@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.app_state import AppState, StateDep
 from cohortsync.body_limit import BodyLimit
-from cohortsync.domain.cohorts import Cohort
+from cohortsync.domain.cohort_guard import CohortEditor
+from cohortsync.domain.cohorts import Cohort, DefinitionError
 from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.services.cohorts import members_from_csv
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
@@ -22,7 +23,7 @@ router = APIRouter(
 
 PAGE_SIZE = 50
 MEMBER_COLUMNS = ("$email", "$first_name", "$last_name", "$phone")
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # the file; its entries are bounded as the API's are
 TOO_LARGE = "the file is over 50 MB; upload it through the API in parts"
 FORM_OVERHEAD = 64 * 1024  # the name, the CSRF token and the multipart boundaries
 
@@ -46,6 +47,7 @@ def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
         "view": view,
         "cohorts": found,
         "targets": _export_targets(state, view),
+        "guarded": state.cohorts.guarded(view.project.id),
         "active": "/cohorts",
     }
     return render(request, "cohorts.html", context)
@@ -53,8 +55,12 @@ def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
 
 @router.get("/{cohort_id}/count")
 def cohort_count(cohort_id: int, state: StateDep, view: ViewDep) -> Response:
-    """How many users are in the cohort now (a fragment of the list)."""
-    count = state.cohorts.count(view.project.id, cohort_id)
+    """How many users are in the cohort now (a fragment of the list); a stored definition
+    that breaks the bounds is shown as invalid, not counted."""
+    try:
+        count = state.cohorts.count(view.project.id, cohort_id)
+    except DefinitionError:
+        return Response("invalid definition", media_type="text/html")
     return Response(f"{count:,}", media_type="text/html")
 
 
@@ -66,14 +72,17 @@ def _members(state: AppState, view: ProjectView, cohort_id: int, cursor: str | N
 
 @router.get("/{cohort_id}")
 def cohort_page(request: Request, cohort_id: int, state: StateDep, view: ViewDep) -> Response:
-    """One cohort: its definition, its count, and the first page of its members."""
+    """One cohort: its definition, its count, and the first page of its members (or why its
+    stored definition cannot be evaluated)."""
     cohort = state.cohorts.get(view.project.id, cohort_id)
-    page = _members(state, view, cohort_id, None)
+    page = None if cohort.problem else _members(state, view, cohort_id, None)
+    shown = cohort.as_json()["definition"]
     context = {
         "view": view,
         "cohort": cohort,
-        "definition": json.dumps(cohort.definition, indent=2) if cohort.definition else None,
+        "definition": json.dumps(shown, indent=2) if shown else None,
         "page": page,
+        "guarded": state.cohorts.guarded(view.project.id),
         "columns": MEMBER_COLUMNS,
         "targets": _export_targets(state, view),
         "active": "/cohorts",
@@ -106,13 +115,24 @@ async def upload_static(
 ) -> Response:
     """A static cohort from a CSV with a ``distinct_id`` or ``email`` column (as the API takes)."""
     raw = await file.read(MAX_UPLOAD_BYTES + 1)
-    BodyLimit(MAX_UPLOAD_BYTES, TOO_LARGE).refuse(len(raw))  # sent without a Content-Length
-    ids, emails = members_from_csv(raw.decode("utf-8-sig", "replace"))
+    BodyLimit(MAX_UPLOAD_BYTES, TOO_LARGE).refuse(len(raw))  # sent without a length
 
     def save() -> Cohort:
+        ids, emails = members_from_csv(raw.decode("utf-8-sig", "replace"))
         return state.cohorts.create_static(
             view.project.id, name, ids, emails, created_by=view.session.user.id
         )
 
     cohort = await run_in_threadpool(save)
     return go_to(request, f"/projects/{view.project.id}/cohorts/{cohort.id}")
+
+
+@router.post("/{cohort_id}/delete")
+def delete_cohort(
+    request: Request, cohort_id: int, state: StateDep, view: MemberActionDep
+) -> Response:
+    """Delete a cohort: a member may not delete one that feeds an active export (403), an admin
+    stops its exports first (409 naming them)."""
+    editor = CohortEditor(view.session.user.id, is_admin=view.is_admin)
+    state.cohorts.delete(view.project.id, cohort_id, editor)
+    return go_to(request, f"/projects/{view.project.id}/cohorts")
