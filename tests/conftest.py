@@ -32,7 +32,11 @@ from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.storage.migrate import upgrade
 from cohortsync.storage.tables import metadata, mtu_exemptions
+from tests.helpers import TEST_PASSWORD_COST
 
+# Every Settings the tests build (and every `cohortsync` process they start) hashes passwords
+# at the test cost, not the default's 128 MiB and ~0.4 s a hash.
+os.environ.setdefault("COHORTSYNC_PASSWORD_HASH_COST", str(TEST_PASSWORD_COST))
 POSTGRES_ENV = "COHORTSYNC_TEST_POSTGRES_URL"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

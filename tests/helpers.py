@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import orjson
 from sqlalchemy.engine import Engine
 
-from cohortsync.clock import SystemClock
-from cohortsync.domain.accounts import Role
-from cohortsync.services.accounts import AccountService
+from cohortsync.clock import Clock, SystemClock
+from cohortsync.domain.accounts import Role, SignInLimits
+from cohortsync.services.accounts import DEFAULT_LOGIN_LIFETIME, AccountService
+
+# scrypt at N=2^10 (1 MiB, ~2 ms) instead of the default 2^17 (128 MiB, ~0.4 s): many tests
+# create people. tests/conftest.py sets COHORTSYNC_PASSWORD_HASH_COST to it for every Settings;
+# tests/security/test_sign_in.py proves the default and the upgrade of older hashes.
+TEST_PASSWORD_COST = 10
+
+
+def accounts(
+    engine: Engine,
+    clock: Clock | None = None,
+    login_lifetime: timedelta = DEFAULT_LOGIN_LIFETIME,
+    *,
+    limits: SignInLimits | None = None,
+    token_days: int = 90,
+) -> AccountService:
+    """The accounts service as the tests build it: passwords hashed at the test cost."""
+    return AccountService(
+        engine,
+        clock or SystemClock(),
+        login_lifetime,
+        password_cost=TEST_PASSWORD_COST,
+        limits=limits,
+        token_days=token_days,
+    )
 
 
 def admin_token(engine: Engine, project_id: int, email: str = "admin@example.com") -> str:
     """Create an admin of the project and return a bearer token for them."""
-    people = AccountService(engine, SystemClock())
+    people = accounts(engine)
     people.create_user(email, "correct horse battery", Role.ADMIN, project_id)
     return people.create_token(email)
 

@@ -82,7 +82,7 @@ def build_state(
         settings=settings,
         engine=engine,
         clock=clock,
-        accounts=AccountService(engine, clock, settings.session_lifetime),
+        accounts=AccountService.from_settings(engine, clock, settings),
         projects=ProjectService(engine, clock),
         cohorts=CohortService(engine, clock),
         data=StoredData(engine),

@@ -102,12 +102,47 @@ class Settings(BaseSettings):
         default=12,
         gt=0,
         description="How long a sign-in lasts (a web session, a POST /api/v1/login token); "
-        "tokens from `cohortsync tokens create` do not expire.",
+        "tokens from `cohortsync tokens create` last COHORTSYNC_TOKEN_DAYS.",
     )
     trust_proxy: bool = Field(
         default=False,
-        description="Believe X-Forwarded-Proto and X-Forwarded-Host from the reverse proxy in "
-        "front: behind TLS the session cookie is Secure and sign-in checks the public origin.",
+        description="Believe X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For (its last "
+        "hop) from the reverse proxy in front: behind TLS the session cookie is Secure, sign-in "
+        "checks the public origin and counts failures per client address.",
+    )
+    password_hash_cost: int = Field(
+        default=17,
+        ge=10,
+        le=20,
+        description="scrypt work factor as log2 N (r=8, p=1): 17 is OWASP's 128 MiB, ~0.4 s a "
+        "hash; stored hashes with other parameters are upgraded at sign-in. Lower only for tests.",
+    )
+    password_hash_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Password hashes computed at once per process (each takes 2^cost x 1 KiB); "
+        "sign-ins beyond that wait up to 5 s, then get 429 with Retry-After.",
+    )
+    sign_in_account_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins for one email within the window before it is refused (429).",
+    )
+    sign_in_address_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one address (IPv6: its /64) within the window before "
+        "it is refused (429).",
+    )
+    sign_in_window_minutes: float = Field(
+        default=15,
+        gt=0,
+        description="The window failed sign-ins are counted in, and how long a lock lasts.",
+    )
+    token_days: int = Field(
+        default=90,
+        ge=0,
+        description="How long a token from `cohortsync tokens create` lasts (0: until revoked).",
     )
     allow_private_endpoints: bool = Field(
         default=False,

@@ -13,19 +13,21 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Role
-from cohortsync.services.accounts import AccountService
 from cohortsync.storage.database import create_engine, read_transaction
 from cohortsync.storage.tables import events, identities, import_checkpoints, profiles
+from tests.helpers import accounts
 
 
-def run(db: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    db: str, *args: str, check: bool = True, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COHORTSYNC_DATABASE_URL": db, "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "cohortsync", *args],
         check=False,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,28 +51,25 @@ def test_commands_on_an_empty_database_say_to_migrate(tmp_path: Path) -> None:
 
 
 def test_people_tokens_and_project_secret(db: str) -> None:
+    email = ["--email", "Ops@Example.com"]
     created = run(
-        db,
-        "users",
-        "create",
-        "--email",
-        "Ops@Example.com",
-        "--password",
-        "s3cret-pass",
-        "--role",
-        "admin",
+        db, "users", "create", *email, "--role", "admin", "--password-stdin", stdin="s3cret-pass\n"
     )
     assert "ops@example.com is admin of project 1" in created.stdout
+    assert "s3cret-pass" not in created.stdout + created.stderr
     token = run(db, "tokens", "create", "--email", "ops@example.com").stdout.strip()
     engine = create_engine(db)
-    user = AccountService(engine, SystemClock()).user_for_token(token)
+    user = accounts(engine).user_for_token(token)
     assert user is not None and user.role_in(1) is Role.ADMIN
+    assert accounts(engine).login("ops@example.com", "s3cret-pass")
 
     first = run(db, "projects", "show").stdout
     second = run(db, "projects", "show").stdout
     assert "API secret:      csa_" in first
     assert "csa_" not in second and "already shown" in second
-    short = run(db, "users", "create", "--email", "x@y.z", "--password", "short", check=False)
+    short = run(
+        db, "users", "create", "--email", "x@y.z", "--password-stdin", check=False, stdin="short"
+    )
     assert short.returncode == 1 and "at least 8 characters" in short.stderr
     missing = run(db, "tokens", "create", "--email", "nobody@y.z", check=False)
     assert missing.returncode == 1 and "no user with email" in missing.stderr
@@ -266,22 +265,13 @@ def test_mtu_report_and_exemptions(db: str, tmp_path: Path) -> None:
 
 def test_only_a_named_admin_may_confirm_a_blocked_run(db: str) -> None:
     password = "a long password"
-    run(db, "users", "create", "--email", "ana@example.com", "--password", password)  # member
+    run(db, "users", "create", "--email", "ana@example.com", "--password-stdin", stdin=password)
     for who in ("nobody@example.com", "ana@example.com"):
         refused = run(db, "syncs", "confirm", "1", "--by", who, check=False)
         assert refused.returncode == 1, refused.stdout
         assert f"{who} is not an admin of project 1" in refused.stderr
-    run(
-        db,
-        "users",
-        "create",
-        "--email",
-        "root@example.com",
-        "--password",
-        password,
-        "--role",
-        "admin",
-    )
+    root = ["--email", "root@example.com", "--role", "admin", "--password-stdin"]
+    run(db, "users", "create", *root, stdin=password)
     no_sync = run(db, "syncs", "confirm", "1", "--by", "ROOT@example.com", check=False)
     assert no_sync.returncode == 1 and "sync 1" in no_sync.stderr  # past the admin check
     missing = run(db, "syncs", "confirm", "1", check=False)

@@ -10,12 +10,11 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.services.accounts import AccountService
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.projects import ProjectService
 from tests.cohorts.dataset import seed
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
+from tests.helpers import accounts, admin_token
 
 
 @pytest.fixture
@@ -190,7 +189,7 @@ def test_members_of_other_projects_cannot_see_cohorts(
     api: httpx.Client, live_server: LiveServer, engine: Engine, project: Project
 ) -> None:
     other = ProjectService(engine, SystemClock()).create("Other")
-    people = AccountService(engine, SystemClock())
+    people = accounts(engine)
     people.create_user("m@x.io", "long enough", Role.MEMBER, other.id)
     token = people.create_token("m@x.io")
     cohort = api.post(

@@ -11,17 +11,16 @@ from cohortsync.clock import SystemClock
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 from cohortsync.services import integrations
-from cohortsync.services.accounts import AccountService
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
+from tests.helpers import accounts, admin_token
 
 PARTNERS = sorted(EMULATORS)  # every registered partner with an emulator
 
 
 def member_token(server: LiveServer, project: Project) -> str:
-    accounts = AccountService(server.engine, SystemClock())
-    accounts.create_user("analyst@example.com", "correct horse battery", Role.MEMBER, project.id)
-    return accounts.create_token("analyst@example.com")
+    people = accounts(server.engine)
+    people.create_user("analyst@example.com", "correct horse battery", Role.MEMBER, project.id)
+    return people.create_token("analyst@example.com")
 
 
 @pytest.fixture

@@ -427,11 +427,10 @@ def test_the_secret_is_shown_once_and_rotates_with_an_overlap(partners: Partners
 def test_members_cannot_rotate_and_a_disconnected_integration_refuses_events(
     partners: Partners,
 ) -> None:
-    from cohortsync.clock import SystemClock
     from cohortsync.domain.accounts import Role
-    from cohortsync.services.accounts import AccountService
+    from tests.helpers import accounts as accounts_at_test_cost
 
-    accounts = AccountService(partners.server.engine, SystemClock())
+    accounts = accounts_at_test_cost(partners.server.engine)
     accounts.create_user("m@example.com", "correct horse battery", Role.MEMBER, partners.project.id)
     member = accounts.create_token("m@example.com")
     base = f"/api/v1/projects/{partners.project.id}/integrations"

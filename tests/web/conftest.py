@@ -22,10 +22,9 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from cohortsync.domain.accounts import Project, Role
-from cohortsync.services.accounts import AccountService
 from cohortsync.web.session import COOKIE, csrf_for
 from tests.conftest import LiveServer
-from tests.helpers import admin_token
+from tests.helpers import accounts, admin_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -143,9 +142,9 @@ def browsing(browser: Browser, live_server: LiveServer) -> Iterator[Browsing]:
 @pytest.fixture
 def people(live_server: LiveServer, project: Project) -> Project:
     """An admin and a member of the project, both with PASSWORD."""
-    accounts = AccountService(live_server.engine, live_server.clock)
-    accounts.create_user(ADMIN, PASSWORD, Role.ADMIN, project.id)
-    accounts.create_user(MEMBER, PASSWORD, Role.MEMBER, project.id)
+    service = accounts(live_server.engine, live_server.clock)
+    service.create_user(ADMIN, PASSWORD, Role.ADMIN, project.id)
+    service.create_user(MEMBER, PASSWORD, Role.MEMBER, project.id)
     return project
 
 

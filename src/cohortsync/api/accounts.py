@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import CurrentUser
+from cohortsync.api.errors import error_response
 from cohortsync.app_state import StateDep
+from cohortsync.client_address import client_address
+from cohortsync.domain.accounts import TooManySignIns
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -35,11 +39,24 @@ class ProjectOut(BaseModel):
     role: str
 
 
-@router.post("/login", response_model=LoginResponse)
-async def login(body: LoginRequest, state: StateDep) -> LoginResponse:
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    responses={429: {"description": "Too many failed sign-ins; see Retry-After"}},
+)
+async def login(
+    body: LoginRequest, request: Request, state: StateDep
+) -> LoginResponse | JSONResponse:
     """Exchange email and password for a bearer token (it expires after
-    ``COHORTSYNC_SESSION_HOURS``)."""
-    token = await run_in_threadpool(state.accounts.login, body.email, body.password)
+    ``COHORTSYNC_SESSION_HOURS``). After too many failures for the email or from the address
+    (``COHORTSYNC_SIGN_IN_*``) the answer is 429 with ``Retry-After``, whatever the password."""
+    address = client_address(request, state.settings.trust_proxy)
+    try:
+        token = await run_in_threadpool(state.accounts.login, body.email, body.password, address)
+    except TooManySignIns as refused:
+        answer = error_response(429, refused.code, refused.message)
+        answer.headers["Retry-After"] = str(refused.retry_after_seconds)
+        return answer
     return LoginResponse(token=token)
 
 

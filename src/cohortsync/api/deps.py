@@ -23,7 +23,10 @@ def current_user(
         raise AuthenticationError("send 'Authorization: Bearer <token>' (POST /api/v1/login)")
     user = state.accounts.user_for_token(credentials.credentials)
     if user is None:
-        raise AuthenticationError("the bearer token is not valid")
+        raise AuthenticationError(
+            "the bearer token is not valid (unknown, expired or revoked, or its user is "
+            "disabled); sign in again (POST /api/v1/login) or ask an operator for a new one"
+        )
     return user
 
 

@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from cohortsync.cli import (
+    account_commands,
     cohort_commands,
     data_commands,
     integration_commands,
@@ -24,7 +25,6 @@ from cohortsync.cli.context import (
     settings,
 )
 from cohortsync.clock import SystemClock
-from cohortsync.domain.accounts import Role
 from cohortsync.domain.identity import IdentityMode
 from cohortsync.logs import configure_logging
 from cohortsync.services.accounts import AccountService
@@ -35,12 +35,10 @@ from cohortsync.storage.migrate import upgrade
 app = typer.Typer(
     help="cohortsync: Mixpanel-compatible ingestion, cohorts and cohort sync.", no_args_is_help=True
 )
-users_app = typer.Typer(help="People who sign in.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Bearer tokens for the API.", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects and their ingestion credentials.", no_args_is_help=True)
 service_accounts_app = typer.Typer(help="Service accounts for /import.", no_args_is_help=True)
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
+app.add_typer(account_commands.users_app, name="users")
+app.add_typer(account_commands.tokens_app, name="tokens")
 app.add_typer(projects_app, name="projects")
 app.add_typer(service_accounts_app, name="service-accounts")
 app.add_typer(data_commands.import_app, name="import")
@@ -85,7 +83,7 @@ def serve(
     configure_logging(config.log_level, config.log_format)
     with migrated_engine() as engine:
         project, _ = ProjectService(engine, SystemClock()).ensure_default()
-        people = AccountService(engine, SystemClock()).count_users()
+        people = AccountService.from_settings(engine, SystemClock(), config).count_users()
     bind_host, bind_port = host or config.host, port or config.port
     out.print(
         f"cohortsync serving on [bold]http://{bind_host}:{bind_port}[/] "
@@ -94,7 +92,7 @@ def serve(
     if people == 0:
         out.print(
             "no users yet; create the first admin (then sign in to the web UI) with:\n"
-            f"  {_this_command()} users create --email you@example.com --password '…' --role admin"
+            f"  {_this_command()} users create --email you@example.com --role admin"
         )
     uvicorn.run(
         "cohortsync.app:app_from_environment",
@@ -102,36 +100,12 @@ def serve(
         host=bind_host,
         port=bind_port,
         workers=workers or config.workers,
+        # Only a proxy the operator trusts may say who the client is (sign-in throttling
+        # counts failures per address): uvicorn would otherwise believe any loopback peer.
+        proxy_headers=config.trust_proxy,
         log_config=None,
         access_log=False,
     )
-
-
-@users_app.command("create")
-@friendly_errors
-def users_create(
-    email: Annotated[str, typer.Option(help="Sign-in email.")],
-    password: Annotated[str, typer.Option(help="At least 8 characters.")],
-    role: Annotated[Role, typer.Option(help="admin or member.")] = Role.MEMBER,
-    project: ProjectOption = None,
-) -> None:
-    """Create a person (or give an existing one a role in another project)."""
-    project_id = default_project_id(project)
-    with migrated_engine() as engine:
-        user = AccountService(engine, SystemClock()).create_user(email, password, role, project_id)
-    out.print(f"user {user.email} is {role.value} of project {project_id}")
-
-
-@tokens_app.command("create")
-@friendly_errors
-def tokens_create(
-    email: Annotated[str, typer.Option(help="Whose token.")],
-    name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
-) -> None:
-    """Print a new bearer token for a user (shown once)."""
-    with migrated_engine() as engine:
-        token = AccountService(engine, SystemClock()).create_token(email, name)
-    print(token)
 
 
 @projects_app.command("list")

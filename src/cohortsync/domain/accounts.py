@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from cohortsync.domain.errors import NotFound, PermissionDenied
+from cohortsync.domain.errors import CohortsyncError, NotFound, PermissionDenied
 from cohortsync.domain.identity import IdentityMode
 
 
@@ -51,3 +53,47 @@ def require_admin(user: User, project_id: int) -> None:
     """Refuse anyone but the project's admins."""
     if project_role(user, project_id) is not Role.ADMIN:
         raise PermissionDenied("only project admins may do this")
+
+
+class TooManySignIns(CohortsyncError):
+    """Sign-in refused for now: too many failures for the account or the address, or the
+    server is busy hashing; ``retry_after_seconds`` (whole) until it is worth trying again.
+    Answered with 429 and ``Retry-After``."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds: int = max(1, math.ceil(retry_after))
+
+
+@dataclass(frozen=True, slots=True)
+class SignInLimits:
+    """How many failed sign-ins an account and an address may have within ``window`` before
+    sign-in is refused for them (for ``window`` from the last one counted)."""
+
+    per_account: int = 5
+    per_address: int = 20
+    window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A person as an operator lists them: roles, and when they were disabled (if they are)."""
+
+    id: int
+    email: str
+    created_at: datetime
+    disabled_at: datetime | None
+    roles: dict[int, Role] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenListing:
+    """A bearer token as an operator lists it: never the token itself."""
+
+    id: int
+    name: str
+    email: str
+    created_at: datetime
+    expires_at: datetime | None

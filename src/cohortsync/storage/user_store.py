@@ -1,15 +1,26 @@
-"""Stored people: their password hashes, their role per project, and their bearer tokens."""
+"""Stored people: their password hashes, their role per project, and whether they are
+disabled."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cohortsync.clock import as_utc
-from cohortsync.domain.accounts import Role, User
+from cohortsync.domain.accounts import Person, Role, User
 from cohortsync.storage.tables import api_tokens, memberships, users
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPassword:
+    """What signing in needs to know about the person with an email."""
+
+    user_id: int
+    password_hash: str
+    disabled: bool
 
 
 class UserStore:
@@ -25,12 +36,16 @@ class UserStore:
         ).scalar()
         return None if found is None else int(found)
 
-    def password_hash(self, email: str) -> tuple[int, str] | None:
-        """(id, password hash) of the person whose (lower-cased) email is ``email``."""
+    def password(self, email: str) -> StoredPassword | None:
+        """The password hash of the person whose (lower-cased) email is ``email``."""
         row = self._connection.execute(
-            sa.select(users.c.id, users.c.password_hash).where(users.c.email == email)
+            sa.select(users.c.id, users.c.password_hash, users.c.disabled_at).where(
+                users.c.email == email
+            )
         ).first()
-        return None if row is None else (int(row.id), str(row.password_hash))
+        if row is None:
+            return None
+        return StoredPassword(int(row.id), str(row.password_hash), row.disabled_at is not None)
 
     def insert(self, email: str, password_hash: str, now: datetime) -> int:
         """Store a new person made at ``now``; their id."""
@@ -47,6 +62,25 @@ class UserStore:
             users.update().where(users.c.id == user_id).values(password_hash=password_hash)
         )
 
+    def replace_password_hash(self, user_id: int, old: str, new: str) -> None:
+        """Store ``new`` only while the stored hash is still ``old`` (a rehash on sign-in must
+        not undo a password change made meanwhile)."""
+        self._connection.execute(
+            users.update()
+            .where(users.c.id == user_id, users.c.password_hash == old)
+            .values(password_hash=new)
+        )
+
+    def set_disabled(self, user_id: int, at: datetime | None) -> None:
+        """Disable the person from ``at`` on, or enable them again (``at`` None)."""
+        self._connection.execute(users.update().where(users.c.id == user_id).values(disabled_at=at))
+
+    def delete(self, user_id: int) -> None:
+        """Forget the person, their roles and their tokens."""
+        self._connection.execute(api_tokens.delete().where(api_tokens.c.user_id == user_id))
+        self._connection.execute(memberships.delete().where(memberships.c.user_id == user_id))
+        self._connection.execute(users.delete().where(users.c.id == user_id))
+
     def set_role(self, user_id: int, project_id: int, role: Role) -> None:
         """Give the person ``role`` in the project (replacing any role they had there)."""
         self._connection.execute(
@@ -58,53 +92,57 @@ class UserStore:
             memberships.insert().values(user_id=user_id, project_id=project_id, role=role.value)
         )
 
+    def _roles(self, user_ids: list[int]) -> dict[int, dict[int, Role]]:
+        found: dict[int, dict[int, Role]] = {user_id: {} for user_id in user_ids}
+        rows = self._connection.execute(
+            sa.select(memberships.c.user_id, memberships.c.project_id, memberships.c.role).where(
+                memberships.c.user_id.in_(user_ids)
+            )
+        )
+        for row in rows:
+            found[int(row.user_id)][int(row.project_id)] = Role(row.role)
+        return found
+
     def get(self, user_id: int) -> User:
         """A user with their roles."""
         row = self._connection.execute(
             sa.select(users.c.id, users.c.email).where(users.c.id == user_id)
         ).one()
-        roles = {
-            r.project_id: Role(r.role)
-            for r in self._connection.execute(
-                sa.select(memberships.c.project_id, memberships.c.role).where(
-                    memberships.c.user_id == user_id
-                )
+        return User(row.id, row.email, self._roles([user_id])[user_id])
+
+    def people(self) -> list[Person]:
+        """Everyone, by email, with their roles."""
+        rows = self._connection.execute(
+            sa.select(users.c.id, users.c.email, users.c.created_at, users.c.disabled_at).order_by(
+                users.c.email
             )
-        }
-        return User(row.id, row.email, roles)
+        ).all()
+        roles = self._roles([int(row.id) for row in rows])
+        return [
+            Person(
+                int(row.id),
+                str(row.email),
+                as_utc(row.created_at),
+                None if row.disabled_at is None else as_utc(row.disabled_at),
+                roles[int(row.id)],
+            )
+            for row in rows
+        ]
+
+    def active_admins(self, project_id: int) -> set[int]:
+        """The ids of the project's admins who are not disabled."""
+        rows = self._connection.execute(
+            sa.select(memberships.c.user_id)
+            .join(users, users.c.id == memberships.c.user_id)
+            .where(
+                memberships.c.project_id == project_id,
+                memberships.c.role == Role.ADMIN.value,
+                users.c.disabled_at.is_(None),
+            )
+        )
+        return {int(row.user_id) for row in rows}
 
     def count(self) -> int:
         """How many people can sign in."""
         counted = sa.select(sa.func.count()).select_from(users)
         return int(self._connection.execute(counted).scalar_one())
-
-    def insert_token(self, user_id: int, token_hash: str, name: str, now: datetime) -> None:
-        """Store a bearer token (its hash) of the person, made at ``now``."""
-        self._connection.execute(
-            api_tokens.insert().values(
-                user_id=user_id, token_hash=token_hash, name=name, created_at=now
-            )
-        )
-
-    def token(self, token_hash: str) -> tuple[int, str, datetime] | None:
-        """(user id, token name, made at) of the token whose hash is ``token_hash``."""
-        row = self._connection.execute(
-            sa.select(api_tokens.c.user_id, api_tokens.c.name, api_tokens.c.created_at).where(
-                api_tokens.c.token_hash == token_hash
-            )
-        ).first()
-        return None if row is None else (int(row.user_id), str(row.name), as_utc(row.created_at))
-
-    def delete_token(self, token_hash: str) -> None:
-        """Forget the token whose hash is ``token_hash``."""
-        self._connection.execute(api_tokens.delete().where(api_tokens.c.token_hash == token_hash))
-
-    def delete_tokens_made_by(self, user_id: int, name: str, until: datetime) -> None:
-        """Forget the person's tokens named ``name`` made at or before ``until``."""
-        self._connection.execute(
-            api_tokens.delete().where(
-                api_tokens.c.user_id == user_id,
-                api_tokens.c.name == name,
-                api_tokens.c.created_at <= until,
-            )
-        )

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Form, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cohortsync.app_state import StateDep
+from cohortsync.client_address import client_address
+from cohortsync.domain.accounts import TooManySignIns
 from cohortsync.domain.errors import AuthenticationError
 from cohortsync.web.pages import PageRoute, go_to, render
 from cohortsync.web.session import (
@@ -48,13 +50,24 @@ async def login(
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
-    """Check the password with the accounts service (the same as ``POST /api/v1/login``);
+    """Check the password with the accounts service (the same as ``POST /api/v1/login``,
+    throttled the same way: 429 with Retry-After and a message saying when to try again);
     a form posted from another site is refused."""
     check_origin(request, state.settings)
+    address = client_address(request, state.settings.trust_proxy)
     try:
-        token = await run_in_threadpool(state.accounts.login, email, password)
+        token = await run_in_threadpool(state.accounts.login, email, password, address)
     except AuthenticationError as error:
         return render(request, "login.html", {"email": email, "message": error.message})
+    except TooManySignIns as refused:
+        message = refused.message[0].upper() + refused.message[1:] + "."
+        return render(
+            request,
+            "login.html",
+            {"email": email, "message": message},
+            status=429,
+            headers={"Retry-After": str(refused.retry_after_seconds)},
+        )
     response = go_to(request, "/")
     sign_in(request, response, token, state.settings)
     return response
