@@ -7,7 +7,10 @@ CohortsyncError
 ├── AuthenticationError  credentials missing or wrong
 ├── PermissionDenied     authenticated, but not allowed
 ├── NotFound             the named thing does not exist
-└── Conflict             the request clashes with stored state
+├── Conflict             the request clashes with stored state
+└── DatabaseUnavailable  the database cannot answer now (503, Retry-After); later it may
+    ├── DatabaseBusy     another writer held the lock past the busy timeout (SQLite)
+    └── DatabaseFull     the database's disk (or size limit) is full
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ class CohortsyncError(Exception):
     """Base of every error cohortsync raises on purpose."""
 
     code = "error"
+    retry_after_seconds: int | None = None  # when set, the reply says when to try again
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,6 +73,31 @@ class Conflict(CohortsyncError):
     code = "conflict"
 
 
+OUTAGE_RETRY_SECONDS = 5  # how soon a client may try again after a database outage
+
+
+class DatabaseUnavailable(CohortsyncError):
+    """The database could not do this now: the connection was lost (a restart, a network
+    cut). Nothing is wrong with the request; the same request later may succeed."""
+
+    code = "database_unavailable"
+    retry_after_seconds: int | None = OUTAGE_RETRY_SECONDS
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Another writer held the database's write lock for longer than the busy timeout."""
+
+    code = "database_busy"
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The database's disk, or its configured size limit, is full: nothing more is stored
+    until an operator frees space."""
+
+    code = "disk_full"
+    retry_after_seconds: int | None = 60
+
+
 # The HTTP status each kind of error answers with, most specific first (the API's error body and
 # the web pages' error page both read it).
 STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
@@ -79,6 +108,7 @@ STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
     (PermissionDenied, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (DatabaseUnavailable, 503),
 )
 
 

@@ -1,7 +1,14 @@
-"""Engines for SQLite (WAL, one file) and PostgreSQL, and write transactions that serialise."""
+"""Engines for SQLite (WAL, one file) and PostgreSQL, and write transactions that serialise.
+
+A transaction the database cannot carry out for a reason outside the request (SQLite's write
+lock held past the busy timeout, a full disk, a PostgreSQL connection cut by a restart) raises
+a domain error (``DatabaseBusy``, ``DatabaseFull``, ``DatabaseUnavailable``: 503 with
+Retry-After), never a driver exception; everything else is raised as it was.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -10,11 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from cohortsync.domain.errors import DatabaseBusy, DatabaseFull, DatabaseUnavailable
+
 _WRITE_OPTION = "cohortsync_write"
+DEFAULT_BUSY_TIMEOUT_SECONDS = 60.0
+# SQLite's primary result codes (the low byte of an extended code) that say "not now".
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+# PostgreSQL SQLSTATEs of a server going away: class 08 (connection exception), and
+# admin_shutdown, crash_shutdown, cannot_connect_now (a restart).
+_POSTGRES_GONE = ("08", "57P01", "57P02", "57P03")
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -34,14 +50,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
@@ -55,8 +71,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL mode and their directory created."""
+def create_engine(
+    url: str, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+) -> Engine:
+    """An engine for ``url``; SQLite files get WAL mode and their directory created, and a
+    writer waits up to ``busy_timeout_seconds`` for another process's write lock."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
@@ -66,11 +85,11 @@ def create_engine(url: str) -> Engine:
         # so nothing stored can be JSON it refuses), several times faster than the json module.
         engine = sa.create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 60},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds},
             pool_size=8,
             json_deserializer=orjson.loads,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_seconds)
         return engine
     # No server-side prepared statements: a generic plan made while a table was small (an
     # empty sync_members, profiles on a new project) would scan it forever after; custom plans
@@ -82,6 +101,48 @@ def create_engine(url: str) -> Engine:
         pool_pre_ping=True,
         connect_args={"prepare_threshold": None},
     )
+
+
+def outage_of(error: BaseException) -> DatabaseUnavailable | None:
+    """The domain error for a driver error (wrapped by SQLAlchemy or raw, as bulk inserts on
+    the driver's cursor raise them) that says the database cannot answer now: busy, full or
+    disconnected; None for any other error (a defect, a constraint: raised as it is)."""
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    if isinstance(original, sqlite3.Error):
+        primary = original.sqlite_errorcode & 0xFF
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return DatabaseBusy(
+                "the database is locked by another writer and stayed locked past the busy "
+                "timeout; nothing was stored: send the request again in a few seconds"
+            )
+        if primary == _SQLITE_FULL:
+            return DatabaseFull(
+                "the database's disk is full; nothing was stored: an operator must free space "
+                "on the database's disk, then send the request again"
+            )
+        return None
+    invalidated = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    sqlstate = getattr(original, "sqlstate", None)
+    # psycopg raises OperationalError without a SQLSTATE when the connection itself broke
+    broken = isinstance(original, psycopg.OperationalError) and sqlstate is None
+    if invalidated or broken or (sqlstate or "").startswith(_POSTGRES_GONE):
+        return DatabaseUnavailable(
+            "the connection to the database was lost (a restart or a network cut); the "
+            "request did not complete: send it again in a few seconds"
+        )
+    return None
+
+
+@contextmanager
+def _outages() -> Iterator[None]:
+    """Driver errors that mean "not now" raised as the domain's DatabaseUnavailable."""
+    try:
+        yield
+    except (sa.exc.DBAPIError, sqlite3.Error, psycopg.Error) as error:
+        outage = outage_of(error)
+        if outage is None:
+            raise
+        raise outage from error
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -105,12 +166,12 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     on the busy timeout.
     """
     if is_sqlite(engine):
-        with _writer_lock(engine), engine.connect() as connection:
+        with _writer_lock(engine), _outages(), engine.connect() as connection:
             connection.execution_options(**{_WRITE_OPTION: True})
             with connection.begin():
                 yield connection
         return
-    with engine.connect() as connection, connection.begin():
+    with _outages(), engine.connect() as connection, connection.begin():
         yield connection
 
 
@@ -141,7 +202,7 @@ def ping(engine: Engine) -> None:
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot)."""
-    with engine.connect() as connection, connection.begin():
+    with _outages(), engine.connect() as connection, connection.begin():
         yield connection
 
 

@@ -15,9 +15,9 @@ from cohortsync.domain.sync_status import RunStatus, SyncMode, SyncStatus
 from cohortsync.domain.syncs import RunCounts, Sync
 from cohortsync.metrics import observe_run
 from cohortsync.storage.database import write_transaction
+from cohortsync.storage.ledger_store import LedgerStore
 from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
-from cohortsync.sync.ledger import drop_plan
 from cohortsync.sync.outcomes import prune as prune_outcomes
 from cohortsync.sync.planning import SyncConfig
 
@@ -59,9 +59,11 @@ def finish_run(
     """Store how the run ended; a one-time export that is done is finished, one that failed
     is tried again after ``config.one_time_retry_seconds``."""
     now = clock.now()
-    drop_plan(engine, run_id)
     with write_transaction(engine) as connection:
         lease.renew(connection, sync.id, owner, now, config.lease_seconds)
+        # in the same transaction: a run left unfinished (a worker or a database gone before
+        # it committed) keeps its plan, and is resumed from it
+        LedgerStore(connection).drop_plan(run_id)
         store = SyncStore(connection)
         store.move_run(run_id, status, finished_at=now, counts=counts.as_json(), error=error)
         values: dict[str, Any] = {"updated_at": now}

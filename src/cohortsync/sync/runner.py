@@ -31,7 +31,7 @@ from cohortsync.destinations.errors import (
     TransientError,
 )
 from cohortsync.destinations.registry import list_name
-from cohortsync.domain.errors import CohortsyncError, Conflict
+from cohortsync.domain.errors import CohortsyncError, Conflict, DatabaseUnavailable
 from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode, SyncStatus
 from cohortsync.domain.syncs import RunCounts, Sync, SyncRun
@@ -197,8 +197,15 @@ class SyncRunner:
     # -- executing ------------------------------------------------------------------------
 
     def execute(self, run: SyncRun) -> SyncRun:
-        """Carry a begun run as far as it goes; always gives the lease back."""
+        """Carry a begun run as far as it goes, and give the lease back.
+
+        When the database fails mid-run (a restart, a lock held past the busy timeout, a full
+        disk), the run stays at its last checkpoint and keeps its lease, as a worker that died
+        would: once the lease expires the scheduler resumes it, sending only what was not
+        acknowledged.
+        """
         sync_id = run.sync_id
+        interrupted = False
         try:
             with lease.Heartbeat(
                 self._engine, self._clock, sync_id, self.owner, self.config.lease_seconds
@@ -206,8 +213,18 @@ class SyncRunner:
                 self._execute(run)
         except lease.LeaseLost:
             log.warning("sync %s: another worker took over run %s", sync_id, run.id)
+        except DatabaseUnavailable as error:
+            interrupted = True
+            log.warning(
+                "sync %s: run %s stopped at its last checkpoint (%s); it resumes when its "
+                "lease expires",
+                sync_id,
+                run.id,
+                error.message,
+            )
         finally:
-            lease.release(self._engine, sync_id, self.owner)
+            if not interrupted:
+                lease.release(self._engine, sync_id, self.owner)
         with read_transaction(self._engine) as connection:
             return SyncStore(connection).get_run(run.id)
 
@@ -264,8 +281,8 @@ class SyncRunner:
                 "from what was acknowledged)"
             )
             self._finish(sync, run.id, RunStatus.FAILED, counts, destination, message, base)
-        except lease.LeaseLost:
-            raise
+        except (lease.LeaseLost, DatabaseUnavailable):
+            raise  # not the run's fault: it is left where it stands (see execute)
         except CohortsyncError as error:
             self._finish(sync, run.id, RunStatus.FAILED, counts, destination, error.message, base)
         except Exception as error:
