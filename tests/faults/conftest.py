@@ -1,0 +1,157 @@
+"""Database faults made real: SQLite's write lock held by another connection, a database that
+cannot grow (``PRAGMA max_page_count``: SQLite's own SQLITE_FULL), and PostgreSQL backends
+terminated as a server restart terminates them. Nothing is mocked."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from cohortsync.clock import FrozenClock
+from cohortsync.domain.accounts import Project
+from cohortsync.storage.database import create_engine, normalise_url
+from cohortsync.sync.runner import SyncRunner
+from cohortsync.sync.scheduler import SyncScheduler
+from tests.sync.world import SyncWorld, make_world
+
+# Short enough to keep the tests fast, long enough for a write between two others.
+BUSY_TIMEOUT_SECONDS = 0.3
+SQLITE_MAX_PAGES = 1_073_741_823  # SQLite's default max_page_count
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """The test database, with a SQLite busy timeout of a fraction of a second."""
+    engine = create_engine(database_url, busy_timeout_seconds=BUSY_TIMEOUT_SECONDS)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def world(engine: Engine, clock: FrozenClock, project: Project) -> SyncWorld:
+    """Users, cohorts and integrations on the sandboxes, over the test database."""
+    return make_world(engine, clock, project)
+
+
+def sqlite_path(engine: Engine) -> str:
+    """The file of a SQLite engine."""
+    database = engine.url.database
+    assert database is not None
+    return database
+
+
+class WriteLock:
+    """Another process's writer, as SQLite sees it: a connection of its own that holds the
+    database's write lock (``BEGIN IMMEDIATE``) until released."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._connection = sqlite3.connect(sqlite_path(engine), isolation_level=None)
+
+    def hold(self) -> None:
+        """Take the write lock."""
+        self._connection.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        """Give it back (nothing was written)."""
+        self._connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Close the connection (releasing the lock if held)."""
+        self._connection.close()
+
+
+@pytest.fixture
+def write_lock(engine: Engine) -> Iterator[WriteLock]:
+    """A second connection to the test's SQLite file that can hold its write lock."""
+    lock = WriteLock(engine)
+    yield lock
+    lock.close()
+
+
+@dataclass
+class DiskQuota:
+    """The database may not grow while ``full``: every connection the engine hands out gets
+    ``PRAGMA max_page_count`` at the file's current size, so a write that needs a new page fails
+    with SQLite's own SQLITE_FULL ("database or disk is full")."""
+
+    full: bool = False
+
+    def attach(self, engine: Engine) -> None:
+        """Apply the quota to each connection as the engine checks it out."""
+
+        @event.listens_for(engine, "checkout")
+        def _limit(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            pages = cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count={pages if self.full else SQLITE_MAX_PAGES}")
+            cursor.close()
+
+
+@pytest.fixture
+def disk(engine: Engine) -> DiskQuota:
+    """A quota on the test's SQLite database, off until a test fills the disk."""
+    quota = DiskQuota()
+    quota.attach(engine)
+    return quota
+
+
+def integrity(engine: Engine) -> str:
+    """``PRAGMA integrity_check`` of the SQLite file, read on a connection of its own."""
+    with sqlite3.connect(sqlite_path(engine)) as connection:
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+    connection.close()
+    return "; ".join(str(row[0]) for row in rows)
+
+
+@dataclass
+class PostgresRestart:
+    """What a PostgreSQL restart does to its clients, without restarting the shared server:
+    every backend connected to the test's database is terminated (``pg_terminate_backend``)
+    from a connection of its own, so each pooled connection finds itself cut."""
+
+    url: str
+    terminated: list[int] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        """Terminate every other backend of the database now."""
+        plain = sa.engine.make_url(normalise_url(self.url)).set(drivername="postgresql")
+        with psycopg.connect(plain.render_as_string(hide_password=False), autocommit=True) as c:
+            rows = c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        self.terminated.append(sum(1 for (done,) in rows if done))
+
+
+def once(action: Callable[[], None], after: int = 1) -> Callable[..., None]:
+    """A hook that does ``action`` on its ``after``-th call, and nothing on the others."""
+    calls = [0]
+
+    def hook(*_args: object) -> None:
+        calls[0] += 1
+        if calls[0] == after:
+            action()
+
+    return hook
+
+
+def resume_after_lease(world: SyncWorld, runner: SyncRunner) -> list[int]:
+    """What happens next in production: the interrupted run's lease expires and the scheduler
+    resumes it; returns the syncs the scheduler started."""
+    world.clock.advance(timedelta(seconds=world.config.lease_seconds + 1))
+    scheduler = SyncScheduler(world.engine, runner, world.clock, max_parallel=1)
+    try:
+        started = scheduler.tick()
+        scheduler.wait(timeout=60)
+    finally:
+        scheduler.close()
+    return started
