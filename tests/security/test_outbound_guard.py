@@ -30,6 +30,7 @@ from cohortsync.outbound.transport import GuardedTransport
 from cohortsync.sandbox.server import RunningServer, start
 from cohortsync.services.integrations import IntegrationService
 from tests.conftest import TEST_KEY
+from tests.loopback import Listener
 
 ALLOW_HINT = "set COHORTSYNC_ALLOW_PRIVATE_ENDPOINTS=1 if this is intended"
 NAMES = {"partner.example": ["127.0.0.1"], "mixed.example": ["93.184.216.34", "10.0.0.5"]}
@@ -43,43 +44,10 @@ def names(host: str, port: int) -> Sequence[str]:
 STRICT = OutboundGuard(resolve=names)
 
 
-class Listener:
-    """Loopback sockets (127.0.0.1 and ::1, one port) that count the connections made to them."""
-
-    def __init__(self) -> None:
-        self.v4 = socket.socket(socket.AF_INET)
-        self.v4.bind(("127.0.0.1", 0))
-        self.port: int = self.v4.getsockname()[1]
-        self.v6 = socket.socket(socket.AF_INET6)
-        self.v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        self.v6.bind(("::1", self.port))
-        for sock in (self.v4, self.v6):
-            sock.listen(64)
-            sock.setblocking(False)
-
-    def connections(self) -> int:
-        """Connections made since the last call (the kernel completes them unaccepted)."""
-        count = 0
-        for sock in (self.v4, self.v6):
-            while True:
-                try:
-                    accepted, _ = sock.accept()
-                except BlockingIOError:
-                    break
-                accepted.close()
-                count += 1
-        return count
-
-    def close(self) -> None:
-        self.v4.close()
-        self.v6.close()
-
-
 @pytest.fixture
 def listener() -> Iterator[Listener]:
-    made = Listener()
-    yield made
-    made.close()
+    with Listener() as made:
+        yield made
 
 
 def webhook_check(url: str, guard: OutboundGuard, timeout: float = 2.0) -> None:
