@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements-dev.lock
 
-.PHONY: run test lint browser bench bench-ingest install demo clean fuzz
+.PHONY: run test lint browser bench bench-ingest install demo clean fuzz lock
 
-$(STAMP): pyproject.toml
+# Every dependency at the version and hashes of the lock; then the project itself, without them
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Pin pyproject.toml's dependencies again, with hashes, for Python 3.11+ on any platform:
+## requirements.lock (the service) and requirements-dev.lock (make install); versions already
+## pinned stay unless pyproject.toml needs others (`make lock UPGRADE=1` takes the newest)
+COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+  --generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(COMPILE) -o requirements.lock
+	$(COMPILE) --extra dev -o $(LOCK)
 
 ## Set up, migrate the embedded SQLite database, show the sync demo once, serve on :8000
 run: $(STAMP)
@@ -46,10 +58,11 @@ browser:
 	  fi; \
 	fi
 
-## The sync state machines with ten times the examples of make test (tens of minutes)
+## The sync state machines and Schemathesis over the API with ten times the examples of
+## make test, and Schemathesis' coverage phase (tens of minutes)
 fuzz: $(STAMP)
 	COHORTSYNC_FUZZ_SCALE=$${COHORTSYNC_FUZZ_SCALE:-10} $(BIN)/python -m pytest -p no:cacheprovider \
-	  -o timeout=0 tests/sync/test_state_machine.py
+	  -o timeout=0 tests/sync/test_state_machine.py tests/security/test_schemathesis.py
 
 ## Benchmarks: prints a table and writes bench/results/latest.md
 bench: $(STAMP)
