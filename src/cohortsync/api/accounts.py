@@ -42,7 +42,13 @@ class ProjectOut(BaseModel):
 @router.post(
     "/login",
     response_model=LoginResponse,
-    responses={429: {"description": "Too many failed sign-ins; see Retry-After"}},
+    responses={
+        429: {
+            "description": "Too many failed sign-ins for the email or from the address, or the "
+            "server is busy hashing passwords: try again after Retry-After seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        }
+    },
 )
 async def login(
     body: LoginRequest, request: Request, state: StateDep
