@@ -28,6 +28,7 @@ from tests.integrations.test_api import member_token
 from tests.loopback import Listener
 
 ADMIN = "binding-admin@example.com"
+MEMBER, MEMBER_PASSWORD = "analyst@example.com", "correct horse battery"  # member_token's
 
 
 @pytest.fixture
@@ -168,6 +169,7 @@ def careless_partner() -> Iterator[RunningServer]:
 def test_no_reply_body_is_shown_and_members_read_no_partner_words(
     api: httpx.Client,
     member: httpx.Client,
+    live_server: LiveServer,
     project: Project,
     sandboxes: dict[str, RunningSandbox],
     careless_partner: RunningServer,
@@ -185,10 +187,14 @@ def test_no_reply_body_is_shown_and_members_read_no_partner_words(
         assert shown["status"] == "error"
         assert shown["error"] == MEMBER_ERROR
     assert member.get(f"{base(project)}/{refused.json()['id']}").json()["error"] == MEMBER_ERROR
-    assert (
-        api.get(f"{base(project)}/{refused.json()['id']}").json()["error"]
-        == (refused.json()["error"])
-    )
+    admin_view = api.get(f"{base(project)}/{refused.json()['id']}").json()
+    assert admin_view["error"] == refused.json()["error"]
+    with live_server.client() as browser:  # the Integrations page, as the member sees it
+        signed = browser.post("/login", data={"email": MEMBER, "password": MEMBER_PASSWORD})
+        assert signed.status_code == 303
+        page = browser.get(f"/projects/{project.id}/integrations").text
+    assert MEMBER_ERROR in page
+    assert "BadApiKey" not in page and "403" not in page
 
 
 def test_connect_update_and_disconnect_are_audited_without_secrets(
