@@ -22,7 +22,9 @@ from tests.conftest import NOW, NOW_MS
 
 DAY = 86_400_000
 USERS = ["u0", "u1", "u2", "u3", "u4"]
-KEYS = ["plan", "age", "tags", "vip"]
+# One name no JSON path can spell as written: a quote, a dot, a bracket, non-ASCII (issue 15).
+ODD = 'a."[ü'
+KEYS = ["plan", "age", "tags", "vip", ODD]
 scalars = st.sampled_from(["pro", "free", "Pro", "", 0, 1, 30, 30.0, 2.5, -1, True, False])
 values = st.one_of(scalars, st.none(), st.lists(scalars, max_size=3))
 # Four users with profiles (one may be empty), u4 anonymous: dense enough that most definitions
@@ -39,7 +41,7 @@ events = st.lists(
         st.sampled_from([*USERS, "device-a", "device-b"]),
         st.sampled_from(["Open", "Buy"]),
         offsets,
-        st.dictionaries(st.sampled_from(["amount", "plan"]), values, max_size=2),
+        st.dictionaries(st.sampled_from(["amount", "plan", ODD]), values, max_size=2),
     ),
     min_size=4,
     max_size=30,
