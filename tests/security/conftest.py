@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from cohortsync.app import create_app
@@ -33,6 +34,7 @@ from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.web.session import COOKIE, CSRF_HEADER, csrf_for
 from tests.conftest import TEST_KEY, LiveServer, _truncate_postgres, free_port
+from tests.helpers import accounts as test_accounts
 from tests.sync.test_api import PRO, connect, create_cohort, engage, export, syncs_url, wait_for
 
 PASSWORD = "correct horse battery staple"
@@ -160,16 +162,13 @@ def _person(
 
 
 def _settings(database_url: str) -> Settings:
-    # model_validate: the outbound guard's setting is named before every checkout has it
-    return Settings.model_validate(
-        {
-            "database_url": database_url,
-            "secret_key": TEST_KEY,
-            "allow_custom_endpoints": True,  # integrations point at the loopback emulator
-            "allow_private_endpoints": True,  # ... which the outbound guard refuses otherwise
-            "ingest_processes": 0,
-            "scheduler": False,
-        }
+    return Settings(
+        database_url=database_url,
+        secret_key=SecretStr(TEST_KEY),
+        allow_custom_endpoints=True,  # integrations point at the loopback emulator
+        allow_private_endpoints=True,  # ... which the outbound guard refuses otherwise
+        ingest_processes=0,
+        scheduler=False,
     )
 
 
@@ -193,7 +192,7 @@ def security_world(
     projects = ProjectService(engine, clock)
     project, _ = projects.ensure_default()
     other_project = projects.create("Other team")
-    accounts = AccountService(engine, clock)
+    accounts = test_accounts(engine, clock)
     callers = {
         "anonymous": Caller("anonymous", None, None),
         "admin": _person(accounts, "admin", ADMIN, Role.ADMIN, project),

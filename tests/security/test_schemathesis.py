@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -46,8 +47,8 @@ INTEGRATIONS = "/api/v1/projects/{project_id}/integrations"
 def _document() -> dict[str, Any]:
     """The OpenAPI document the app serves at /openapi.json (built without a database:
     ``test_the_served_document_is_the_one_tested`` holds the live server to it)."""
-    settings = Settings.model_validate(
-        {"database_url": "sqlite://", "secret_key": TEST_KEY, "ingest_processes": 0}
+    settings = Settings(
+        database_url="sqlite://", secret_key=SecretStr(TEST_KEY), ingest_processes=0
     )
     app = create_app(settings)
     document: dict[str, Any] = app.openapi()
