@@ -14,6 +14,7 @@ from cohortsync.clock import Clock, SystemClock
 from cohortsync.ingest.parse_pool import default_processes
 from cohortsync.keyring import Keyring
 from cohortsync.services.accounts import AccountService
+from cohortsync.services.audit import AuditLog
 from cohortsync.services.cohorts import CohortService
 from cohortsync.services.explain import Explainer
 from cohortsync.services.ingestion import IngestionService
@@ -47,6 +48,7 @@ class AppState:
     partner_events: PartnerEventService
     mtu: MtuReports
     mtu_history: MtuHistory
+    audit: AuditLog
 
     def close(self) -> None:
         """Stop what runs in the background (the sync scheduler, the parse pool)."""
@@ -105,6 +107,7 @@ def build_state(
         ),
         mtu=MtuReports(engine),
         mtu_history=MtuHistory(engine, clock, MTU_RECOUNT_AFTER),
+        audit=AuditLog(engine, clock),
     )
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 
-from cohortsync.api import accounts, cohorts, data, ingestion, integrations, mtu, syncs, webhooks
+from cohortsync.api import (
+    accounts,
+    audit,
+    cohorts,
+    data,
+    ingestion,
+    integrations,
+    mtu,
+    syncs,
+    webhooks,
+)
 from cohortsync.api.errors import install_error_handlers
 from cohortsync.app_state import AppState
 from cohortsync.metrics import CONTENT_TYPE, Metrics
@@ -23,6 +33,7 @@ def install_api(app: FastAPI, state: AppState) -> None:
     app.include_router(syncs.router)
     app.include_router(mtu.router)
     app.include_router(webhooks.router)
+    app.include_router(audit.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

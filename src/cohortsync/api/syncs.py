@@ -89,7 +89,8 @@ def run_now(
     """Run now (in the background); 409 while a run is in progress. ``?reconcile=true`` reads
     the partner's list back first and repairs drift, where the partner can be read."""
     require_admin(user, project_id)
-    return state.syncs.run_now(project_id, sync_id, reconcile=reconcile).as_json()
+    run = state.syncs.run_now(project_id, sync_id, reconcile=reconcile, user_id=user.id)
+    return run.as_json()
 
 
 @router.post("/{sync_id}/confirm", status_code=202)

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from cohortsync.clock import Clock
+from cohortsync.clock import Clock, SystemClock
+from cohortsync.domain.audit import actor_for
 from cohortsync.domain.errors import BatchError, NotFound
 from cohortsync.domain.outreach import ANY_SOURCE, Exemption
+from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.warehouse.mtu import (
     MonthActivity,
@@ -138,10 +140,11 @@ def _checked(source: str, event: str) -> Exemption:
 
 class MtuReports:
     """Monthly tracked users (R-MTU-1, R-MTU-2) and the exemption list operators edit, over one
-    database."""
+    database; edits of the list are audited (outside any project: the list is global)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self._engine = engine
+        self._clock = clock or SystemClock()
 
     def report(self, project_id: int, month: Month) -> MtuReport:
         """Compute the month's report from the stored events and the current exemption list."""
@@ -157,19 +160,35 @@ class MtuReports:
         with read_transaction(self._engine) as connection:
             return load_exemptions(connection)
 
-    def add_exemption(self, source: str, event: str) -> Exemption:
+    def add_exemption(self, source: str, event: str, *, user_id: int | None = None) -> Exemption:
         """Exempt ``event`` when it carries ``source`` as $source (adding it twice is
         harmless)."""
         exemption = _checked(source, event)
         with write_transaction(self._engine) as connection:
             add_exemptions(connection, [exemption])
+            self._audit(connection, "mtu.exemption.add", exemption, user_id)
         return exemption
 
-    def remove_exemption(self, source: str, event: str) -> Exemption:
+    def remove_exemption(self, source: str, event: str, *, user_id: int | None = None) -> Exemption:
         """Make ``event`` from ``source`` count toward MTU again."""
         exemption = _checked(source, event)
         with write_transaction(self._engine) as connection:
             gone = delete_exemption(connection, exemption)
+            if gone:
+                self._audit(connection, "mtu.exemption.remove", exemption, user_id)
         if not gone:
             raise NotFound(f"{exemption.event!r} from {exemption.source!r} is not exempt")
         return exemption
+
+    def _audit(
+        self, connection: Connection, action: str, exemption: Exemption, user_id: int | None
+    ) -> None:
+        AuditStore(connection).record(
+            project_id=None,
+            user_id=user_id,
+            action=action,
+            target=f"exemption:{exemption.source}/{exemption.event}",
+            detail=exemption._asdict(),
+            at=self._clock.now(),
+            actor=actor_for(user_id),
+        )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import builtins
 import secrets
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.clock import Clock
 from cohortsync.credentials import hash_secret, new_secret, secret_matches
 from cohortsync.domain.accounts import Project
+from cohortsync.domain.audit import actor_for
 from cohortsync.domain.errors import Conflict
 from cohortsync.domain.identity import IdentityMode
+from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.project_store import ProjectStore
 
@@ -82,21 +84,27 @@ class ProjectService:
         with write_transaction(self._engine) as connection:
             ProjectStore(connection).set_identity_mode(project_id, mode)
 
-    def reveal_api_secret(self, project_id: int) -> str | None:
+    def reveal_api_secret(self, project_id: int, *, user_id: int | None = None) -> str | None:
         """Create the project's API secret if it has none and return it (shown once); else
         None."""
         with write_transaction(self._engine) as connection:
             store = ProjectStore(connection)
             if store.api_secret_hash(project_id) is not None:
                 return None
-            return _rotate_secret(store, project_id)
+            secret = _rotate_secret(store, project_id)
+            self._audit(connection, project_id, "project.rotate_secret", user_id, first=True)
+            return secret
 
-    def rotate_api_secret(self, project_id: int) -> str:
+    def rotate_api_secret(self, project_id: int, *, user_id: int | None = None) -> str:
         """Replace the project's API secret; the new one is returned once and stored hashed."""
         with write_transaction(self._engine) as connection:
-            return _rotate_secret(ProjectStore(connection), project_id)
+            secret = _rotate_secret(ProjectStore(connection), project_id)
+            self._audit(connection, project_id, "project.rotate_secret", user_id, first=False)
+            return secret
 
-    def create_service_account(self, project_id: int, username: str) -> str:
+    def create_service_account(
+        self, project_id: int, username: str, *, user_id: int | None = None
+    ) -> str:
         """A service account for /import; returns its secret, shown once."""
         with write_transaction(self._engine) as connection:
             store = ProjectStore(connection)
@@ -107,7 +115,28 @@ class ProjectService:
             store.insert_service_account(
                 project_id, username, hash_secret(secret), self._clock.now()
             )
+            self._audit(
+                connection, project_id, "service_account.create", user_id, username=username
+            )
             return secret
+
+    def _audit(
+        self,
+        connection: Connection,
+        project_id: int,
+        action: str,
+        user_id: int | None,
+        **detail: object,
+    ) -> None:
+        AuditStore(connection).record(
+            project_id=project_id,
+            user_id=user_id,
+            action=action,
+            target=f"project:{project_id}",
+            detail=detail,
+            at=self._clock.now(),
+            actor=actor_for(user_id),
+        )
 
     def for_api_secret(self, secret: str) -> Project | None:
         """The project whose API secret is ``secret`` (legacy /import authentication)."""

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock, now_ms
 from cohortsync.destinations import registry
+from cohortsync.domain.audit import actor_for
 from cohortsync.domain.errors import BatchError, Conflict, NotFound
 from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.domain.sync_status import RunTrigger, SyncMode, SyncStatus
@@ -142,8 +143,14 @@ class SyncService:
                 user_id=user_id,
                 action="sync.export",
                 target=f"sync:{sync_id}",
-                detail={"mode": mode},
+                detail={
+                    "mode": mode,
+                    "cohort_id": cohort_id,
+                    "integration_id": integration_id,
+                    "interval_seconds": interval,
+                },
                 at=now,
+                actor=actor_for(user_id),
             )
         return self.get(project_id, sync_id)
 
@@ -205,18 +212,38 @@ class SyncService:
             return SyncStore(connection).rejections(sync_id)
 
     def run_now(
-        self, project_id: int, sync_id: int, *, wait: bool = False, reconcile: bool = False
+        self,
+        project_id: int,
+        sync_id: int,
+        *,
+        wait: bool = False,
+        reconcile: bool = False,
+        user_id: int | None = None,
     ) -> SyncRun:
         """Start a run at once: in the background when there is a scheduler, else (or with
         ``wait``) in this thread until it ends. With ``reconcile`` the run first reads the
-        partner's list back and repairs drift, where the partner can be read (R-X-2)."""
+        partner's list back and repairs drift, where the partner can be read (R-X-2). The
+        request is audited once the run has begun (a refused one is not)."""
         sync = self.get(project_id, sync_id)
         if sync.status != SyncStatus.ACTIVE:
             raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
         trigger = RunTrigger.RECONCILE if reconcile else RunTrigger.MANUAL
+        requested = self._clock.now()
         if self.scheduler is None or wait:
-            return self.runner.run(sync_id, trigger)
-        return self.scheduler.submit(sync_id, trigger)
+            run = self.runner.run(sync_id, trigger)
+        else:
+            run = self.scheduler.submit(sync_id, trigger)
+        with write_transaction(self._engine) as connection:
+            AuditStore(connection).record(
+                project_id=project_id,
+                user_id=user_id,
+                action="sync.run",
+                target=f"sync:{sync_id}",
+                detail={"run_id": run.id, "trigger": str(trigger)},
+                at=requested,
+                actor=actor_for(user_id),
+            )
+        return run
 
     def confirm(
         self, project_id: int, sync_id: int, user_id: int, *, wait: bool = False
@@ -244,6 +271,7 @@ class SyncService:
                 target=f"sync:{sync_id}",
                 detail={},
                 at=now,
+                actor=actor_for(user_id),
             )
         return self.get(project_id, sync_id)
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from cohortsync.domain.errors import BatchError
 from cohortsync.keyring import Keyring
+from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.integration_store import IntegrationStore
 
 PREFIX = "cswh_"
@@ -61,18 +62,36 @@ def rotate(
     now: datetime,
     overlap: timedelta = DEFAULT_OVERLAP,
     secret: str | None = None,
+    *,
+    user_id: int | None = None,
 ) -> tuple[str, datetime | None]:
     """A new secret for the integration (``secret`` when the partner made it, else a random
-    one); the current one stays valid until the returned time."""
+    one); the current one stays valid until the returned time. Audited as done by ``user_id``
+    (the secrets themselves are never recorded)."""
     store = IntegrationStore(connection)
     stored = store.webhook_secrets(integration_id)
+    partner_made = secret is not None
     if stored is None:
-        return issue(connection, keyring, integration_id, now, secret), None
-    secret = secret if secret is not None else new_secret()
-    previous = keyring.open(stored[0])["current"]
-    until = now + overlap
-    sealed = keyring.seal({"current": secret, "previous": previous})
-    store.save_webhook_secrets(integration_id, sealed, until, now)
+        secret = issue(connection, keyring, integration_id, now, secret)
+        until = None
+    else:
+        secret = secret if secret is not None else new_secret()
+        previous = keyring.open(stored[0])["current"]
+        until = now + overlap
+        sealed = keyring.seal({"current": secret, "previous": previous})
+        store.save_webhook_secrets(integration_id, sealed, until, now)
+    integration = store.find(integration_id)
+    AuditStore(connection).record(
+        project_id=integration.project_id if integration is not None else None,
+        user_id=user_id,
+        action="webhook_secret.rotate",
+        target=f"integration:{integration_id}",
+        detail={
+            "partner_key": partner_made,
+            "previous_valid_until": until.isoformat() if until is not None else None,
+        },
+        at=now,
+    )
     return secret, until
 
 

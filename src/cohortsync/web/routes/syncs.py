@@ -115,7 +115,11 @@ async def run_now(
     request: Request, sync_id: int, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Start a run now (in the background); the row then follows its progress."""
-    await run_in_threadpool(state.syncs.run_now, view.project.id, sync_id)
+    await run_in_threadpool(
+        functools.partial(
+            state.syncs.run_now, view.project.id, sync_id, user_id=view.session.user.id
+        )
+    )
     return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
 
 
@@ -125,7 +129,13 @@ async def reconcile_now(
 ) -> Response:
     """Start a run that first reads the partner's list back and repairs drift (R-X-2)."""
     await run_in_threadpool(
-        functools.partial(state.syncs.run_now, view.project.id, sync_id, reconcile=True)
+        functools.partial(
+            state.syncs.run_now,
+            view.project.id,
+            sync_id,
+            reconcile=True,
+            user_id=view.session.user.id,
+        )
     )
     return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
 
