@@ -1,4 +1,5 @@
-"""The FastAPI application: the state built once, the REST API and ingestion, and the web UI."""
+"""The FastAPI application: the state built once, the REST API and ingestion, the web UI, and
+the security headers on all of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cohortsync import __version__
 from cohortsync.api.routes import install_api
 from cohortsync.app_state import build_state
 from cohortsync.clock import Clock
+from cohortsync.security_headers import install_security_headers
 from cohortsync.services.integrations import IntegrationService
 from cohortsync.services.syncs import SyncService
 from cohortsync.settings import Settings, load_settings
@@ -51,6 +53,7 @@ def create_app(
     app.state.cohortsync = state
     install_api(app, state)
     mount_web(app)
+    install_security_headers(app, trust_proxy=state.settings.trust_proxy)
     return app
 
 
