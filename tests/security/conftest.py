@@ -225,5 +225,6 @@ def security_world(
                 run_id=run_id,
             )
     finally:
+        app.state.cohortsync.close()  # runs still going end before the database goes
         sandbox.server.stop()
         engine.dispose()
