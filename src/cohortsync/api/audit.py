@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import require_admin
-from cohortsync.domain.audit import MAX_PAGE
+from cohortsync.domain.audit import MAX_ID, MAX_PAGE
 from cohortsync.services.audit import audit_query
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["audit"])
@@ -28,7 +28,10 @@ def audit_log(
     state: StateDep,
     limit: int = Query(default=50, ge=1, le=MAX_PAGE, description="entries per page"),
     before: int | None = Query(
-        default=None, ge=1, description="only entries older than this id (the next page)"
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="only entries older than this id (the next page)",
     ),
     action: str | None = Query(
         default=None, max_length=100, description="action prefix, e.g. 'sync.' or 'sync.stop'"

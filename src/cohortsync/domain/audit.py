@@ -10,6 +10,7 @@ from cohortsync.clock import as_utc
 
 CLI_ACTOR = "cli"  # the actor of actions taken on the server's command line
 MAX_PAGE = 500
+MAX_ID = 2**31 - 1  # ids are the databases' 32-bit integers (PostgreSQL INTEGER)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from cohortsync.clock import Clock
-from cohortsync.domain.audit import MAX_PAGE, AuditEntry, AuditQuery
+from cohortsync.domain.audit import MAX_ID, MAX_PAGE, AuditEntry, AuditQuery
 from cohortsync.domain.errors import BatchError
 from cohortsync.storage.audit_store import AuditStore, redacted_detail
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -40,8 +40,8 @@ def audit_query(
     a prefix of action names (``sync.`` for every sync action)."""
     if not 1 <= limit <= MAX_PAGE:
         raise BatchError(f"limit must be 1-{MAX_PAGE}")
-    if before is not None and before < 1:
-        raise BatchError("before must be the id of an entry (a positive number)")
+    if before is not None and not 1 <= before <= MAX_ID:
+        raise BatchError(f"before must be the id of an entry (1-{MAX_ID})")
     if action is not None and len(action) > 100:
         raise BatchError("action must be at most 100 characters (a prefix such as 'sync.')")
     start = day_start(from_day, "from") if from_day else None
