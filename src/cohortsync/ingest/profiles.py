@@ -1,4 +1,5 @@
-"""Ingesting profile (/engage) and group profile (/groups) updates (R-ING-4)."""
+"""Ingesting profile (/engage) and group profile (/groups) updates (R-ING-4), each within the
+limits Mixpanel documents for profiles (:mod:`cohortsync.ingest.profile_limits`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from cohortsync.domain.profiles import (
     ProfileUpdate,
     check_operation,
 )
+from cohortsync.ingest import storable
+from cohortsync.ingest.profile_limits import check_update
 from cohortsync.ingest.results import FailedRecord, IngestResult
 from cohortsync.storage.database import write_transaction
 from cohortsync.warehouse.profiles import GroupUpdate, apply_group_updates, apply_updates
@@ -35,7 +38,17 @@ def _operation(record: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, A
         raise RecordError(named[1], f"one operation per update, got {named}; send separate updates")
     operation = named[0]
     check_operation(operation, record[operation], allowed)
+    check_update(operation, record[operation])
     return operation, record[operation]
+
+
+def _id(record: dict[str, Any], field: str) -> str:
+    """A required id field (``$distinct_id``, ``$group_key``, ``$group_id``), validated."""
+    if field not in record:
+        raise RecordError(field, f"'{field}' is required")
+    value = check_id(record[field], field)
+    storable.check_text(value, field)
+    return value
 
 
 def _failed(index: int, error: RecordError) -> FailedRecord:
@@ -46,9 +59,7 @@ def parse_profile_update(record: Any) -> ProfileUpdate:
     """Validate one /engage record."""
     if not isinstance(record, dict):
         raise RecordError("update", "each update must be a JSON object")
-    if "$distinct_id" not in record:
-        raise RecordError("$distinct_id", "'$distinct_id' is required")
-    distinct_id = check_id(record["$distinct_id"], "$distinct_id")
+    distinct_id = _id(record, "$distinct_id")
     operation, value = _operation(record, PROFILE_OPERATIONS)
     return ProfileUpdate(distinct_id, operation, value)
 
@@ -57,11 +68,8 @@ def parse_group_update(record: Any) -> GroupUpdate:
     """Validate one /groups record."""
     if not isinstance(record, dict):
         raise RecordError("update", "each update must be a JSON object")
-    for field in ("$group_key", "$group_id"):
-        if field not in record:
-            raise RecordError(field, f"'{field}' is required")
-    key = check_id(record["$group_key"], "$group_key")
-    group = check_id(record["$group_id"], "$group_id")
+    key = _id(record, "$group_key")
+    group = _id(record, "$group_id")
     operation, value = _operation(record, GROUP_OPERATIONS)
     return GroupUpdate(key, group, operation, value)
 

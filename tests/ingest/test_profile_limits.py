@@ -1,0 +1,147 @@
+"""/engage and /groups keep to the limits Mixpanel documents for profiles (issue 15, finding 6):
+an update over one is refused by its position, with the field and the limit named, and the
+valid updates beside it are stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy.engine import Engine
+
+from cohortsync.domain.accounts import Project
+from cohortsync.ingest.profile_limits import (
+    MAX_NAME_LENGTH,
+    MAX_OBJECT_KEYS,
+    MAX_PROPERTIES,
+    MAX_VALUE_BYTES,
+)
+from cohortsync.services.ingestion import IngestionService
+from cohortsync.storage.database import read_transaction
+from cohortsync.warehouse.profiles import get_profile
+from tests.conftest import LiveServer
+
+KB = 1024
+
+
+def nested(depth: int) -> Any:
+    """A value whose containers nest ``depth`` levels (the property's own value is level 1)."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+# (operation, value, field named in the refusal, words of the message)
+OVER = [
+    ("$set", {f"p{i}": i for i in range(MAX_PROPERTIES + 1)}, "$set", "at most 2000"),
+    ("$set_once", {"n" * (MAX_NAME_LENGTH + 1): 1}, "$set_once", "longer than 255"),
+    ("$set", {"deep": nested(4)}, "$set.deep", "deeper than 3"),
+    ("$append", {"deep": [[[[1]]]]}, "$append.deep", "deeper than 3"),
+    ("$set", {"wide": {f"k{i}": i for i in range(MAX_OBJECT_KEYS + 1)}}, "$set.wide", "255 keys"),
+    ("$set", {"big": "x" * (MAX_VALUE_BYTES + 1)}, "$set.big", "256 KB"),
+    ("$union", {"big": ["x" * 1000] * 300}, "$union.big", "256 KB"),
+    ("$set", {f"p{i}": "x" * (250 * KB) for i in range(5)}, "$set", "1 MB"),
+    ("$add", {"n": 2**53 + 1}, "$add.n", "2^53"),
+    ("$add", {"n": -1e308}, "$add.n", "2^53"),
+    ("$unset", [f"p{i}" for i in range(MAX_PROPERTIES + 1)], "$unset", "at most 2000"),
+    ("$set", {"$CleverTap_user_id": "undefined"}, "$set.$CleverTap_user_id", "placeholder"),
+]
+
+WITHIN = [
+    ("$set", {f"p{i}": i for i in range(MAX_PROPERTIES)}),
+    ("$set", {"n" * MAX_NAME_LENGTH: 1}),
+    ("$set", {"deep": nested(3), "list": [[[1]]]}),
+    ("$set", {"wide": {f"k{i}": i for i in range(MAX_OBJECT_KEYS)}}),
+    ("$set", {"big": "x" * (MAX_VALUE_BYTES - 2)}),  # 256 KB of JSON with its quotes
+    ("$set", {f"p{i}": "x" * (200 * KB) for i in range(5)}),
+    ("$add", {"n": 2**53, "m": -(2**53)}),
+]
+
+
+def _update(project: Project, user: str, operation: str, value: Any) -> dict[str, Any]:
+    return {"$token": project.token, "$distinct_id": user, operation: value}
+
+
+@pytest.mark.parametrize(
+    ("operation", "value", "field", "words"), OVER, ids=[f"{o[0]}:{o[3]}" for o in OVER]
+)
+def test_an_update_over_a_limit_is_refused_and_its_neighbours_are_stored(
+    service: IngestionService,
+    project: Project,
+    engine: Engine,
+    operation: str,
+    value: Any,
+    field: str,
+    words: str,
+) -> None:
+    result = service.engage(
+        [
+            _update(project, "before", "$set", {"plan": "pro"}),
+            _update(project, "over", operation, value),
+            _update(project, "after", "$set", {"plan": "free"}),
+        ]
+    )
+    assert result.imported == 2
+    assert [(f.index, f.field) for f in result.failed] == [(1, field)]
+    assert words in result.failed[0].message
+    with read_transaction(engine) as connection:
+        assert get_profile(connection, project.id, "over") is None
+        for user in ("before", "after"):
+            found = get_profile(connection, project.id, user)
+            assert found is not None and "plan" in found.properties
+
+
+@pytest.mark.parametrize(("operation", "value"), WITHIN, ids=[str(i) for i in range(len(WITHIN))])
+def test_an_update_at_a_limit_is_stored(
+    service: IngestionService, project: Project, engine: Engine, operation: str, value: Any
+) -> None:
+    result = service.engage([_update(project, "edge", operation, value)])
+    assert (result.imported, result.failed) == (1, [])
+    with read_transaction(engine) as connection:
+        found = get_profile(connection, project.id, "edge")
+    assert found is not None and set(found.properties) == set(value)
+
+
+def test_group_updates_keep_the_same_limits(service: IngestionService, project: Project) -> None:
+    base = {"$token": project.token, "$group_key": "company"}
+    result = service.groups(
+        [
+            {**base, "$group_id": "a", "$set": {"deep": nested(4)}},
+            {**base, "$group_id": "b", "$set": {"plan": "pro"}},
+            {**base, "$group_id": "c", "$union": {"n" * 256: [1]}},
+        ]
+    )
+    assert result.imported == 1
+    assert [(f.index, f.field) for f in result.failed] == [(0, "$set.deep"), (2, "$union")]
+
+
+def test_a_100k_property_set_over_http_is_refused_and_the_batch_kept(
+    live_server: LiveServer, project: Project, engine: Engine
+) -> None:
+    """The finding as reported: a 100,000-property $set was stored."""
+    huge = _update(project, "flood", "$set", {f"p{i}": i for i in range(100_000)})
+    fine = _update(project, "fine", "$set", {"plan": "pro"})
+    with live_server.client() as client:
+        reply = client.post(
+            "/engage",
+            params={"verbose": "1"},
+            content=orjson.dumps([huge, fine]),
+            headers={"Content-Type": "application/json"},
+        )
+    assert reply.status_code == 400
+    body = reply.json()
+    assert body["num_records_imported"] == 1
+    assert body["failed_records"] == [
+        {
+            "index": 0,
+            "insert_id": None,
+            "field": "$set",
+            "message": "'$set' names 100000 properties; a profile holds at most 2000, "
+            "so send fewer",
+        }
+    ]
+    with read_transaction(engine) as connection:
+        assert get_profile(connection, project.id, "flood") is None
+        assert get_profile(connection, project.id, "fine") is not None
