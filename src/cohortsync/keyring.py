@@ -150,6 +150,7 @@ class Keyring:
         at version ``stamp`` (None: the file is read again at first use)."""
         self._keys = _Keys.of(keys, stamp)
         self._key_file = key_file
+        self._unusable: FileStamp | None = None  # a version of the file that could not be used
         self._lock = threading.Lock()
 
     @classmethod
@@ -173,22 +174,25 @@ class Keyring:
         """How many keys open values (the newest also seals)."""
         return self._current().count
 
-    @property
-    def key_file(self) -> Path | None:
-        """The key file followed, or None for keys from the environment."""
-        return self._key_file
-
     def _current(self) -> _Keys:
-        """The keys, read again first when the key file was replaced since the last reading."""
+        """The keys, read again first when the key file was replaced since the last reading. A
+        file that cannot be read or holds a malformed key keeps the keys in memory (an error is
+        logged once for that version of the file)."""
         keys, path = self._keys, self._key_file
         if path is None:
             return keys
         stamp = file_stamp(path)
-        if stamp is None or stamp == keys.stamp:  # a missing file keeps the keys in memory
+        if stamp is None or stamp in (keys.stamp, self._unusable):
             return keys
         with self._lock:
-            if self._keys.stamp != stamp:
-                fresh = _Keys.of(read_key_file(path), stamp)
+            if stamp not in (self._keys.stamp, self._unusable):
+                try:
+                    fresh = _Keys.of(read_key_file(path), stamp)
+                except (OSError, UnicodeError, KeyringError) as error:
+                    self._unusable = stamp
+                    reason = error.message if isinstance(error, KeyringError) else str(error)
+                    log.error("the key file %s changed but cannot be used: %s", path, reason)
+                    return self._keys
                 log.info("encryption keys read again from %s (%d keys)", path, fresh.count)
                 self._keys = fresh
             return self._keys

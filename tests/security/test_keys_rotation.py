@@ -239,6 +239,25 @@ def test_a_keyring_follows_its_key_file(tmp_path: Path) -> None:
         running.open(before)  # sealed with a retired key, and never re-sealed
 
 
+def test_a_broken_key_file_keeps_the_keys_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "cohortsync.key"
+    good = generate_key()
+    write_key_file(path, [good])
+    running = Keyring.from_file(path)
+    sealed = running.seal({"api_key": "kept"})
+    write_key_file(path, ["not-a-key", good])  # an edit by hand gone wrong
+    assert running.open(sealed) == {"api_key": "kept"}
+    assert Keyring([good]).open(running.seal({"api_key": "still"})) == {"api_key": "still"}
+    assert [r.levelname for r in caplog.records if "cannot be used" in r.getMessage()] == [
+        "ERROR"
+    ]  # once for that version of the file, not at every use
+    fixed = generate_key()
+    write_key_file(path, [fixed, good])
+    assert Keyring([fixed]).open(running.seal({"api_key": "new"})) == {"api_key": "new"}
+
+
 def test_keyring_reads_a_changing_key_file_from_many_threads(tmp_path: Path) -> None:
     path = tmp_path / "cohortsync.key"
     keys = [generate_key()]
