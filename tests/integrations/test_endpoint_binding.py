@@ -22,12 +22,13 @@ from cohortsync.services.integrations import MEMBER_ERROR
 from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.integration_store import IntegrationStore
 from cohortsync.storage.tables import audit_log
+from cohortsync.web.session import COOKIE, CSRF_HEADER, csrf_for
 from tests.conftest import LiveServer
 from tests.helpers import admin_token
 from tests.integrations.test_api import member_token
 from tests.loopback import Listener
 
-ADMIN = "binding-admin@example.com"
+ADMIN, ADMIN_PASSWORD = "binding-admin@example.com", "correct horse battery"  # admin_token's
 MEMBER, MEMBER_PASSWORD = "analyst@example.com", "correct horse battery"  # member_token's
 
 
@@ -229,3 +230,24 @@ def test_connect_update_and_disconnect_are_audited_without_secrets(
     assert rows[1].detail["reauthorized"] is True
     assert rows[2].detail == {"type": "webhook", "name": "Hook"}
     assert not any(secret in repr(rows) for secret in secrets)
+
+
+def test_a_webhook_secret_rotated_on_the_page_is_audited_with_its_admin(
+    api: httpx.Client,
+    live_server: LiveServer,
+    project: Project,
+    sandboxes: dict[str, RunningSandbox],
+) -> None:
+    item = connected(api, project, sandboxes["iterable"].integration())
+    with live_server.client() as browser:
+        signed = browser.post("/login", data={"email": ADMIN, "password": ADMIN_PASSWORD})
+        assert signed.status_code == 303
+        csrf = {CSRF_HEADER: csrf_for(browser.cookies[COOKIE]), "HX-Request": "true"}
+        page_path = item.replace(f"/api/v1/projects/{project.id}", f"/projects/{project.id}")
+        rotated = browser.post(f"{page_path}/webhook-secret", headers=csrf)
+        assert rotated.status_code == 200, rotated.text
+    with read_transaction(live_server.engine) as connection:
+        rows = connection.execute(
+            sa.select(audit_log).where(audit_log.c.action == "webhook_secret.rotate")
+        ).all()
+    assert [(r.actor, r.target) for r in rows] == [(ADMIN, f"integration:{item.rsplit('/', 1)[1]}")]

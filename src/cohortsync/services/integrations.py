@@ -198,12 +198,16 @@ class IntegrationService:
         return replace(self.get(project_id, new_id), webhook_secret=secret)
 
     def rotate_webhook_secret(
-        self, project_id: int, integration_id: int, partner_key: str | None = None
+        self,
+        project_id: int,
+        integration_id: int,
+        partner_key: str | None = None,
+        user_id: int | None = None,
     ) -> Integration:
         """A new webhook secret, shown once in the answer; the previous one keeps working for
         the overlap (default a day) so the partner's settings can catch up. ``partner_key`` is a
         signing key the partner made itself (Xtremepush's): it becomes the secret and, having
-        been typed by the admin, is not shown back."""
+        been typed by the admin, is not shown back. Audited as done by ``user_id``."""
         current = self.get(project_id, integration_id)
         if not sends_events(current.type):
             raise Conflict(f"{current.type} integrations do not send events back")
@@ -224,6 +228,7 @@ class IntegrationService:
                 self._clock.now(),
                 self._secret_overlap,
                 secret=key,
+                user_id=user_id,
             )
         shown = None if key is not None else secret
         return replace(current, webhook_secret=shown, previous_secret_until=until)

@@ -119,6 +119,10 @@ async def rotate_secret(
     typed = (await request.form()).get("secret")  # sent by the partner's-key form only
     key = typed if isinstance(typed, str) else None
     integration = await run_in_threadpool(
-        state.integrations.rotate_webhook_secret, view.project.id, integration_id, key
+        state.integrations.rotate_webhook_secret,
+        view.project.id,
+        integration_id,
+        key,
+        view.session.user.id,
     )
     return _result(request, state, view, integration, rotated=True)
