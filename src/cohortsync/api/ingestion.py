@@ -34,6 +34,7 @@ from cohortsync.domain.errors import (
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
 from cohortsync.ingest.results import IngestResult
+from cohortsync.ingest.storable import NUL
 from cohortsync.metrics import RECORDS_IN
 
 router = APIRouter(tags=["ingestion"])
@@ -185,9 +186,12 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
             "or the project's API secret or token as the username"
         )
     try:
-        username, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        decoded = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise AuthenticationError("the Basic credentials are not valid base64") from None
+    if NUL in decoded:
+        raise AuthenticationError("wrong /import credentials (they hold a NUL character)")
+    username, _, password = decoded.partition(":")
     return username, password
 
 

@@ -3,10 +3,10 @@ partners sign or present with."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr
 
@@ -25,8 +25,12 @@ class PartnerKey(BaseModel):
     secret: SecretStr | None = None
 
 
+# An id both engines hold (a 64-bit integer): a longer number is refused (400), not looked up.
+IntegrationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.post("/webhooks/{integration_id}")
-async def receive(integration_id: int, request: Request, state: StateDep) -> JSONResponse:
+async def receive(integration_id: IntegrationId, request: Request, state: StateDep) -> JSONResponse:
     """A partner's event payload (Iterable system webhook, CleverTap, Xtremepush), authenticated
     with the integration's webhook secret. Invalid items are listed by position (400) while the
     valid ones are stored; a replay is stored once."""

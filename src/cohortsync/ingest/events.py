@@ -20,12 +20,14 @@ from cohortsync.domain.identity import (
     original_link,
     simplified_link,
 )
+from cohortsync.ingest import storable
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.storage.database import write_transaction
 from cohortsync.warehouse import identities, profiles
 from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.sql import lock_project
 
+_TIME_OUT_OF_RANGE = "'properties.time' is out of range: seconds or milliseconds since epoch"
 # Devices already linked to a user never change (simplified ID merge): skip re-checking them.
 _LINKED_CACHE_LIMIT = 200_000
 
@@ -67,14 +69,18 @@ def prepare_events(
             if type(props) is not dict:
                 props = {}
             given = props.get("distinct_id")
-            event = parse_event(
-                record,
-                now_ms=now_ms,
-                oldest_ms=oldest_ms,
-                distinct_id=given
-                if given is not None
-                else event_distinct_id(record.get("event"), props, mode),
-            )
+            try:
+                event = parse_event(
+                    record,
+                    now_ms=now_ms,
+                    oldest_ms=oldest_ms,
+                    distinct_id=given
+                    if given is not None
+                    else event_distinct_id(record.get("event"), props, mode),
+                )
+            except OverflowError:  # a float time such as -1e308 s is no instant at all
+                raise RecordError("properties.time", _TIME_OUT_OF_RANGE) from None
+            storable.check_event(event, props)
             if simplified:
                 device = props.get("$device_id")
                 if device is not None and str(device) not in devices_seen:

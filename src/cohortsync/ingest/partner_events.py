@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.domain.errors import RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS, dedup_hash, parse_event
+from cohortsync.ingest import storable
 from cohortsync.ingest.partners.base import ById, ByProperty, PartnerEvent
 from cohortsync.ingest.results import FailedRecord
 from cohortsync.storage.database import write_transaction
@@ -24,6 +25,16 @@ from cohortsync.warehouse.receipts import first_received, forget_before
 # within this window is a partner's retry (stored once), later it is a new delivery.
 DEFAULT_REPLAY_WINDOW = timedelta(hours=1)
 _PRUNE_EVERY_S = 3600
+
+
+def check_partner_event(event: PartnerEvent) -> None:
+    """Refuse an event whose name, keys or properties hold text no engine stores alike (a NUL):
+    its keys are looked up before it is validated as an event."""
+    storable.check_text(event.name, "event")
+    for key in event.keys:
+        storable.check_text(key.value, "user")
+    storable.check_text(event.fallback_id, "user")
+    storable.check_value(event.properties, "properties")
 
 
 def attribute(connection: Connection, project_id: int, batch: Sequence[PartnerEvent]) -> list[str]:

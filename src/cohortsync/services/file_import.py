@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from cohortsync.services.ingestion import IngestionService
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.import_checkpoint_store import ImportCheckpoint, ImportCheckpointStore
 
+_MAX_INT_DIGITS = 18  # longer integers are read as floats: JSON as stored carries 64 bits
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
@@ -61,7 +63,10 @@ def fingerprint(path: Path) -> str:
 def _scalar(text: str) -> Any:
     """CSV cells: numbers and true/false become typed values, the rest stay strings."""
     if _NUMBER.fullmatch(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        if any(c in text for c in ".eE") or len(text) > _MAX_INT_DIGITS:
+            number = float(text)
+            return number if math.isfinite(number) else text  # 1e400 stays as written
+        return int(text)
     if text in ("true", "false"):
         return text == "true"
     return text

@@ -17,6 +17,7 @@ from cohortsync.ingest.events import EventIngestor, PreparedBatch
 from cohortsync.ingest.parse_pool import ImportBody, ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
+from cohortsync.ingest.storable import NUL
 from cohortsync.services.projects import ProjectService
 from cohortsync.ttl_cache import TtlCache
 
@@ -50,8 +51,8 @@ class IngestionService:
         return self._engine
 
     def _project_for_token(self, token: Any) -> Project | None:
-        if not isinstance(token, str) or not token:
-            return None
+        if not isinstance(token, str) or not token or len(token) > 255 or NUL in token:
+            return None  # no project's token (and not sent to the database to find out)
         project = self._by_token.get(token)
         if project is None:
             project = self._projects.by_token(token)
@@ -192,9 +193,9 @@ class IngestionService:
         if cached is not None:
             return cached
         if project_id is not None:
-            if not project_id.isdigit():
-                raise AuthenticationError("'project_id' must be a number")
-            project = self._projects.for_service_account(username, password, int(project_id))
+            project = self._projects.for_service_account(
+                username, password, _project_number(project_id)
+            )
         elif password == "":
             project = self._projects.for_api_secret(username)
         else:
@@ -206,6 +207,13 @@ class IngestionService:
             raise AuthenticationError("wrong /import credentials (service account or API secret)")
         self._import_auth.put(key, project)
         return project
+
+
+def _project_number(text: str) -> int:
+    """``?project_id=`` as the number of a project (one both engines can hold)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise AuthenticationError("'project_id' must be the number of a project")
+    return int(text)
 
 
 def _event_token(record: Any) -> Any:

@@ -21,7 +21,11 @@ from cohortsync.domain.errors import (
 )
 from cohortsync.domain.integrations import IntegrationStatus
 from cohortsync.ingest.body import gunzip
-from cohortsync.ingest.partner_events import DEFAULT_REPLAY_WINDOW, PartnerEventStore
+from cohortsync.ingest.partner_events import (
+    DEFAULT_REPLAY_WINDOW,
+    PartnerEventStore,
+    check_partner_event,
+)
 from cohortsync.ingest.partners.base import PartnerEvent, PartnerFormat, WebhookRequest
 from cohortsync.ingest.partners.registry import partner_format
 from cohortsync.ingest.results import FailedRecord
@@ -113,8 +117,12 @@ class PartnerEventService:
         result = WebhookResult(form.source)
         pairs: list[tuple[int, PartnerEvent]] = []
         for index, item in enumerate(form.events(self._decode(lowered, raw))):
-            if isinstance(item, RecordError):
-                result.failed.append(FailedRecord(index, None, item.field, item.message))
+            try:
+                if isinstance(item, RecordError):
+                    raise item
+                check_partner_event(item)
+            except RecordError as error:
+                result.failed.append(FailedRecord(index, None, error.field, error.message))
             else:
                 pairs.append((index, item))
         stored, failed = self._store.store(

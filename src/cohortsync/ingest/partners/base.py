@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from cohortsync.domain.errors import BatchError, RecordError
+from cohortsync.domain.events import normalise_time
 
 
 class ByProperty(NamedTuple):
@@ -113,6 +114,15 @@ def parse_each(
         except RecordError as error:
             out.append(error)
     return out
+
+
+def epoch_ms(value: Any, field: str, advice: str) -> int:
+    """Seconds or milliseconds since the epoch to milliseconds; anything else, or a number no
+    instant has (-1e308 seconds), is a RecordError on ``field`` saying ``advice``."""
+    try:
+        return normalise_time(value)
+    except (RecordError, OverflowError):
+        raise RecordError(field, f"'{field}' {advice}") from None
 
 
 def datetime_ms(value: datetime) -> int:

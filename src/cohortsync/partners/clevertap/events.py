@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from cohortsync.domain.errors import RecordError
-from cohortsync.domain.events import normalise_time
 from cohortsync.ingest.partners.auth import check_token
 from cohortsync.ingest.partners.base import (
     ById,
     PartnerEvent,
     WebhookRequest,
+    epoch_ms,
     items_of,
     object_field,
     parse_each,
@@ -80,7 +80,7 @@ class CleverTapFormat:
         stored = {k: v for k, v in props.items() if k not in ("distinct_id", "time", "token")}
         return PartnerEvent(
             name=name,
-            time_ms=normalise_time(props["time"]),
+            time_ms=epoch_ms(props["time"], "properties.time", "must be unix seconds"),
             keys=(ById(identity),),
             fallback_id=identity,
             # the record's own $insert_id where it carries one (Mixpanel's shape has it)

@@ -24,6 +24,7 @@ from cohortsync.ingest.partners.base import (
     PartnerEvent,
     WebhookRequest,
     datetime_ms,
+    epoch_ms,
     items_of,
     object_field,
     parse_each,
@@ -55,7 +56,7 @@ def parse_created_at(value: Any) -> int:
     """``dataFields.createdAt`` in Iterable's format (or ISO 8601, or epoch seconds/ms) to ms."""
     field = "dataFields.createdAt"
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return round(value * 1000) if value < 100_000_000_000 else round(value)
+        return epoch_ms(value, field, "must be seconds or milliseconds since the epoch")
     if not isinstance(value, str):
         raise RecordError(field, f"'{field}' is required: the time of the event")
     for parse in (lambda v: datetime.strptime(v, TIME_FORMAT), datetime.fromisoformat):

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from cohortsync.domain.errors import AuthenticationError, RecordError
-from cohortsync.domain.events import normalise_time
 from cohortsync.ingest.partners.auth import check_signed, check_token
 from cohortsync.ingest.partners.base import (
     ById,
     PartnerEvent,
     WebhookRequest,
+    epoch_ms,
     items_of,
     object_field,
     parse_each,
@@ -35,6 +35,7 @@ from cohortsync.ingest.partners.base import (
 
 SOURCE = "xtremepush"
 SIGNATURE_HEADER = "x-xtremepush-signature"
+_MAX_TIME_DIGITS = 12  # unix seconds until the year 33658: anything longer is no time
 _USER_FIELDS = ("user_id", "customer_id", "profile_id")
 _EVENT_CONSTANT = re.compile(r"EVENT_([A-Z0-9]+(?:_[A-Z0-9]+)*)")  # EVENT_MESSAGE_SEND_BATCH
 
@@ -60,7 +61,9 @@ def parse_signature(header: str) -> tuple[int, list[str]]:
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and value.isascii() and value.isdigit():
+            if len(value) > _MAX_TIME_DIGITS:
+                raise AuthenticationError(f"{SIGNATURE_HEADER} has a time that is no unix time")
             signed_at = int(value)
         elif name == "v1" and value:
             signatures.append(value)
@@ -96,10 +99,7 @@ class XtremepushFormat:
             raise RecordError("event", "'event' is required (for example 'message_delivery')")
         if item.get("time") is None:
             raise RecordError("time", "'time' is required (unix seconds)")
-        try:
-            time_ms = normalise_time(item["time"])
-        except RecordError:
-            raise RecordError("time", "'time' must be unix seconds") from None
+        time_ms = epoch_ms(item["time"], "time", "must be unix seconds")
         props = object_field(item, "properties")
         ids = [text_field(props, name, "properties.") for name in _USER_FIELDS]
         present = [i for i in ids if i is not None]
