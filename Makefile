@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements-dev.lock
 
-.PHONY: run test lint browser bench bench-ingest install demo clean fuzz lock
+.PHONY: run test lint browser bench bench-ingest install demo clean fuzz lock load
 
 # Every dependency at the version and hashes of the lock; then the project itself, without them
 $(STAMP): pyproject.toml $(LOCK)
@@ -67,6 +67,12 @@ fuzz: $(STAMP)
 ## Benchmarks: prints a table and writes bench/results/latest.md
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## Load and overload against a real server (locust, 90 s per engine; PostgreSQL too when
+## COHORTSYNC_TEST_POSTGRES_URL is set): prints a table, writes bench/results/load-<date>.md,
+## fails when a target is missed
+load: $(STAMP)
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Load and overload (``make load``): locust against a real server, held to its targets."""
