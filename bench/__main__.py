@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench import cohorts, ingest, partner_events, reconcile, sync
+from bench import cohorts, ingest, partner_events, reconcile, static_cohorts, sync
 from bench.harness import Row, render, write_results
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["ingest", "cohorts", "sync", "reconcile", "partner-events"],
+        choices=["ingest", "cohorts", "sync", "reconcile", "partner-events", "static-cohorts"],
         default=None,
         help="run one suite only",
     )
@@ -53,6 +53,9 @@ def main() -> None:
         rows += reconcile.run(args.members)
     if args.only in (None, "partner-events"):
         rows += partner_events.run(args.users, args.repeats, webhook_events=args.webhook_events)
+    if args.only in (None, "static-cohorts"):
+        postgres = os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL")
+        rows += static_cohorts.run(args.repeats, postgres_url=postgres)
     table = render(rows)
     print(table)
     name = "latest.md" if args.only is None else f"latest-{args.only}.md"

@@ -74,25 +74,30 @@ def users_with_key(
     connection: Connection, project_id: int, prop: str, values: Iterable[str]
 ) -> set[str]:
     """The canonical ids of every profile whose ``prop`` is a string among ``values`` (emails
-    in any case), read through the key's index in chunks of IN lists: a static cohort of any
-    size by email, never one expression per address."""
+    in any case), read through the key's index: a static cohort of any size by email, never
+    one expression per address. SQLite takes IN lists of 500; PostgreSQL joins one array of
+    them all, and its planner chooses between probing the index and one hashed scan."""
     if prop not in PROFILE_KEY_INDEXES.values():
         raise ValueError(f"{prop} has no index to be looked up by")
     wanted = sorted({_folded(prop, value) for value in values})
     dialect = connection.dialect.name
     _, key = _key_expressions(dialect, prop)
-    is_text = (
-        f"jsonb_typeof(properties -> '{prop}') = 'string'"
-        if dialect == "postgresql"
-        else f"json_type(properties, '$.\"{prop}\"') = 'text'"
-    )
-    query = sa.text(
-        f"SELECT distinct_id FROM profiles WHERE project_id = :project_id "  # noqa: S608
-        f"AND {key} IN :values AND {is_text}"
-    ).bindparams(sa.bindparam("values", expanding=True))
+    if dialect == "postgresql":
+        chunk = max(len(wanted), 1)
+        query = sa.text(
+            "SELECT distinct_id FROM unnest(CAST(:values AS text[])) AS wanted(value) "  # noqa: S608
+            f"JOIN profiles ON project_id = :project_id AND {key} = wanted.value "
+            f"WHERE jsonb_typeof(properties -> '{prop}') = 'string'"
+        )
+    else:
+        chunk = _CHUNK
+        query = sa.text(
+            f"SELECT distinct_id FROM profiles WHERE project_id = :project_id "  # noqa: S608
+            f"AND {key} IN :values AND json_type(properties, '$.\"{prop}\"') = 'text'"
+        ).bindparams(sa.bindparam("values", expanding=True))
     found: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        part = wanted[start : start + _CHUNK]
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start : start + chunk]
         found.update(
             connection.execute(query, {"project_id": project_id, "values": part}).scalars()
         )
