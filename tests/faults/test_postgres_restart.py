@@ -79,7 +79,7 @@ def test_a_restart_between_batches_stops_the_run_at_its_checkpoint_and_it_resume
     sync_id, cohort_id = _export(world, sandbox)
     runner = world.runner(once(restart, after=2), batch_size=BATCH)
 
-    stopped = world.service(runner).run_now(world.project.id, sync_id)
+    stopped = runner.run(sync_id)
 
     assert restart.terminated and restart.terminated[0] >= 1
     assert stopped.status == RunStatus.RUNNING  # not failed: left for its resume
@@ -109,7 +109,7 @@ def test_a_restart_during_a_checkpoint_resends_only_the_batch_in_flight(
     event.listen(world.engine, "before_cursor_execute", before_execute)
     runner = world.runner(batch_size=BATCH)
     try:
-        stopped = world.service(runner).run_now(world.project.id, sync_id)
+        stopped = runner.run(sync_id)
     finally:
         event.remove(world.engine, "before_cursor_execute", before_execute)
 
@@ -133,7 +133,7 @@ def test_a_restart_while_the_partner_holds_a_batch_goes_unnoticed(
     sandbox = _webhook_calling(once(restart, after=3))
     try:
         sync_id, cohort_id = _export(world, sandbox)
-        run = world.service(world.runner(batch_size=BATCH)).run_now(world.project.id, sync_id)
+        run = world.runner(batch_size=BATCH).run(sync_id)
         assert restart.terminated
         assert run.status == RunStatus.SUCCEEDED, run.error
         assert run.counts.added == MEMBERS and run.counts.resent == 0

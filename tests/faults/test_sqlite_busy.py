@@ -102,7 +102,7 @@ def test_a_sync_behind_a_held_lock_stops_at_its_checkpoint_and_resumes(
     sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
     runner = world.runner(once(write_lock.hold), batch_size=10)
 
-    stopped = world.service(runner).run_now(world.project.id, sync.id)
+    stopped = runner.run(sync.id)
 
     assert stopped.status == RunStatus.RUNNING  # not finished: it could not write
     assert stopped.counts.added == 10  # the first batch, acknowledged before the lock

@@ -76,7 +76,7 @@ def test_a_sync_on_a_full_disk_stops_at_its_checkpoint_and_resumes_once_space_re
     sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
     runner = world.runner(once(lambda: setattr(disk, "full", True)), batch_size=100)
 
-    stopped = world.service(runner).run_now(world.project.id, sync.id)
+    stopped = runner.run(sync.id)
 
     assert stopped.status == RunStatus.RUNNING  # not finished: it could not write
     assert stopped.counts.added == 100  # the first batch, acknowledged before the disk filled
