@@ -70,7 +70,9 @@ def _seed(url: str, keyring: Keyring) -> dict[str, str]:
         ]
         ingestion.engage(updates)
     ingestion.close()
-    service = IntegrationService(engine, keyring, SystemClock(), allow_custom_endpoints=True)
+    service = IntegrationService(
+        engine, keyring, SystemClock(), allow_custom_endpoints=True, allow_private_endpoints=True
+    )
     secrets: dict[str, str] = {}
     for partner in FORMATS:
         sandbox = start_sandbox(partner)

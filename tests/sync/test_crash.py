@@ -30,6 +30,7 @@ def _worker(database_url: str, sync_id: int) -> subprocess.Popen[bytes]:
         "COHORTSYNC_DATABASE_URL": database_url,
         "COHORTSYNC_SECRET_KEY": TEST_KEY,
         "COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS": "1",
+        "COHORTSYNC_ALLOW_PRIVATE_ENDPOINTS": "1",
         "COHORTSYNC_SYNC_LEASE_SECONDS": "1",
         "COHORTSYNC_LOG_LEVEL": "WARNING",
     }

@@ -58,6 +58,7 @@ def _integrations(engine: Engine, clock: Clock) -> IntegrationService:
         Keyring.from_settings(current),
         clock,
         allow_custom_endpoints=current.allow_custom_endpoints,
+        allow_private_endpoints=current.allow_private_endpoints,
     )
 
 
