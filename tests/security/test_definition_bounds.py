@@ -239,3 +239,38 @@ def test_definitions_at_the_bounds_evaluate_on_both_engines(
     assert service.count_definition(project.id, nots(MAX_DEPTH - 2, in_list)) == 1
     wide = {"any": [equals(i, "n") for i in range(MAX_CONDITIONS - 1)]}
     assert service.count_definition(project.id, wide) == 0
+
+
+def test_references_may_not_multiply_a_definition_past_one_statement(
+    engine: Engine, project: Project
+) -> None:
+    """Each cohort keeps its bounds; inlining its references must not carry one SQL statement
+    past 20,000 values, 1,000 conditions or 64 levels (PostgreSQL takes 65,535 parameters)."""
+    service = CohortService(engine, FrozenClock(NOW))
+    full = {"any": [{"property": "n", "op": "in", "value": values(1000)}] * 5}  # 5,000 values
+    heavy = [service.create(project.id, f"heavy {i}", full).id for i in range(4)]
+
+    def refers(*ids: int) -> dict[str, Any]:
+        return {"any": [{"in_cohort": i} for i in ids]}
+
+    four = service.create(project.id, "four", refers(*heavy))
+    assert service.count(project.id, four.id) == 0  # 20,000 values: still one statement
+    small = service.create(project.id, "small", equals(1))
+    with pytest.raises(DefinitionError) as refused:
+        service.create(project.id, "five", refers(*heavy, small.id))
+    assert refused.value.path == "$" and "20,001 values, over 20,000" in refused.value.message
+    # growing a cohort is refused when a cohort referring to it would pass the bound
+    in_four = refers(small.id, *heavy[:3])["any"]
+    referrer = service.create(project.id, "referrer", {"any": [*in_four, equals(2)]})
+    with pytest.raises(DefinitionError) as grown:
+        service.update(project.id, small.id, definition=full)
+    assert f"cohort {referrer.id} ('referrer'), which refers to this one" in grown.value.message
+    # a chain of references: 16 + 3 x 15 = 61 levels evaluate on both engines; 76 do not pass
+    chain = service.create(project.id, "link 0", nots(MAX_DEPTH - 1)).id
+    for link in range(1, 4):
+        more = nots(MAX_DEPTH - 1, {"in_cohort": chain})
+        chain = service.create(project.id, f"link {link}", more).id
+    assert service.count(project.id, chain) == 0
+    with pytest.raises(DefinitionError) as deep:
+        service.create(project.id, "link 4", nots(MAX_DEPTH - 1, {"in_cohort": chain}))
+    assert "nests more than 64 levels" in deep.value.message

@@ -22,9 +22,11 @@ from cohortsync.domain.cohort_guard import (
     fed_by,
     feeding,
 )
+from cohortsync.domain.cohort_size import check_inlined
 from cohortsync.domain.cohorts import (
     Cohort,
     CohortKind,
+    Condition,
     DefinitionError,
     parse_definition,
     reference_paths,
@@ -77,8 +79,9 @@ def members_from_csv(text: str) -> tuple[list[str], list[str]]:
 
 
 def _check_references(store: CohortStore, project_id: int, raw: Any, own_id: int | None) -> None:
-    """Every referenced cohort exists in the project, and following references never comes back
-    to ``own_id`` (a cycle)."""
+    """Every referenced cohort exists in the project, following references never comes back
+    to ``own_id`` (a cycle), and inlining them keeps this definition, and every one that
+    refers to ``own_id``, within the bounds of one SQL statement."""
     for path, cohort_id in reference_paths(raw):
         seen: set[int] = set()
         pending = [cohort_id]
@@ -98,6 +101,28 @@ def _check_references(store: CohortStore, project_id: int, raw: Any, own_id: int
                     path, f"cohort {current} does not exist in this project"
                 ) from None
             pending.extend(i for _, i in reference_paths(found.definition))
+    _check_inlined(store, project_id, raw, own_id)
+
+
+def _check_inlined(store: CohortStore, project_id: int, raw: Any, own_id: int | None) -> None:
+    stored = {c.id: c for c in store.list(project_id)}
+
+    def resolve(cohort_id: int) -> Condition | None:
+        if cohort_id == own_id:
+            return parse_definition(raw)
+        found = stored.get(cohort_id)
+        if found is None or found.kind is CohortKind.STATIC or found.problem is not None:
+            return None
+        return parse_definition(found.definition)
+
+    check_inlined(parse_definition(raw), resolve, "this definition")
+    if own_id is None:
+        return
+    for referrer in sorted(feeding(stored.values(), own_id) - {own_id}):
+        other = stored[referrer]
+        if other.problem is None:
+            whose = f"cohort {referrer} ({other.name!r}), which refers to this one,"
+            check_inlined(parse_definition(other.definition), resolve, whose)
 
 
 def _exports(connection: Connection, project_id: int, cohort_id: int) -> list[ActiveExport]:
