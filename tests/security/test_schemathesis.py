@@ -170,7 +170,7 @@ def aim(case: schemathesis.Case[Any], world: SecurityWorld) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
-    if path.startswith(INTEGRATIONS) and path.count("{") <= 2 and method in ("POST", "PUT"):
+    if path in (INTEGRATIONS, f"{INTEGRATIONS}/{{integration_id}}") and method in ("POST", "PUT"):
         _loopback_endpoints(world, body, creating=method == "POST")
     if "cohort_id" in body:
         exporting = method == "POST" and path.endswith("/syncs")
