@@ -19,6 +19,7 @@ Prints a table, writes it to bench/results/load-<date>.md, exits 1 when a target
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,12 +35,13 @@ import orjson
 
 from bench.harness import Row, render, write_results
 from bench.load.server import (
+    RATE_SETTING,
     Seeded,
     fresh_database,
     rate_limit_exists,
-    rate_variable,
     seed,
     serving,
+    variable,
 )
 from cohortsync.sandbox.fleet import RunningSandbox, start_sandbox
 
@@ -129,10 +131,10 @@ def _judge(
 
     limited = flood.get("429", 0)
     if rate_limit_exists():
-        row(f"(a) flood /track replies 429 ({rate_variable()}={rate})", limited, "> 0", limited > 0)
+        row(f"(a) flood /track replies 429 ({rate:,} records/s)", limited, "> 0", limited > 0)
     else:
         row(
-            f"(a) flood /track replies 429: this build has no {rate_variable()} setting",
+            f"(a) flood /track replies 429: this build has no {variable(RATE_SETTING)} setting",
             limited,
             "> 0",
             False,
@@ -164,8 +166,9 @@ def _judge(
         times = [r[2] for r in during if r[1] == name]
         errors = sum(1 for r in during if r[1] == name and r[3] != 200)
         p99 = _p99(times)
+        few = f", too few: at least {MIN_READS}" if len(times) < MIN_READS else ""
         row(
-            f"(b) {name} p99 while the sync ran ({len(times)} reads, {errors} not 200)",
+            f"(b) {name} p99 while the sync ran ({len(times)} reads{few}, {errors} not 200)",
             p99,
             f"< {P99_TARGET_MS:.0f} ms",
             len(times) >= MIN_READS and errors == 0 and p99 < P99_TARGET_MS,
@@ -208,7 +211,7 @@ def run_once(kind: str, args: argparse.Namespace) -> list[Row]:
             sandbox = start_sandbox("webhook")
             sandbox.state.faults.latency_seconds = args.latency
             try:
-                with serving(url, work, args.rate) as server:
+                with serving(url, work, args.rate, args.burst) as server:
                     rows = _scenario(suite, server.url, seeded, sandbox, out, args)
                     print(f"[{kind}] server log: {server.log.stat().st_size} bytes")
             finally:
@@ -263,12 +266,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="cohortsync load and overload")
     parser.add_argument("--seconds", type=int, default=90, help="how long locust runs")
     parser.add_argument("--members", type=int, default=100_000, help="members of the sync")
-    parser.add_argument("--rate", type=int, default=20, help="the per-token limit, per second")
+    parser.add_argument(
+        "--rate", type=int, default=1_000, help="the per-token limit, records a second"
+    )
+    parser.add_argument("--burst", type=int, default=2_000, help="the limit's burst, records")
     parser.add_argument(
         "--latency", type=float, default=0.25, help="the partner's answer time per batch, s"
     )
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], action="append")
     args = parser.parse_args()
+    if importlib.util.find_spec("locust") is None:
+        sys.exit("locust is not installed: it is in the dev extras; run make lock, then make load")
     kinds = args.engine or ["sqlite", *(["postgresql"] if os.environ.get(POSTGRES_ENV) else [])]
     rows: list[Row] = []
     for kind in kinds:
@@ -277,8 +285,8 @@ def main() -> None:
     text = (
         f"# Load and overload\n\n`{command.strip()}`: {args.seconds} s of locust (4 flood, "
         f"1 polite, 3 API readers), {args.members:,}-member sync to the webhook emulator "
-        f"answering each batch after {args.latency} s, per-token limit {args.rate}/s.\n\n"
-        + render(rows)
+        f"answering each batch after {args.latency} s, per-token limit {args.rate:,} records/s "
+        f"(burst {args.burst:,}).\n\n" + render(rows)
     )
     if "postgresql" not in kinds:
         text += f"\nPostgreSQL not run: set {POSTGRES_ENV} to run it too.\n"

@@ -32,14 +32,15 @@ from cohortsync.storage.migrate import upgrade
 ADMIN = "load-admin@example.com"
 PROFILE_CHUNK = 2_000
 COHORT = {"property": "plan", "op": "equals", "value": "pro"}
-# The per-token ingestion limit, named in one place: the Settings field (its environment
-# variable is COHORTSYNC_ plus the name in capitals).
+# The per-token (a token is a project) ingestion limit, named in one place: the Settings
+# fields of its records a second and its burst.
 RATE_SETTING = "ingest_rate_per_second"
+BURST_SETTING = "ingest_burst"
 
 
-def rate_variable() -> str:
-    """The environment variable of the per-token ingestion limit."""
-    return f"COHORTSYNC_{RATE_SETTING.upper()}"
+def variable(setting: str) -> str:
+    """The environment variable of a setting."""
+    return f"COHORTSYNC_{setting.upper()}"
 
 
 def rate_limit_exists() -> bool:
@@ -136,9 +137,10 @@ class Server:
 
 
 @contextmanager
-def serving(database_url: str, work: Path, rate_per_second: int) -> Iterator[Server]:
+def serving(database_url: str, work: Path, rate_per_second: int, burst: int) -> Iterator[Server]:
     """Serve ``database_url`` until the block ends, with the scheduler polling every second,
-    loopback partner URLs allowed and the per-token ingestion limit at ``rate_per_second``."""
+    loopback partner URLs allowed and the per-token ingestion limit at ``rate_per_second``
+    records a second, ``burst`` at once."""
     port = free_port()
     env = {
         **os.environ,
@@ -148,7 +150,8 @@ def serving(database_url: str, work: Path, rate_per_second: int) -> Iterator[Ser
         "COHORTSYNC_ALLOW_CUSTOM_ENDPOINTS": "1",
         "COHORTSYNC_SCHEDULER_POLL_SECONDS": "1",
         "COHORTSYNC_LOG_LEVEL": "WARNING",
-        rate_variable(): str(rate_per_second),
+        variable(RATE_SETTING): str(rate_per_second),
+        variable(BURST_SETTING): str(burst),
     }
     log = work / "server.log"
     with log.open("wb") as handle:
