@@ -127,11 +127,14 @@ def loopback_only() -> Iterator[list[str]]:
     socket.getaddrinfo = resolve
 
 
+def _ordinary(value: Any) -> bool:
+    """Whether a generated id is an ordinary one (not 0, negative, past 2⁶³ or not a number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 def _aimed(value: Any, real: int) -> Any:
-    """``real`` for an ordinary generated id; an edge value (0, negative, past 2⁶³) as is."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
-        return real
-    return value
+    """``real`` for an ordinary generated id; an edge value as generated."""
+    return real if _ordinary(value) else value
 
 
 def _loopback_endpoints(world: SecurityWorld, body: dict[str, Any], creating: bool) -> None:
@@ -155,7 +158,7 @@ def aim(case: schemathesis.Case[Any], world: SecurityWorld) -> None:
         if name == "distinct_id":
             params[name] = PERSON if isinstance(value, str) and len(value) % 2 == 0 else value
             continue
-        if _aimed(value, 0) != 0:
+        if not _ordinary(value):
             continue  # an edge value, sent as generated
         if name == "project_id":
             params[name] = world.project.id
