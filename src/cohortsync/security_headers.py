@@ -19,10 +19,6 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# style="width:5em" on the cohort builder's number fields (CSP hashes of style attributes need
-# 'unsafe-hashes'; only this exact text is allowed, not inline styles in general).
-_BUILDER_FIELD_WIDTH = "'sha256-DYVT7t5s2ICMBLN6Jw1VQT7HOWV4aCTSonlEix6I/R8='"
-
 _ALWAYS = (
     "object-src 'none'",
     "base-uri 'self'",
@@ -34,7 +30,7 @@ PAGE_POLICY = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self'",
-        f"style-src 'self' 'unsafe-hashes' {_BUILDER_FIELD_WIDTH}",
+        "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",
         *_ALWAYS,

@@ -5,6 +5,7 @@ HTTPS (the server's own, or a trusted proxy's); the SDK endpoints stay open cros
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -89,7 +90,9 @@ def request(
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
             return await client.get(url, headers=headers)
 
-    return asyncio.run(send())
+    # in a thread of its own: this thread may already run an event loop (the browser tests')
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, send()).result()
 
 
 def test_hsts_only_over_https(engine: Engine, database_url: str) -> None:
