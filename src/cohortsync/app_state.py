@@ -88,11 +88,8 @@ def build_state(
         projects=ProjectService(engine, clock),
         cohorts=CohortService(engine, clock),
         data=StoredData(engine),
-        ingestion=IngestionService(
-            engine,
-            clock,
-            settings.track_max_age_days,
-            default_processes() if processes is None else processes,
+        ingestion=IngestionService.from_settings(
+            engine, clock, settings, default_processes() if processes is None else processes
         ),
         integrations=integration_service,
         syncs=sync_service,

@@ -150,6 +150,26 @@ class Settings(BaseSettings):
         "and metadata addresses (the emulators on loopback, an on-premises webhook).",
     )
 
+    ingest_rate_per_second: float = Field(
+        default=30_000,
+        ge=0,
+        description="Records a second one project may send to /track, /engage, /groups and "
+        "/import together, per process (Mixpanel's ~30k events/s); over it 429 with "
+        "Retry-After. 0: no limit.",
+    )
+    ingest_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="Records one project may send at once above the rate (default: a minute "
+        "at the rate, Mixpanel's rolling minute).",
+    )
+    ingest_waiting_per_project: int = Field(
+        default=32,
+        ge=0,
+        description="Requests of one project that may wait for the ingestion writer at once; "
+        "more get 429 with Retry-After. 0: no bound.",
+    )
+
     @property
     def session_lifetime(self) -> timedelta:
         """How long a sign-in token lasts (``session_hours``)."""

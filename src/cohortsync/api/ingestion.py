@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
@@ -25,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cohortsync.api.errors import error_response
 from cohortsync.app_state import get_state
 from cohortsync.body_limit import BodyLimit
+from cohortsync.client_address import client_address
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import (
     AuthenticationError,
@@ -33,9 +32,11 @@ from cohortsync.domain.errors import (
 )
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
+from cohortsync.ingest.rate_limit import RateLimited
 from cohortsync.ingest.results import IngestResult
 from cohortsync.ingest.storable import NUL
 from cohortsync.metrics import RECORDS_IN
+from cohortsync.services.ingestion import Kind, Routed
 
 router = APIRouter(tags=["ingestion"])
 
@@ -44,19 +45,42 @@ PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAA
 _NO_STORE = {"Cache-Control": "no-cache, no-store, must-revalidate"}
 _FORM = "application/x-www-form-urlencoded"
 
-# Ingestion is CPU-bound Python: one worker thread per process does it. More threads only fight
-# over the GIL (measured: 8 threads ingest at ~40 % of the speed of one), and SQLite takes one
-# writer at a time anyway. Scale out with more processes (COHORTSYNC_WORKERS) instead.
-_INGEST_SLOT = CapacityLimiter(1)
-P = ParamSpec("P")
+# Ingestion is CPU-bound Python: one writer per process stores (service.admission.writing, one
+# turn at a time). More threads only fight over the GIL (measured: 8 threads ingest at ~40 % of
+# the speed of one), and SQLite takes one writer at a time anyway. Scale out with more processes
+# (COHORTSYNC_WORKERS) instead.
 T = TypeVar("T")
 
 
-async def in_ingest_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run ``function`` on the ingestion worker thread, off the event loop."""
-    return await anyio.to_thread.run_sync(
-        functools.partial(function, *args, **kwargs), limiter=_INGEST_SLOT
-    )
+async def _decoded(request: Request, key: Hashable, decode: Callable[[], T]) -> T:
+    """Run ``decode`` off the event loop in ``key``'s turn of the decoders."""
+    admission = get_state(request).ingestion.admission
+    async with admission.decoding.turn(key):
+        return await anyio.to_thread.run_sync(decode)
+
+
+async def _stored(
+    request: Request, routed: Routed, store: Callable[[], IngestResult]
+) -> IngestResult:
+    """Charge ``routed``'s records to their projects' rate limits, then ``store`` them in their
+    turn of the writer."""
+    admission = get_state(request).ingestion.admission
+    admission.writing.check(routed.projects)  # refused there, nothing is charged
+    admission.charge(routed.records())
+    async with admission.writing.turn(routed.projects):
+        return await anyio.to_thread.run_sync(store)
+
+
+def _sender(request: Request) -> str:
+    """Who sent a request, for the decoders' turns: the client's address."""
+    return client_address(request, get_state(request).settings.trust_proxy) or ""
+
+
+def _refusal(exc: CohortsyncError) -> tuple[int, dict[str, str]]:
+    """The status of a refusal, and its ``Retry-After`` when it has one."""
+    status = 429 if isinstance(exc, RateLimited) else status_for(exc)
+    wait = exc.retry_after_seconds
+    return status, {} if wait is None else {"Retry-After": str(wait)}
 
 
 INGEST_BODY = BodyLimit(
@@ -102,19 +126,23 @@ def _legacy_reply(
     status: int,
     result: IngestResult | None,
     error: str | None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     ok = error is None
     if _flag(request, form, "img") == "1":
-        return Response(PIXEL_GIF, status_code=status, media_type="image/gif", headers=_NO_STORE)
+        pixel_headers = {**_NO_STORE, **(headers or {})}
+        return Response(
+            PIXEL_GIF, status_code=status, media_type="image/gif", headers=pixel_headers
+        )
     verbose = _flag(request, form, "verbose") == "1"
     if not verbose:
-        return PlainTextResponse("1" if ok else "0", status_code=status)
+        return PlainTextResponse("1" if ok else "0", status_code=status, headers=headers)
     body: dict[str, Any] = {"status": 1 if ok else 0, "error": error}
     if result is not None:
         body["num_records_imported"] = result.imported
         if result.failed:
             body["failed_records"] = [f.as_json() for f in result.failed]
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _count(request: Request, result: IngestResult) -> None:
@@ -122,22 +150,38 @@ def _count(request: Request, result: IngestResult) -> None:
     RECORDS_IN.labels(request.url.path.rstrip("/").rsplit("/", 1)[-1]).inc(result.imported)
 
 
-async def _legacy(request: Request, handle: Callable[[DecodedBody], IngestResult]) -> Response:
-    form: dict[str, str] = {}
-
-    def work(sent: _Sent) -> IngestResult:
-        decoded = sent.decode()
-        form.update(decoded.form)
-        return handle(decoded)
-
+async def _legacy(
+    request: Request, form: dict[str, str], ingest: Callable[[], Awaitable[IngestResult]]
+) -> Response:
+    """Reply to a legacy endpoint's request as the SDKs expect (``form`` fills as it is read)."""
     try:
-        result = await in_ingest_thread(work, await _sent(request))
+        result = await ingest()
     except CohortsyncError as exc:
-        return _legacy_reply(request, form, status_for(exc), None, exc.message)
+        status, headers = _refusal(exc)
+        return _legacy_reply(request, form, status, None, exc.message, headers)
     _count(request, result)
     if result.failed:
         return _legacy_reply(request, form, 400, result, result.summary())
     return _legacy_reply(request, form, 200, result, None)
+
+
+async def _by_token(request: Request, kind: Kind) -> Response:
+    """/track, /engage, /groups: each record names its project by token."""
+    service = get_state(request).ingestion
+    form: dict[str, str] = {}
+
+    async def ingest() -> IngestResult:
+        sent = await _sent(request)
+
+        def decode() -> tuple[Routed, list[Any]]:
+            decoded = sent.decode()
+            form.update(decoded.form)
+            return service.route(kind, decoded.records), decoded.records
+
+        routed, records = await _decoded(request, _sender(request), decode)
+        return await _stored(request, routed, lambda: service.by_token(kind, records))
+
+    return await _legacy(request, form, ingest)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -159,22 +203,19 @@ def _sdk_endpoint(path: str, summary: str) -> Callable[[Endpoint], Endpoint]:
 @_sdk_endpoint("/track", "Track recent events (project token in each event)")
 async def track(request: Request) -> Response:
     """Events from client SDKs; older than five days are refused (use /import)."""
-    service = get_state(request).ingestion
-    return await _legacy(request, lambda body: service.track(body.records))
+    return await _by_token(request, Kind.TRACK)
 
 
 @_sdk_endpoint("/engage", "Update user profiles")
 async def engage(request: Request) -> Response:
     """Profile updates ($set, $set_once, $add, $append, $union, $remove, $unset, $delete)."""
-    service = get_state(request).ingestion
-    return await _legacy(request, lambda body: service.engage(body.records))
+    return await _by_token(request, Kind.ENGAGE)
 
 
 @_sdk_endpoint("/groups", "Update group profiles")
 async def groups(request: Request) -> Response:
     """Group profile updates."""
-    service = get_state(request).ingestion
-    return await _legacy(request, lambda body: service.groups(body.records))
+    return await _by_token(request, Kind.GROUPS)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str]:
@@ -215,8 +256,19 @@ def _import_project(request: Request) -> Project:
         return project
 
 
-def _strict_reply(status: int, result: IngestResult | None, error: str | None) -> JSONResponse:
-    labels = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large"}
+def _strict_reply(
+    status: int,
+    result: IngestResult | None,
+    error: str | None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    labels = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        413: "Payload Too Large",
+        429: "Too Many Requests",
+    }
     body: dict[str, Any] = {"code": status, "status": labels.get(status, "Error")}
     if error is not None:
         body["error"] = error
@@ -224,33 +276,63 @@ def _strict_reply(status: int, result: IngestResult | None, error: str | None) -
         body["num_records_imported"] = result.imported
         if result.failed:
             body["failed_records"] = [f.as_json() for f in result.failed]
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _authenticated(request: Request) -> Project:
+    """The /import's project, refused (429) before its body is read while its bucket is empty."""
+    project = await anyio.to_thread.run_sync(_import_project, request)
+    get_state(request).ingestion.admission.check(project.id)
+    return project
+
+
+async def _import_strict(request: Request) -> IngestResult:
+    """Decoded and validated in a helper process where the service has them, then stored."""
+    service = get_state(request).ingestion
+    project = await _authenticated(request)
+    raw = await INGEST_BODY.read(request)
+    async with service.admission.decoding.turn(("project", project.id)):
+        batch, now = await service.prepare_import(
+            project,
+            raw,
+            request.headers.get("content-type", ""),
+            request.headers.get("content-encoding", ""),
+        )
+    service.admission.writing.check((project.id,))
+    service.admission.charge({project.id: len(batch.rows) + len(batch.failed)})
+    async with service.admission.writing.turn((project.id,)):
+        return await anyio.to_thread.run_sync(service.store_import, project, batch, now)
 
 
 @router.post("/import", summary="Import events of any age (service account or API secret)")
 async def import_events(request: Request) -> Response:
     """Batch import; ``strict=1`` reports each invalid record and stores the valid rest."""
-    state = get_state(request)
     strict = request.query_params.get("strict")
     if strict is None:
+        service = get_state(request).ingestion
+        form: dict[str, str] = {}
 
-        def handle(body: DecodedBody) -> IngestResult:
-            return state.ingestion.import_events(_import_project(request), body.records)
+        async def ingest() -> IngestResult:
+            project = await _authenticated(request)
+            sent = await _sent(request)
 
-        return await _legacy(request, handle)
+            def decode() -> list[Any]:
+                decoded = sent.decode()
+                form.update(decoded.form)
+                return decoded.records
+
+            records = await _decoded(request, ("project", project.id), decode)
+            routed = Routed.into(project, records)
+            return await _stored(request, routed, lambda: service.import_events(project, records))
+
+        return await _legacy(request, form, ingest)
 
     try:
-        project = await in_ingest_thread(_import_project, request)
-        batch, now = await state.ingestion.prepare_import(
-            project,
-            await INGEST_BODY.read(request),
-            request.headers.get("content-type", ""),
-            request.headers.get("content-encoding", ""),
-        )
-        result = await in_ingest_thread(state.ingestion.store_import, project, batch, now)
-        _count(request, result)
+        result = await _import_strict(request)
     except CohortsyncError as exc:
-        return _strict_reply(status_for(exc), None, exc.message)
+        status, headers = _refusal(exc)
+        return _strict_reply(status, None, exc.message, headers)
+    _count(request, result)
     if result.failed and strict != "0":
         return _strict_reply(400, result, "some data points in the request failed validation")
     return _strict_reply(200, result, None)

@@ -1,9 +1,12 @@
-"""The ingestion use cases behind /track, /engage, /groups and /import: who may write where."""
+"""The ingestion use cases behind /track, /engage, /groups and /import: who may write where, and
+(through :mod:`cohortsync.ingest.admission`) how fast and in whose turn."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -13,16 +16,50 @@ from cohortsync.credentials import hash_secret
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS
+from cohortsync.ingest.admission import Admission, IngestLimits
 from cohortsync.ingest.events import EventIngestor, PreparedBatch
 from cohortsync.ingest.parse_pool import ImportBody, ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.ingest.storable import NUL
 from cohortsync.services.projects import ProjectService
+from cohortsync.settings import Settings
 from cohortsync.ttl_cache import TtlCache
 
-Records = Sequence[tuple[int, Any]]
 CACHE_SECONDS = 60.0
+
+
+class Kind(StrEnum):
+    """What a request's records are."""
+
+    TRACK = "track"  # recent events, by token
+    IMPORT = "import"  # events of any age, into an authenticated project
+    ENGAGE = "engage"  # profile updates, by token
+    GROUPS = "groups"  # group profile updates, by token
+
+
+@dataclass
+class Routed:
+    """The records of one request by the project they go to, ``(index, record)`` pairs, and
+    those that go nowhere (no project's token)."""
+
+    kind: Kind
+    parts: dict[int, tuple[Project, list[tuple[int, Any]]]] = field(default_factory=dict)
+    failed: list[FailedRecord] = field(default_factory=list)
+
+    @classmethod
+    def into(cls, project: Project, records: Sequence[Any]) -> Routed:
+        """Every record of an /import into its authenticated project."""
+        return cls(Kind.IMPORT, {project.id: (project, list(enumerate(records)))})
+
+    @property
+    def projects(self) -> tuple[int, ...]:
+        """The projects written to (the writer's turn is theirs)."""
+        return tuple(sorted(self.parts))
+
+    def records(self) -> dict[int, int]:
+        """How many records go to each project (what its rate limit is charged)."""
+        return {project_id: len(part) for project_id, (_, part) in self.parts.items()}
 
 
 class IngestionService:
@@ -34,16 +71,35 @@ class IngestionService:
         clock: Clock,
         track_max_age_days: int = 5,
         parse_processes: int = 0,
+        limits: IngestLimits | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._parse_pool = ParsePool(parse_processes)
+        # the clock, not a monotonic timer: tests move time to refill the buckets
+        self.admission = Admission(
+            limits or IngestLimits(),
+            max(parse_processes, 1),
+            lambda: clock.now().timestamp(),
+        )
         self._track_max_age = timedelta(days=track_max_age_days)
         self._events = EventIngestor(engine)
         self._projects = ProjectService(engine, clock)
         # Short-lived caches: a rotated secret or a new identity mode applies within a minute.
         self._by_token: TtlCache[str, Project] = TtlCache(CACHE_SECONDS)
         self._import_auth: TtlCache[tuple[str, str | None], Project] = TtlCache(CACHE_SECONDS)
+
+    @classmethod
+    def from_settings(
+        cls, engine: Engine, clock: Clock, settings: Settings, parse_processes: int
+    ) -> IngestionService:
+        """The service with the settings' limits (COHORTSYNC_INGEST_*)."""
+        limits = IngestLimits(
+            settings.ingest_rate_per_second,
+            settings.ingest_burst,
+            settings.ingest_waiting_per_project,
+        )
+        return cls(engine, clock, settings.track_max_age_days, parse_processes, limits)
 
     @property
     def engine(self) -> Engine:
@@ -65,48 +121,51 @@ class IngestionService:
         self._by_token.clear()
         self._import_auth.clear()
 
-    def _group_by_token(
-        self, records: Sequence[Any], token_of: Callable[[Any], Any], field: str
-    ) -> tuple[dict[int, tuple[Project, list[tuple[int, Any]]]], list[FailedRecord]]:
-        groups: dict[int, tuple[Project, list[tuple[int, Any]]]] = {}
-        failed: list[FailedRecord] = []
+    def route(self, kind: Kind, records: Sequence[Any]) -> Routed:
+        """A /track, /engage or /groups request's records by the project their token names;
+        AuthenticationError when none names one."""
+        token_of, field = _TOKENS[kind]
+        routed = Routed(kind)
         for index, record in enumerate(records):
             project = self._project_for_token(token_of(record))
             if project is None:
                 error = RecordError(field, f"'{field}' is missing or is not a project's token")
-                failed.append(failure(index, record, error))
+                routed.failed.append(failure(index, record, error))
                 continue
-            groups.setdefault(project.id, (project, []))[1].append((index, record))
-        return groups, failed
-
-    def _per_project(
-        self,
-        records: Sequence[Any],
-        token_of: Callable[[Any], Any],
-        field: str,
-        ingest: Callable[[Project, Records], IngestResult],
-    ) -> IngestResult:
-        groups, failed = self._group_by_token(records, token_of, field)
-        if not groups:
+            routed.parts.setdefault(project.id, (project, []))[1].append((index, record))
+        if not routed.parts:
             raise AuthenticationError(
                 f"no record carries a valid project token in '{field}'; "
                 "copy the token from `cohortsync projects show`"
             )
-        result = IngestResult(failed=failed)
-        for project, members in groups.values():
-            result.merge(ingest(project, members))
+        return routed
+
+    def _store(self, routed: Routed) -> IngestResult:
+        """Validate and store records routed by token, each project's in one transaction."""
+        now = now_ms(self._clock)
+        oldest = now - int(self._track_max_age.total_seconds() * 1000)
+        result = IngestResult(failed=list(routed.failed))
+        for project, part in routed.parts.values():
+            if routed.kind is Kind.TRACK:
+                stored = self._events.ingest(project, part, now_ms=now, oldest_ms=oldest)
+            elif routed.kind is Kind.ENGAGE:
+                stored = ingest_profile_updates(self._engine, project, part, now_ms=now)
+            else:
+                stored = ingest_group_updates(self._engine, project, part, now_ms=now)
+            result.merge(stored)
         return result
 
     def track(self, records: Sequence[Any]) -> IngestResult:
         """/track: recent events, each carrying its project token in ``properties.token``."""
-        now = now_ms(self._clock)
-        oldest = now - int(self._track_max_age.total_seconds() * 1000)
-        return self._per_project(
-            records,
-            _event_token,
-            "properties.token",
-            lambda project, part: self._events.ingest(project, part, now_ms=now, oldest_ms=oldest),
-        )
+        return self._store(self.route(Kind.TRACK, records))
+
+    def by_token(self, kind: Kind, records: Sequence[Any]) -> IngestResult:
+        """/track, /engage or /groups, as ``kind`` says."""
+        if kind is Kind.TRACK:
+            return self.track(records)
+        if kind is Kind.ENGAGE:
+            return self.engage(records)
+        return self.groups(records)
 
     def import_events(
         self,
@@ -152,13 +211,7 @@ class IngestionService:
 
     def engage(self, records: Sequence[Any]) -> IngestResult:
         """/engage: profile updates, each carrying ``$token``."""
-        now = now_ms(self._clock)
-        return self._per_project(
-            records,
-            _update_token,
-            "$token",
-            lambda project, part: ingest_profile_updates(self._engine, project, part, now_ms=now),
-        )
+        return self._store(self.route(Kind.ENGAGE, records))
 
     def import_profiles(
         self,
@@ -177,13 +230,7 @@ class IngestionService:
 
     def groups(self, records: Sequence[Any]) -> IngestResult:
         """/groups: group profile updates, each carrying ``$token``."""
-        now = now_ms(self._clock)
-        return self._per_project(
-            records,
-            _update_token,
-            "$token",
-            lambda project, part: ingest_group_updates(self._engine, project, part, now_ms=now),
-        )
+        return self._store(self.route(Kind.GROUPS, records))
 
     def authenticate_import(self, username: str, password: str, project_id: str | None) -> Project:
         """HTTP Basic for /import: a service account with ``?project_id=``, or the project's API
@@ -224,3 +271,10 @@ def _event_token(record: Any) -> Any:
 
 def _update_token(record: Any) -> Any:
     return record.get("$token") if isinstance(record, dict) else None
+
+
+_TOKENS: dict[Kind, tuple[Callable[[Any], Any], str]] = {
+    Kind.TRACK: (_event_token, "properties.token"),
+    Kind.ENGAGE: (_update_token, "$token"),
+    Kind.GROUPS: (_update_token, "$token"),
+}

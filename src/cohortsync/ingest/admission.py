@@ -1,0 +1,63 @@
+"""Who may use the ingestion writer, and when (issue 15, finding 14).
+
+A request is decoded during a turn of the decoders, keyed by who sent it (the client address, or
+the project for /import, whose credentials name it before the body is read); then the records of
+each project it carries are charged to that project's rate limit (``429`` with ``Retry-After``
+over it, nothing stored); then it is stored during a turn of the single writer, keyed by project.
+Both turns go round-robin by key (:class:`~cohortsync.ingest.fair_turns.FairTurns`), so a project
+sending a hundred requests at once waits its turn like any other, and one with too many waiting
+is refused more (``429``) instead of queueing without end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+
+from cohortsync.ingest.fair_turns import FairTurns
+from cohortsync.ingest.rate_limit import RateLimited, TokenBuckets, retry_after
+
+# A minute at the rate, as Mixpanel measures its limit "on a rolling 1 minute basis".
+BURST_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Records a second and burst per project (rate 0: no limit; burst None: a minute at the
+    rate), and requests of one project waiting for the writer (0: no bound)."""
+
+    rate_per_second: float = 0.0
+    burst: int | None = None
+    waiting_per_project: int = 0
+
+
+class Admission:
+    """The rate limit and the fair turns of one process's ingestion: ``decoders`` decode at
+    once, one writer stores; ``timer`` tells the seconds."""
+
+    def __init__(self, limits: IngestLimits, decoders: int, timer: Callable[[], float]) -> None:
+        burst = limits.burst or limits.rate_per_second * BURST_SECONDS
+        self._rate = limits.rate_per_second
+        self._buckets: TokenBuckets[int] = TokenBuckets(limits.rate_per_second, burst, timer)
+        self.decoding: FairTurns[Hashable] = FairTurns(decoders)
+        self.writing: FairTurns[tuple[int, ...]] = FairTurns(1, limits.waiting_per_project)
+
+    def _refuse(self, seconds: float) -> RateLimited:
+        wait = retry_after(seconds)
+        return RateLimited(
+            f"this project sent more than {self._rate:,.0f} records a second "
+            f"(COHORTSYNC_INGEST_RATE_PER_SECOND); nothing was stored, retry after {wait} s",
+            wait,
+        )
+
+    def check(self, project_id: int) -> None:
+        """Refuse now, before its body is read, a project whose bucket is empty."""
+        seconds = self._buckets.wait(project_id)
+        if seconds > 0:
+            raise self._refuse(seconds)
+
+    def charge(self, records: Mapping[int, int]) -> None:
+        """Charge each project its records (at least one a request), all or none, or refuse."""
+        seconds = self._buckets.take({key: max(count, 1) for key, count in records.items()})
+        if seconds > 0:
+            raise self._refuse(seconds)
