@@ -14,6 +14,7 @@ from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import require_admin
 from cohortsync.domain.audit import MAX_ID, MAX_PAGE
+from cohortsync.row_ids import RowId
 from cohortsync.services.audit import audit_query
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["audit"])
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["audit"])
 
 @router.get("/audit-log")
 def audit_log(
-    project_id: int,
+    project_id: RowId,
     request: Request,
     response: Response,
     user: CurrentUser,

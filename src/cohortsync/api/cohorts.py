@@ -16,13 +16,14 @@ from cohortsync.domain.cohort_guard import CohortEditor
 from cohortsync.domain.cohorts import Cohort
 from cohortsync.domain.definition_bounds import MAX_DESCRIPTION_CHARS
 from cohortsync.domain.errors import BatchError
+from cohortsync.row_ids import RowId
 from cohortsync.services import cohorts
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/cohorts", tags=["cohorts"])
 STATIC_BODY = BodyLimit(cohorts.MAX_STATIC_BYTES, cohorts.STATIC_TOO_LARGE)
 
 
-def _editor(user: User, project_id: int) -> CohortEditor:
+def _editor(user: User, project_id: RowId) -> CohortEditor:
     """The user as an editor of the project's cohorts (NotFound outside the project)."""
     return CohortEditor(user.id, is_admin=project_role(user, project_id) is Role.ADMIN)
 
@@ -53,7 +54,7 @@ class StaticCohortIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def create(project_id: int, body: CohortIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def create(project_id: RowId, body: CohortIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """Create a dynamic cohort; a bad definition is a 400 naming the JSON path."""
     project_role(user, project_id)
     cohort = state.cohorts.create(project_id, body.name, body.definition, body.description, user.id)
@@ -62,7 +63,7 @@ def create(project_id: int, body: CohortIn, user: CurrentUser, state: StateDep) 
 
 @router.post("/static", status_code=201)
 async def create_static(
-    project_id: int,
+    project_id: RowId,
     request: Request,
     user: CurrentUser,
     state: StateDep,
@@ -100,14 +101,14 @@ def _static_json(raw: bytes) -> StaticCohortIn:
 
 
 @router.get("")
-def list_all(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
+def list_all(project_id: RowId, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
     """The project's cohorts."""
     project_role(user, project_id)
     return [c.as_json() for c in state.cohorts.list(project_id)]
 
 
 @router.get("/{cohort_id}")
-def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def get(project_id: RowId, cohort_id: RowId, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """One cohort, with its member count now (null, with ``invalid``, for a stored definition
     that breaks the bounds)."""
     project_role(user, project_id)
@@ -117,7 +118,7 @@ def get(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> 
 
 @router.put("/{cohort_id}")
 def update(
-    project_id: int, cohort_id: int, body: CohortChange, user: CurrentUser, state: StateDep
+    project_id: RowId, cohort_id: RowId, body: CohortChange, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """Rename, describe or redefine a cohort (admins only for one that feeds an active
     export: 403 naming the exports)."""
@@ -133,7 +134,7 @@ def update(
 
 
 @router.delete("/{cohort_id}", status_code=204)
-def delete(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) -> Response:
+def delete(project_id: RowId, cohort_id: RowId, user: CurrentUser, state: StateDep) -> Response:
     """Delete a cohort: refused while another cohort refers to it (409), to members while it
     feeds an active export (403), and to admins until those exports are stopped (409)."""
     state.cohorts.delete(project_id, cohort_id, _editor(user, project_id))
@@ -142,8 +143,8 @@ def delete(project_id: int, cohort_id: int, user: CurrentUser, state: StateDep) 
 
 @router.get("/{cohort_id}/members")
 def members(
-    project_id: int,
-    cohort_id: int,
+    project_id: RowId,
+    cohort_id: RowId,
     user: CurrentUser,
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=cohorts.MAX_PAGE)] = 100,

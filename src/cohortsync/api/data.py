@@ -12,6 +12,7 @@ from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import project_role
 from cohortsync.domain.errors import BatchError, NotFound
+from cohortsync.row_ids import RowId
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}", tags=["data"])
 
@@ -26,7 +27,7 @@ def _day_ms(value: str, name: str) -> int:
 
 @router.get("/events", response_class=StreamingResponse)
 def events_export(
-    project_id: int,
+    project_id: RowId,
     user: CurrentUser,
     state: StateDep,
     from_date: Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD (UTC)")],
@@ -46,7 +47,7 @@ def events_export(
 
 @router.get("/profiles/{distinct_id}")
 def profile(
-    project_id: int, distinct_id: str, user: CurrentUser, state: StateDep
+    project_id: RowId, distinct_id: str, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """One user by any of their ids: canonical id, every id, properties, identified or not."""
     project_role(user, project_id)

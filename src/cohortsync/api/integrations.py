@@ -11,6 +11,7 @@ from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import Role, project_role, require_admin
 from cohortsync.domain.integrations import Integration
+from cohortsync.row_ids import RowId
 from cohortsync.services import integrations
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
@@ -41,7 +42,7 @@ def _json(integration: Integration, admin: bool) -> dict[str, Any]:
 
 @router.post("", status_code=201)
 def connect(
-    project_id: int, body: IntegrationIn, user: CurrentUser, state: StateDep
+    project_id: RowId, body: IntegrationIn, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """Connect a partner account: the credentials are checked with a harmless call first."""
     require_admin(user, project_id)
@@ -52,7 +53,9 @@ def connect(
 
 
 @router.get("")
-def list_integrations(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
+def list_integrations(
+    project_id: RowId, user: CurrentUser, state: StateDep
+) -> list[dict[str, Any]]:
     """The project's integrations (never their credentials; for members, no partner error)."""
     admin = project_role(user, project_id) is Role.ADMIN
     return [_json(i, admin) for i in state.integrations.list(project_id)]
@@ -60,7 +63,7 @@ def list_integrations(project_id: int, user: CurrentUser, state: StateDep) -> li
 
 @router.get("/{integration_id}")
 def get_integration(
-    project_id: int, integration_id: int, user: CurrentUser, state: StateDep
+    project_id: RowId, integration_id: RowId, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """One integration."""
     admin = project_role(user, project_id) is Role.ADMIN
@@ -69,8 +72,8 @@ def get_integration(
 
 @router.put("/{integration_id}")
 def update_integration(
-    project_id: int,
-    integration_id: int,
+    project_id: RowId,
+    integration_id: RowId,
     body: IntegrationChange,
     user: CurrentUser,
     state: StateDep,
@@ -90,7 +93,7 @@ def update_integration(
 
 @router.delete("/{integration_id}")
 def disconnect(
-    project_id: int, integration_id: int, user: CurrentUser, state: StateDep
+    project_id: RowId, integration_id: RowId, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
     """Disconnect: the credentials are forgotten and the integration's syncs stop."""
     require_admin(user, project_id)

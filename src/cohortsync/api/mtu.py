@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import project_role
+from cohortsync.row_ids import RowId
 from cohortsync.services import mtu
 
 router = APIRouter(tags=["mtu"])
@@ -16,7 +17,7 @@ router = APIRouter(tags=["mtu"])
 
 @router.get("/api/v1/projects/{project_id}/mtu")
 def mtu_report(
-    project_id: int,
+    project_id: RowId,
     user: CurrentUser,
     state: StateDep,
     month: str | None = Query(default=None, description="YYYY-MM (UTC); default: this month"),

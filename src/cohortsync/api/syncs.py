@@ -16,6 +16,7 @@ from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import project_role, require_admin
 from cohortsync.downloads import csv_response
+from cohortsync.row_ids import RowId
 from cohortsync.services import run_members
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
@@ -24,15 +25,15 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
 class PreviewIn(BaseModel):
     """Which export to preview."""
 
-    cohort_id: int
-    integration_id: int
+    cohort_id: RowId
+    integration_id: RowId
 
 
 class ExportIn(BaseModel):
     """An export of a cohort to an integration."""
 
-    cohort_id: int
-    integration_id: int
+    cohort_id: RowId
+    integration_id: RowId
     mode: str = Field(description="one_time or dynamic")
     interval_seconds: int | None = Field(
         default=None, description="dynamic only: overrides the partner's default interval"
@@ -40,14 +41,16 @@ class ExportIn(BaseModel):
 
 
 @router.post("/preview")
-def preview(project_id: int, body: PreviewIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def preview(
+    project_id: RowId, body: PreviewIn, user: CurrentUser, state: StateDep
+) -> dict[str, Any]:
     """How many members a run would add, update, remove and skip (by reason); sends nothing."""
     project_role(user, project_id)
     return state.syncs.preview(project_id, body.cohort_id, body.integration_id).as_json()
 
 
 @router.post("", status_code=201)
-def export(project_id: int, body: ExportIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def export(project_id: RowId, body: ExportIn, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """Start a one-time or dynamic export; re-exporting a cohort replaces the previous one."""
     require_admin(user, project_id)
     sync = state.syncs.export(
@@ -62,14 +65,16 @@ def export(project_id: int, body: ExportIn, user: CurrentUser, state: StateDep) 
 
 
 @router.get("")
-def list_syncs(project_id: int, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
+def list_syncs(project_id: RowId, user: CurrentUser, state: StateDep) -> list[dict[str, Any]]:
     """The project's syncs."""
     project_role(user, project_id)
     return [s.as_json() for s in state.syncs.all(project_id)]
 
 
 @router.get("/{sync_id}")
-def get_sync(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def get_sync(
+    project_id: RowId, sync_id: RowId, user: CurrentUser, state: StateDep
+) -> dict[str, Any]:
     """One sync, with its latest run."""
     project_role(user, project_id)
     body = state.syncs.get(project_id, sync_id).as_json()
@@ -80,8 +85,8 @@ def get_sync(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) 
 
 @router.post("/{sync_id}/run", status_code=202)
 def run_now(
-    project_id: int,
-    sync_id: int,
+    project_id: RowId,
+    sync_id: RowId,
     user: CurrentUser,
     state: StateDep,
     reconcile: bool = False,
@@ -94,14 +99,16 @@ def run_now(
 
 
 @router.post("/{sync_id}/confirm", status_code=202)
-def confirm(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def confirm(
+    project_id: RowId, sync_id: RowId, user: CurrentUser, state: StateDep
+) -> dict[str, Any]:
     """Let a blocked run go ahead (recorded in the audit log)."""
     require_admin(user, project_id)
     return state.syncs.confirm(project_id, sync_id, user.id).as_json()
 
 
 @router.delete("/{sync_id}")
-def stop(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> dict[str, Any]:
+def stop(project_id: RowId, sync_id: RowId, user: CurrentUser, state: StateDep) -> dict[str, Any]:
     """Stop the sync; a run in progress ends after its current batch."""
     require_admin(user, project_id)
     return state.syncs.stop(project_id, sync_id, user.id).as_json()
@@ -109,8 +116,8 @@ def stop(project_id: int, sync_id: int, user: CurrentUser, state: StateDep) -> d
 
 @router.get("/{sync_id}/runs")
 def runs(
-    project_id: int,
-    sync_id: int,
+    project_id: RowId,
+    sync_id: RowId,
     user: CurrentUser,
     state: StateDep,
     limit: int = Query(default=50, ge=1, le=500),
@@ -122,7 +129,7 @@ def runs(
 
 @router.get("/{sync_id}/rejections")
 def rejections(
-    project_id: int, sync_id: int, user: CurrentUser, state: StateDep
+    project_id: RowId, sync_id: RowId, user: CurrentUser, state: StateDep
 ) -> list[dict[str, Any]]:
     """Members the partner refused; they are tried again on the next run."""
     project_role(user, project_id)
@@ -131,9 +138,9 @@ def rejections(
 
 @router.get("/{sync_id}/runs/{run_id}/members")
 def run_members_page(
-    project_id: int,
-    sync_id: int,
-    run_id: int,
+    project_id: RowId,
+    sync_id: RowId,
+    run_id: RowId,
     user: CurrentUser,
     state: StateDep,
     outcome: str | None = Query(default=None, description="skipped or rejected (default: both)"),
@@ -150,7 +157,7 @@ def run_members_page(
 
 @router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
 def run_members_csv(
-    project_id: int, sync_id: int, run_id: int, user: CurrentUser, state: StateDep
+    project_id: RowId, sync_id: RowId, run_id: RowId, user: CurrentUser, state: StateDep
 ) -> StreamingResponse:
     """The run's skipped and rejected members as CSV: distinct_id, partner_key, outcome, reason."""
     project_role(user, project_id)
@@ -159,8 +166,8 @@ def run_members_csv(
 
 @router.get("/{sync_id}/explain")
 def explain(
-    project_id: int,
-    sync_id: int,
+    project_id: RowId,
+    sync_id: RowId,
     user: CurrentUser,
     state: StateDep,
     distinct_id: str = Query(min_length=1, description="any id of the user"),

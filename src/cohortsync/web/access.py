@@ -10,6 +10,7 @@ from fastapi import Depends
 
 from cohortsync.app_state import StateDep
 from cohortsync.domain.accounts import Project, Role, project_role, require_admin
+from cohortsync.row_ids import RowId
 from cohortsync.web.session import PostedSessionDep, SessionDep, WebSession
 
 
@@ -28,30 +29,30 @@ class ProjectView:
         return self.role is Role.ADMIN
 
 
-def _view(state: StateDep, session: WebSession, project_id: int) -> ProjectView:
+def _view(state: StateDep, session: WebSession, project_id: RowId) -> ProjectView:
     role = project_role(session.user, project_id)  # NotFound for someone else's project
     projects = state.projects.list(sorted(session.user.roles))
     current = next(p for p in projects if p.id == project_id)
     return ProjectView(session, current, role, projects)
 
 
-def project_view(project_id: int, state: StateDep, session: SessionDep) -> ProjectView:
+def project_view(project_id: RowId, state: StateDep, session: SessionDep) -> ProjectView:
     """A page of a project the person belongs to (404 for any other)."""
     return _view(state, session, project_id)
 
 
-def member_action(project_id: int, state: StateDep, session: PostedSessionDep) -> ProjectView:
+def member_action(project_id: RowId, state: StateDep, session: PostedSessionDep) -> ProjectView:
     """A CSRF-checked POST any member of the project may make (cohorts)."""
     return _view(state, session, project_id)
 
 
-def admin_action(project_id: int, state: StateDep, session: PostedSessionDep) -> ProjectView:
+def admin_action(project_id: RowId, state: StateDep, session: PostedSessionDep) -> ProjectView:
     """A CSRF-checked POST only the project's admins may make; 403 for members."""
     require_admin(session.user, project_id)
     return _view(state, session, project_id)
 
 
-def admin_view(project_id: int, state: StateDep, session: SessionDep) -> ProjectView:
+def admin_view(project_id: RowId, state: StateDep, session: SessionDep) -> ProjectView:
     """A dialog that leads only to an admin action (Connect, Export); 403 for members."""
     require_admin(session.user, project_id)
     return _view(state, session, project_id)

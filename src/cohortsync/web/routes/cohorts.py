@@ -13,6 +13,7 @@ from cohortsync.body_limit import BodyLimit
 from cohortsync.domain.cohort_guard import CohortEditor
 from cohortsync.domain.cohorts import Cohort, DefinitionError
 from cohortsync.domain.integrations import IntegrationStatus
+from cohortsync.row_ids import RowId
 from cohortsync.services.cohorts import members_from_csv
 from cohortsync.web.access import MemberActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, body_limit, go_to, render
@@ -54,7 +55,7 @@ def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
 
 
 @router.get("/{cohort_id}/count")
-def cohort_count(cohort_id: int, state: StateDep, view: ViewDep) -> Response:
+def cohort_count(cohort_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """How many users are in the cohort now (a fragment of the list); a stored definition
     that breaks the bounds is shown as invalid, not counted."""
     try:
@@ -64,14 +65,14 @@ def cohort_count(cohort_id: int, state: StateDep, view: ViewDep) -> Response:
     return Response(f"{count:,}", media_type="text/html")
 
 
-def _members(state: AppState, view: ProjectView, cohort_id: int, cursor: str | None) -> Any:
+def _members(state: AppState, view: ProjectView, cohort_id: RowId, cursor: str | None) -> Any:
     return state.cohorts.member_page(
         view.project.id, cohort_id, limit=PAGE_SIZE, cursor=cursor, properties=MEMBER_COLUMNS
     )
 
 
 @router.get("/{cohort_id}")
-def cohort_page(request: Request, cohort_id: int, state: StateDep, view: ViewDep) -> Response:
+def cohort_page(request: Request, cohort_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """One cohort: its definition, its count, and the first page of its members (or why its
     stored definition cannot be evaluated)."""
     cohort = state.cohorts.get(view.project.id, cohort_id)
@@ -92,7 +93,7 @@ def cohort_page(request: Request, cohort_id: int, state: StateDep, view: ViewDep
 
 @router.get("/{cohort_id}/members")
 def member_rows(
-    request: Request, cohort_id: int, state: StateDep, view: ViewDep, cursor: str
+    request: Request, cohort_id: RowId, state: StateDep, view: ViewDep, cursor: str
 ) -> Response:
     """The next page of members (rows appended to the table)."""
     context = {
@@ -129,7 +130,7 @@ async def upload_static(
 
 @router.post("/{cohort_id}/delete")
 def delete_cohort(
-    request: Request, cohort_id: int, state: StateDep, view: MemberActionDep
+    request: Request, cohort_id: RowId, state: StateDep, view: MemberActionDep
 ) -> Response:
     """Delete a cohort: a member may not delete one that feeds an active export (403), an admin
     stops its exports first (409 naming them)."""

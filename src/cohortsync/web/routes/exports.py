@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cohortsync.app_state import StateDep
 from cohortsync.destinations import registry
+from cohortsync.row_ids import RowId
 from cohortsync.web.access import AdminActionDep, AdminViewDep
 from cohortsync.web.pages import PageRoute, go_to, render
 
@@ -21,7 +22,7 @@ router = APIRouter(
 
 @router.get("")
 def export_dialog(
-    request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
+    request: Request, cohort_id: RowId, integration_id: RowId, state: StateDep, view: AdminViewDep
 ) -> Response:
     """Choose one-time or dynamic; the preview loads while the admin reads."""
     cohort = state.cohorts.get(view.project.id, cohort_id)
@@ -39,7 +40,7 @@ def export_dialog(
 
 @router.get("/preview")
 async def export_preview(
-    request: Request, cohort_id: int, integration_id: int, state: StateDep, view: AdminViewDep
+    request: Request, cohort_id: RowId, integration_id: RowId, state: StateDep, view: AdminViewDep
 ) -> Response:
     """What a run would add, remove and skip (by reason), and identity coverage; sends nothing."""
     preview = await run_in_threadpool(
@@ -51,8 +52,8 @@ async def export_preview(
 @router.post("")
 async def start_sync(
     request: Request,
-    cohort_id: int,
-    integration_id: int,
+    cohort_id: RowId,
+    integration_id: RowId,
     state: StateDep,
     view: AdminActionDep,
     mode: Annotated[str, Form()],

@@ -11,6 +11,7 @@ from cohortsync.app_state import AppState, StateDep
 from cohortsync.destinations import registry
 from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key
+from cohortsync.row_ids import RowId
 from cohortsync.services import integrations
 from cohortsync.web.access import AdminActionDep, AdminViewDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
@@ -97,7 +98,7 @@ def _result(
 
 @router.post("/{integration_id}/disconnect")
 def disconnect(
-    request: Request, integration_id: int, state: StateDep, view: AdminActionDep
+    request: Request, integration_id: RowId, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Forget the credentials and stop the integration's syncs and webhook."""
     integrations.disconnect(
@@ -112,7 +113,7 @@ def disconnect(
 
 @router.post("/{integration_id}/webhook-secret")
 async def rotate_secret(
-    request: Request, integration_id: int, state: StateDep, view: AdminActionDep
+    request: Request, integration_id: RowId, state: StateDep, view: AdminActionDep
 ) -> Response:
     """A new webhook secret, shown once; the previous one keeps working for the overlap. With
     a ``secret`` field, the signing key the partner made (Xtremepush's) becomes the secret."""

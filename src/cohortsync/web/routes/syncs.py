@@ -17,6 +17,7 @@ from cohortsync.domain.integrations import Integration
 from cohortsync.domain.sync_status import RunStatus
 from cohortsync.domain.syncs import Sync, SyncRun
 from cohortsync.downloads import csv_response
+from cohortsync.row_ids import RowId
 from cohortsync.services.explain import UnknownUser
 from cohortsync.web.access import AdminActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
@@ -53,7 +54,7 @@ class SyncLine:
         return self.last_run is not None and self.last_run.status == RunStatus.BLOCKED
 
 
-def _line(state: AppState, project_id: int, sync: Sync, cohort: str) -> SyncLine:
+def _line(state: AppState, project_id: RowId, sync: Sync, cohort: str) -> SyncLine:
     runs = state.syncs.runs(project_id, sync.id, limit=1)
     integration = state.integrations.get(project_id, sync.integration_id)
     return SyncLine(sync, cohort, integration, runs[0] if runs else None)
@@ -76,13 +77,13 @@ def syncs_page(request: Request, state: StateDep, view: ViewDep) -> Response:
 
 
 @router.get("/{sync_id}/row")
-def sync_row(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> Response:
+def sync_row(request: Request, sync_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """One sync's row, as it is now (polled while a run is in progress)."""
     return _row(request, state, view, state.syncs.get(view.project.id, sync_id))
 
 
 @router.get("/{sync_id}/runs")
-def run_history(request: Request, sync_id: int, state: StateDep, view: ViewDep) -> Response:
+def run_history(request: Request, sync_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """The latest runs with their counts, skips and rejections by reason, and errors."""
     runs = state.syncs.runs(view.project.id, sync_id, limit=HISTORY)
     url = f"/projects/{view.project.id}/syncs/{sync_id}"
@@ -90,14 +91,14 @@ def run_history(request: Request, sync_id: int, state: StateDep, view: ViewDep) 
 
 
 @router.get("/{sync_id}/runs/{run_id}/members.csv", response_class=StreamingResponse)
-def run_members_csv(sync_id: int, run_id: int, state: StateDep, view: ViewDep) -> Response:
+def run_members_csv(sync_id: RowId, run_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """The members the run skipped or the partner rejected, with the reasons, as CSV."""
     return csv_response(state.run_members.csv(view.project.id, sync_id, run_id))
 
 
 @router.get("/{sync_id}/explain")
 def explain(
-    request: Request, sync_id: int, state: StateDep, view: ViewDep, distinct_id: str = ""
+    request: Request, sync_id: RowId, state: StateDep, view: ViewDep, distinct_id: str = ""
 ) -> Response:
     """Why a user is or is not on the sync's partner list, in the sync's row."""
     wanted = distinct_id.strip()
@@ -112,7 +113,7 @@ def explain(
 
 @router.post("/{sync_id}/run")
 async def run_now(
-    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+    request: Request, sync_id: RowId, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Start a run now (in the background); the row then follows its progress."""
     await run_in_threadpool(
@@ -125,7 +126,7 @@ async def run_now(
 
 @router.post("/{sync_id}/reconcile")
 async def reconcile_now(
-    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+    request: Request, sync_id: RowId, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Start a run that first reads the partner's list back and repairs drift (R-X-2)."""
     await run_in_threadpool(
@@ -141,7 +142,7 @@ async def reconcile_now(
 
 
 @router.post("/{sync_id}/stop")
-def stop(request: Request, sync_id: int, state: StateDep, view: AdminActionDep) -> Response:
+def stop(request: Request, sync_id: RowId, state: StateDep, view: AdminActionDep) -> Response:
     """Stop the sync; a run in progress ends after its current batch."""
     sync = state.syncs.stop(view.project.id, sync_id, view.session.user.id)
     return _row(request, state, view, sync)
@@ -149,7 +150,7 @@ def stop(request: Request, sync_id: int, state: StateDep, view: AdminActionDep) 
 
 @router.post("/{sync_id}/confirm")
 async def confirm(
-    request: Request, sync_id: int, state: StateDep, view: AdminActionDep
+    request: Request, sync_id: RowId, state: StateDep, view: AdminActionDep
 ) -> Response:
     """Let a blocked run go ahead (audited)."""
     await run_in_threadpool(state.syncs.confirm, view.project.id, sync_id, view.session.user.id)
