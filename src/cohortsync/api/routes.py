@@ -17,6 +17,7 @@ from cohortsync.api import (
     webhooks,
 )
 from cohortsync.api.errors import install_error_handlers
+from cohortsync.api.openapi import install_error_documentation
 from cohortsync.app_state import AppState
 from cohortsync.metrics import CONTENT_TYPE, Metrics
 
@@ -24,6 +25,7 @@ from cohortsync.metrics import CONTENT_TYPE, Metrics
 def install_api(app: FastAPI, state: AppState) -> None:
     """Add the API's routes, middleware and error handlers to ``app``."""
     install_error_handlers(app)
+    install_error_documentation(app)
     app.include_router(ingestion.router)
     app.add_middleware(ingestion.BrowserCors)  # web pages send to /track, /engage, /groups
     app.include_router(accounts.router)
