@@ -98,7 +98,11 @@ class DiskQuota:
 
 @pytest.fixture
 def disk(engine: Engine) -> DiskQuota:
-    """A quota on the test's SQLite database, off until a test fills the disk."""
+    """A quota on the test's SQLite database, off until a test fills the disk. The file is
+    vacuumed first: no free page is left for a write to reuse once the disk is full."""
+    with sqlite3.connect(sqlite_path(engine), isolation_level=None) as connection:
+        connection.execute("VACUUM")
+    connection.close()
     quota = DiskQuota()
     quota.attach(engine)
     return quota
