@@ -194,8 +194,8 @@ def move_status(
 
 
 def ping(engine: Engine) -> None:
-    """Ask the database to answer (readiness)."""
-    with engine.connect() as connection:
+    """Ask the database to answer (readiness); an outage is a 503 saying which."""
+    with _outages(), engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
 
 
