@@ -1,20 +1,23 @@
-"""Who may use the ingestion writer, and when (issue 15, finding 14).
+"""Who may use the ingestion thread, and when (issue 15, finding 14).
 
-A request is decoded during a turn of the decoders, keyed by who sent it (the client address, or
-the project for /import, whose credentials name it before the body is read); then the records of
-each project it carries are charged to that project's rate limit (``429`` with ``Retry-After``
-over it, nothing stored); then it is stored during a turn of the single writer, keyed by project.
-Both turns go round-robin by key (:class:`~cohortsync.ingest.fair_turns.FairTurns`), so a project
+Ingestion is CPU-bound Python: one thread per process decodes and stores (more threads only
+fight over the GIL), :class:`~cohortsync.ingest.fair_worker.FairWorker`. A request is decoded
+there in a turn keyed by who sent it (the client address; /import's project, whose credentials
+name it before the body is read), or, for ``/import?strict=1``, in a helper process
+(:attr:`Admission.helpers`, fair turns by project); then the records of each project it carries
+are charged to that project's rate limit (``429`` with ``Retry-After`` over it, nothing stored);
+then they are stored in a turn keyed by project. Turns go round-robin by key, so a project
 sending a hundred requests at once waits its turn like any other, and one with too many waiting
-is refused more (``429``) instead of queueing without end.
+to be stored is refused more (``429``) instead of queueing without end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cohortsync.ingest.fair_turns import FairTurns
+from cohortsync.ingest.fair_worker import FairWorker
 from cohortsync.ingest.rate_limit import RateLimited, TokenBuckets, retry_after
 
 # A minute at the rate, as Mixpanel measures its limit "on a rolling 1 minute basis".
@@ -32,15 +35,16 @@ class IngestLimits:
 
 
 class Admission:
-    """The rate limit and the fair turns of one process's ingestion: ``decoders`` decode at
-    once, one writer stores; ``timer`` tells the seconds."""
+    """The rate limit and the fair turns of one process's ingestion (with ``helpers`` helper
+    processes); ``timer`` tells the seconds."""
 
-    def __init__(self, limits: IngestLimits, decoders: int, timer: Callable[[], float]) -> None:
+    def __init__(self, limits: IngestLimits, helpers: int, timer: Callable[[], float]) -> None:
         burst = limits.burst or limits.rate_per_second * BURST_SECONDS
         self._rate = limits.rate_per_second
         self._buckets: TokenBuckets[int] = TokenBuckets(limits.rate_per_second, burst, timer)
-        self.decoding: FairTurns[Hashable] = FairTurns(decoders)
-        self.writing: FairTurns[tuple[int, ...]] = FairTurns(1, limits.waiting_per_project)
+        # the ingestion thread: decoding keyed by sender, storing keyed by the projects written
+        self.thread = FairWorker(limits.waiting_per_project)
+        self.helpers: FairTurns[int] = FairTurns(helpers)  # by project
 
     def _refuse(self, seconds: float) -> RateLimited:
         wait = retry_after(seconds)
@@ -55,6 +59,10 @@ class Admission:
         seconds = self._buckets.wait(project_id)
         if seconds > 0:
             raise self._refuse(seconds)
+
+    def close(self) -> None:
+        """Stop the ingestion thread (after what is queued)."""
+        self.thread.close()
 
     def charge(self, records: Mapping[int, int]) -> None:
         """Charge each project its records (at least one a request), all or none, or refuse."""

@@ -60,7 +60,11 @@ def check_document(document: str | bytes, value: Any, field: str) -> None:
 
 def check_event(event: Event, properties: dict[str, Any]) -> None:
     """Refuse a validated event whose name, distinct_id or properties hold a NUL
-    (``properties`` is what ``event.properties`` was written from)."""
-    check_text(event.name, "event")
-    check_text(event.distinct_id, "properties.distinct_id")
-    check_document(event.properties, properties, "properties")
+    (``properties`` is what ``event.properties`` was written from). Three substring searches in
+    the common case: this runs for every event."""
+    if NUL in event.name:
+        raise RecordError("event", _message("event"))
+    if NUL in event.distinct_id:
+        raise RecordError("properties.distinct_id", _message("properties.distinct_id"))
+    if _ESCAPED in event.properties and holds_nul(properties):
+        raise RecordError("properties", _message("properties"))

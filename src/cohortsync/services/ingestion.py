@@ -140,6 +140,9 @@ class IngestionService:
             )
         return routed
 
+    def _routed(self, kind: Kind, records: Sequence[Any] | Routed) -> Routed:
+        return records if isinstance(records, Routed) else self.route(kind, records)
+
     def _store(self, routed: Routed) -> IngestResult:
         """Validate and store records routed by token, each project's in one transaction."""
         now = now_ms(self._clock)
@@ -155,17 +158,18 @@ class IngestionService:
             result.merge(stored)
         return result
 
-    def track(self, records: Sequence[Any]) -> IngestResult:
-        """/track: recent events, each carrying its project token in ``properties.token``."""
-        return self._store(self.route(Kind.TRACK, records))
+    def track(self, records: Sequence[Any] | Routed) -> IngestResult:
+        """/track: recent events, each carrying its project token in ``properties.token`` (or
+        already routed by :meth:`route`)."""
+        return self._store(self._routed(Kind.TRACK, records))
 
-    def by_token(self, kind: Kind, records: Sequence[Any]) -> IngestResult:
-        """/track, /engage or /groups, as ``kind`` says."""
-        if kind is Kind.TRACK:
-            return self.track(records)
-        if kind is Kind.ENGAGE:
-            return self.engage(records)
-        return self.groups(records)
+    def by_token(self, routed: Routed) -> IngestResult:
+        """/track, /engage or /groups, as the routed records' kind says."""
+        if routed.kind is Kind.TRACK:
+            return self.track(routed)
+        if routed.kind is Kind.ENGAGE:
+            return self.engage(routed)
+        return self.groups(routed)
 
     def import_events(
         self,
@@ -206,12 +210,13 @@ class IngestionService:
         return self._events.store(project, batch, now_ms=now)
 
     def close(self) -> None:
-        """Release helper processes."""
+        """Release the helper processes and the ingestion thread."""
         self._parse_pool.close()
+        self.admission.close()
 
-    def engage(self, records: Sequence[Any]) -> IngestResult:
-        """/engage: profile updates, each carrying ``$token``."""
-        return self._store(self.route(Kind.ENGAGE, records))
+    def engage(self, records: Sequence[Any] | Routed) -> IngestResult:
+        """/engage: profile updates, each carrying ``$token`` (or routed by :meth:`route`)."""
+        return self._store(self._routed(Kind.ENGAGE, records))
 
     def import_profiles(
         self,
@@ -228,9 +233,10 @@ class IngestionService:
             within=within,
         )
 
-    def groups(self, records: Sequence[Any]) -> IngestResult:
-        """/groups: group profile updates, each carrying ``$token``."""
-        return self._store(self.route(Kind.GROUPS, records))
+    def groups(self, records: Sequence[Any] | Routed) -> IngestResult:
+        """/groups: group profile updates, each carrying ``$token`` (or routed by
+        :meth:`route`)."""
+        return self._store(self._routed(Kind.GROUPS, records))
 
     def authenticate_import(self, username: str, password: str, project_id: str | None) -> Project:
         """HTTP Basic for /import: a service account with ``?project_id=``, or the project's API

@@ -1,10 +1,13 @@
-"""The ingestion writer's turns go round-robin by project, so one sending many requests at once
-waits its turn like any other (issue 15, finding 14); the token buckets refill with the clock.
+"""The ingestion thread's jobs, and the helper processes' turns, go round-robin by key, so a
+project sending many requests at once waits its turn like any other (issue 15, finding 14); the
+token buckets refill with the clock.
 
-Driven step by step on one event loop: no sleeping, no timing."""
+Driven step by step (a job that holds the thread until released; tasks queued one by one on an
+event loop): no sleeping, no timing."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -14,6 +17,7 @@ import anyio.lowlevel
 import pytest
 
 from cohortsync.ingest.fair_turns import FairTurns
+from cohortsync.ingest.fair_worker import FairWorker
 from cohortsync.ingest.rate_limit import RateLimited, TokenBuckets
 
 T = TypeVar("T")
@@ -24,6 +28,67 @@ def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
     this one (Playwright's sync API does)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(anyio.run, function, *args).result()
+
+
+ARRIVALS = ["hog", "hog", "hog", "hog", "shop", "hog", "blog", "shop"]
+# A FIFO queue (the single slot before) would run hog0-hog3, then shop4.
+ROUND_ROBIN = ["hog0", "shop4", "blog6", "hog1", "shop7", "hog2", "hog3", "hog5"]
+
+
+class Held:
+    """A worker whose thread runs a job that holds it until :meth:`release`."""
+
+    def __init__(self, worker: FairWorker) -> None:
+        self.worker = worker
+        self._started = threading.Event()
+        self._gate = threading.Event()
+
+        def hold() -> None:
+            self._started.set()
+            self._gate.wait()
+
+        self.held = worker.submit("first", hold)
+        assert self._started.wait(30)
+
+    def release(self) -> None:
+        """Let the held job end."""
+        self._gate.set()
+
+
+def test_the_ingestion_thread_runs_jobs_round_robin_by_key() -> None:
+    held = Held(FairWorker())
+    ran: list[str] = []
+
+    def recorder(name: str) -> Callable[[], None]:
+        return lambda: ran.append(name)
+
+    jobs = [held.worker.submit(key, recorder(f"{key}{n}")) for n, key in enumerate(ARRIVALS)]
+    assert held.worker.waiting == len(ARRIVALS)
+    held.release()
+    for job in jobs:
+        job.result(30)
+    assert ran == ROUND_ROBIN
+    held.worker.close()
+
+
+def test_the_thread_refuses_a_key_with_too_many_waiting_and_skips_withdrawn_jobs() -> None:
+    held = Held(FairWorker(max_waiting_per_key=2))
+    ran: list[str] = []
+    kept = held.worker.submit("hog", lambda: ran.append("kept"))
+    withdrawn = held.worker.submit("hog", lambda: ran.append("withdrawn"))
+    with pytest.raises(RateLimited) as refused:
+        held.worker.check("hog")
+    assert refused.value.retry_after_seconds == 1
+    held.worker.check("shop")  # another key still queues
+    assert withdrawn.cancel()  # the client went away before its turn
+    failing = held.worker.submit("shop", lambda: 1 / 0)
+    held.release()
+    kept.result(30)
+    assert isinstance(failing.exception(30), ZeroDivisionError)  # raised to its caller
+    assert ran == ["kept"]
+    held.worker.check("hog")
+    assert run(held.worker.run, "hog", lambda: 42) == 42  # awaited from an event loop
+    held.worker.close()
 
 
 async def _served_order(turns: FairTurns[str], arrivals: list[str]) -> list[str]:
@@ -52,34 +117,8 @@ async def _served_order(turns: FairTurns[str], arrivals: list[str]) -> list[str]
     return served
 
 
-def test_a_project_with_many_waiting_requests_does_not_go_first_with_all_of_them() -> None:
-    arrivals = ["hog", "hog", "hog", "hog", "shop", "hog", "blog", "shop"]
-    served = run(_served_order, FairTurns[str](1), arrivals)
-    # A FIFO queue (the single slot before) would serve hog0-hog3, then shop4.
-    assert served == ["hog0", "shop4", "blog6", "hog1", "shop7", "hog2", "hog3", "hog5"]
-
-
-def test_a_project_with_too_many_waiting_is_refused_and_others_are_not() -> None:
-    async def scenario() -> None:
-        turns = FairTurns[str](1, max_waiting_per_key=2)
-        release = anyio.Event()
-
-        async def hold(key: str) -> None:
-            async with turns.turn(key):
-                await release.wait()
-
-        async with anyio.create_task_group() as group:
-            for key in ("hog", "hog", "hog"):  # one holds, two wait: hog is full
-                group.start_soon(hold, key)
-                await anyio.wait_all_tasks_blocked()
-            with pytest.raises(RateLimited) as refused:
-                turns.check("hog")
-            assert refused.value.retry_after_seconds == 1
-            turns.check("shop")  # another project still queues
-            release.set()
-        turns.check("hog")  # once served, it may queue again
-
-    run(scenario)
+def test_helper_turns_go_round_robin_by_key() -> None:
+    assert run(_served_order, FairTurns[str](1), ARRIVALS) == ROUND_ROBIN
 
 
 def test_a_cancelled_waiter_gives_its_place_up() -> None:
