@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy.engine import Engine
 
 from cohortsync.domain.accounts import Project
@@ -64,44 +63,36 @@ def _update(project: Project, user: str, operation: str, value: Any) -> dict[str
     return {"$token": project.token, "$distinct_id": user, operation: value}
 
 
-@pytest.mark.parametrize(
-    ("operation", "value", "field", "words"), OVER, ids=[f"{o[0]}:{o[3]}" for o in OVER]
-)
-def test_an_update_over_a_limit_is_refused_and_its_neighbours_are_stored(
-    service: IngestionService,
-    project: Project,
-    engine: Engine,
-    operation: str,
-    value: Any,
-    field: str,
-    words: str,
+def test_updates_over_a_limit_are_refused_and_their_neighbours_are_stored(
+    service: IngestionService, project: Project, engine: Engine
 ) -> None:
-    result = service.engage(
-        [
-            _update(project, "before", "$set", {"plan": "pro"}),
-            _update(project, "over", operation, value),
-            _update(project, "after", "$set", {"plan": "free"}),
-        ]
-    )
-    assert result.imported == 2
-    assert [(f.index, f.field) for f in result.failed] == [(1, field)]
-    assert words in result.failed[0].message
+    batch = []
+    for number, (operation, value, _field, _words) in enumerate(OVER):
+        batch.append(_update(project, f"fine-{number}", "$set", {"plan": "pro"}))
+        batch.append(_update(project, f"over-{number}", operation, value))
+    result = service.engage(batch)
+    assert result.imported == len(OVER)
+    refused = [(f.index, f.field) for f in result.failed]
+    assert refused == [(2 * n + 1, field) for n, (_, _, field, _) in enumerate(OVER)]
+    for failure, (_, _, _, words) in zip(result.failed, OVER, strict=True):
+        assert words in failure.message, failure.message
     with read_transaction(engine) as connection:
-        assert get_profile(connection, project.id, "over") is None
-        for user in ("before", "after"):
-            found = get_profile(connection, project.id, user)
-            assert found is not None and "plan" in found.properties
+        for number in range(len(OVER)):
+            assert get_profile(connection, project.id, f"over-{number}") is None
+            fine = get_profile(connection, project.id, f"fine-{number}")
+            assert fine is not None and fine.properties == {"plan": "pro"}
 
 
-@pytest.mark.parametrize(("operation", "value"), WITHIN, ids=[str(i) for i in range(len(WITHIN))])
-def test_an_update_at_a_limit_is_stored(
-    service: IngestionService, project: Project, engine: Engine, operation: str, value: Any
+def test_updates_at_a_limit_are_stored(
+    service: IngestionService, project: Project, engine: Engine
 ) -> None:
-    result = service.engage([_update(project, "edge", operation, value)])
-    assert (result.imported, result.failed) == (1, [])
+    batch = [_update(project, f"edge-{n}", op, value) for n, (op, value) in enumerate(WITHIN)]
+    result = service.engage(batch)
+    assert (result.imported, result.failed) == (len(WITHIN), [])
     with read_transaction(engine) as connection:
-        found = get_profile(connection, project.id, "edge")
-    assert found is not None and set(found.properties) == set(value)
+        for number, (_, value) in enumerate(WITHIN):
+            found = get_profile(connection, project.id, f"edge-{number}")
+            assert found is not None and set(found.properties) == set(value)
 
 
 def test_group_updates_keep_the_same_limits(service: IngestionService, project: Project) -> None:
