@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import gzip
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -363,11 +364,13 @@ INGESTION = [
 
 
 def _spoiled(partner: str, event: dict[str, Any], how: str) -> dict[str, Any]:
-    """``event`` with a NUL in a property, or a time of -1e308 seconds, where ``partner`` puts
-    them."""
+    """``event`` with a NUL in a property, a property nested 300 deep, or a time of -1e308
+    seconds, where ``partner`` puts them."""
     props = event["dataFields"] if partner == "iterable" else event["properties"]
     if how == "nul":
         props["note"] = f"a{NUL}"
+    elif how == "deep":
+        props["note"] = orjson.loads(b"[" * 300 + b"]" * 300)  # past orjson's 254 to write
     elif partner == "iterable":
         props["createdAt"] = -1e308
     elif partner == "clevertap":
@@ -384,7 +387,8 @@ def _webhook_rows(partner: str) -> list[Row]:
     def pair(how: str) -> Build:
         def build(t: Target) -> dict[str, Any]:
             bad = _spoiled(partner, t.partner_event(partner), how)
-            return t.signed(partner, orjson.dumps([bad, t.partner_event(partner, keep=True)]))
+            both = [bad, t.partner_event(partner, keep=True)]
+            return t.signed(partner, json.dumps(both).encode())  # orjson writes 254 levels
 
         return build
 
@@ -420,6 +424,7 @@ def _webhook_rows(partner: str) -> list[Row]:
         ),
         Row("NUL beside a valid event", "", pair("nul"), 400, "api"),
         Row("time of -1e308 beside a valid event", "", pair("time"), 400, "api"),
+        Row("nested 300 deep beside a valid event", "", pair("deep"), 400, "api"),
     ]
     if partner == "xtremepush":
 

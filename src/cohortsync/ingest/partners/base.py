@@ -70,7 +70,10 @@ class PartnerFormat(Protocol):
 def payload_insert_id(source: str, item: Any) -> str:
     """A deterministic ``$insert_id`` (32 hex digits) from the item as the partner sent it, so a
     replayed delivery is stored once."""
-    body = orjson.dumps([source, item], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    try:
+        body = orjson.dumps([source, item], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: nested past the 254 levels orjson writes
+        raise RecordError("body", "the event is nested too deep; send at most 3 levels") from None
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
