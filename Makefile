@@ -39,7 +39,7 @@ demo: $(STAMP)
 
 ## Set up, lint, type-check and run the whole test suite
 test: $(STAMP) lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $${COHORTSYNC_TEST_WORKERS:-auto} --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
