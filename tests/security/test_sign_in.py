@@ -222,3 +222,17 @@ async def _sign_ins_from_one_peer(app: FastAPI, count: int) -> list[int]:
             ).status_code
             for n in range(count)
         ]
+
+
+def test_a_nul_character_in_the_email_is_a_wrong_sign_in_not_a_server_error(
+    live_server: LiveServer, project: Project
+) -> None:
+    # PostgreSQL cannot store NUL: the attempt must not reach the failure count or the audit
+    accounts(live_server.engine).create_user("a@x.io", PASSWORD, Role.ADMIN, project.id)
+    with live_server.client() as client:
+        api = client.post("/api/v1/login", json={"email": "a@x.io\x00", "password": PASSWORD})
+        page = client.post("/login", data={"email": "a\x00@x.io", "password": "x\x00y"})
+        signed = client.post("/api/v1/login", json={"email": "a@x.io", "password": PASSWORD})
+    assert api.status_code == 401 and api.json()["error"]["code"] == "unauthorized"
+    assert page.status_code == 200 and "email or password is wrong" in page.text
+    assert signed.status_code == 200

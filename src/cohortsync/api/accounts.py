@@ -8,10 +8,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cohortsync.api.deps import CurrentUser
-from cohortsync.api.errors import error_response
 from cohortsync.app_state import StateDep
 from cohortsync.client_address import client_address
-from cohortsync.domain.accounts import TooManySignIns
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -57,12 +55,7 @@ async def login(
     ``COHORTSYNC_SESSION_HOURS``). After too many failures for the email or from the address
     (``COHORTSYNC_SIGN_IN_*``) the answer is 429 with ``Retry-After``, whatever the password."""
     address = client_address(request, state.settings.trust_proxy)
-    try:
-        token = await run_in_threadpool(state.accounts.login, body.email, body.password, address)
-    except TooManySignIns as refused:
-        answer = error_response(429, refused.code, refused.message)
-        answer.headers["Retry-After"] = str(refused.retry_after_seconds)
-        return answer
+    token = await run_in_threadpool(state.accounts.login, body.email, body.password, address)
     return LoginResponse(token=token)
 
 

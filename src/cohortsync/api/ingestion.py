@@ -32,7 +32,6 @@ from cohortsync.domain.errors import (
 )
 from cohortsync.domain.events import MAX_REQUEST_BYTES
 from cohortsync.ingest.body import DecodedBody, decode_body
-from cohortsync.ingest.rate_limit import RateLimited
 from cohortsync.ingest.results import IngestResult
 from cohortsync.ingest.storable import NUL
 from cohortsync.metrics import RECORDS_IN
@@ -75,7 +74,7 @@ def _sender(request: Request) -> str:
 
 def _refusal(exc: CohortsyncError) -> tuple[int, dict[str, str]]:
     """The status of a refusal, and its ``Retry-After`` when it has one."""
-    status = 429 if isinstance(exc, RateLimited) else status_for(exc)
+    status = status_for(exc)
     wait = exc.retry_after_seconds
     return status, {} if wait is None else {"Retry-After": str(wait)}
 

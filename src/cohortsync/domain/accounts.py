@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from cohortsync.domain.errors import CohortsyncError, NotFound, PermissionDenied
+from cohortsync.domain.errors import NotFound, PermissionDenied, TooManyRequests
 from cohortsync.domain.identity import IdentityMode
 
 
@@ -55,16 +55,13 @@ def require_admin(user: User, project_id: int) -> None:
         raise PermissionDenied("only project admins may do this")
 
 
-class TooManySignIns(CohortsyncError):
+class TooManySignIns(TooManyRequests):
     """Sign-in refused for now: too many failures for the account or the address, or the
     server is busy hashing; ``retry_after_seconds`` (whole) until it is worth trying again.
     Answered with 429 and ``Retry-After``."""
 
-    code = "too_many_requests"
-
     def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after_seconds: int = max(1, math.ceil(retry_after))
+        super().__init__(message, math.ceil(retry_after))
 
 
 @dataclass(frozen=True, slots=True)

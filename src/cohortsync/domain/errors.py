@@ -73,6 +73,17 @@ class Conflict(CohortsyncError):
     code = "conflict"
 
 
+class TooManyRequests(CohortsyncError):
+    """Refused for now, to be tried again after ``retry_after_seconds``: a rate or a lock on
+    the caller (sign-in failures, a project's ingestion rate). Answered with 429."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds: int | None = max(1, retry_after_seconds)
+
+
 OUTAGE_RETRY_SECONDS = 5  # how soon a client may try again after a database outage
 
 
@@ -108,6 +119,7 @@ STATUS_BY_ERROR: tuple[tuple[type[CohortsyncError], int], ...] = (
     (PermissionDenied, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
     (DatabaseUnavailable, 503),
 )
 

@@ -74,12 +74,23 @@ def dedup_hash(name: str, distinct_id: str, insert_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_NO_INSTANT = "'properties.time' is out of range: seconds or milliseconds since epoch"
+
+
+def _milliseconds(number: float) -> int:
+    """``number`` seconds (below SECONDS_THRESHOLD) or milliseconds as whole milliseconds; a
+    float past any instant (-1e308 seconds is -inf milliseconds) is a RecordError."""
+    scaled = number * 1000 if number < SECONDS_THRESHOLD else number
+    if isinstance(scaled, float) and not math.isfinite(scaled):
+        raise RecordError("properties.time", _NO_INSTANT)
+    return round(scaled)
+
+
 def normalise_time(value: Any) -> int:
     """Seconds or milliseconds since the epoch (int, float or numeric string) to milliseconds."""
     kind = type(value)
     if kind is int or (kind is float and math.isfinite(value)):
-        number: float = value
-        return round(number * 1000) if number < SECONDS_THRESHOLD else round(number)
+        return _milliseconds(value)
     if isinstance(value, bool):
         raise RecordError("properties.time", "'properties.time' must be a number, not a boolean")
     if isinstance(value, str):
@@ -93,9 +104,7 @@ def normalise_time(value: Any) -> int:
         raise RecordError(
             "properties.time", "'properties.time' must be seconds or milliseconds since epoch"
         )
-    if value < SECONDS_THRESHOLD:
-        return round(value * 1000)
-    return round(value)
+    return _milliseconds(value)
 
 
 def check_id(value: Any, field: str) -> str:

@@ -27,7 +27,6 @@ from cohortsync.warehouse import identities, profiles
 from cohortsync.warehouse.events import event_row, insert_rows
 from cohortsync.warehouse.sql import lock_project
 
-_TIME_OUT_OF_RANGE = "'properties.time' is out of range: seconds or milliseconds since epoch"
 # Devices already linked to a user never change (simplified ID merge): skip re-checking them.
 _LINKED_CACHE_LIMIT = 200_000
 
@@ -69,17 +68,14 @@ def prepare_events(
             if type(props) is not dict:
                 props = {}
             given = props.get("distinct_id")
-            try:
-                event = parse_event(
-                    record,
-                    now_ms=now_ms,
-                    oldest_ms=oldest_ms,
-                    distinct_id=given
-                    if given is not None
-                    else event_distinct_id(record.get("event"), props, mode),
-                )
-            except OverflowError:  # a float time such as -1e308 s is no instant at all
-                raise RecordError("properties.time", _TIME_OUT_OF_RANGE) from None
+            event = parse_event(
+                record,
+                now_ms=now_ms,
+                oldest_ms=oldest_ms,
+                distinct_id=given
+                if given is not None
+                else event_distinct_id(record.get("event"), props, mode),
+            )
             storable.check_event(event, props)
             if simplified:
                 device = props.get("$device_id")

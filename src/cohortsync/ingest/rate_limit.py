@@ -17,20 +17,16 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
-from cohortsync.domain.errors import CohortsyncError
+from cohortsync.domain.errors import TooManyRequests
 
 K = TypeVar("K", bound=Hashable)
 _MAX_KEYS = 10_000  # above this many buckets, full ones (no different from absent) are dropped
 
 
-class RateLimited(CohortsyncError):
+class RateLimited(TooManyRequests):
     """Too many records, or requests, from one project now: ``429`` with ``Retry-After``."""
 
     code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_seconds: int) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
 
 
 def retry_after(seconds: float) -> int:

@@ -268,6 +268,9 @@ class AccountService:
         see :meth:`user_for_token`). Refused with TooManySignIns while the account or the
         ``address`` has too many recent failures; an unknown email costs what a known one does.
         A hash made with other parameters is upgraded; expired sign-in tokens are deleted."""
+        if "\x00" in email or (address is not None and "\x00" in address):
+            # no account has such an email, and PostgreSQL cannot even store the attempt
+            raise AuthenticationError(WRONG)
         attempt = Attempt(_email(email), address)
         with read_transaction(self._engine) as connection:
             self._throttle.check(connection, attempt, self._clock.now())

@@ -124,7 +124,7 @@ def epoch_ms(value: Any, field: str, advice: str) -> int:
     instant has (-1e308 seconds), is a RecordError on ``field`` saying ``advice``."""
     try:
         return normalise_time(value)
-    except (RecordError, OverflowError):
+    except RecordError:
         raise RecordError(field, f"'{field}' {advice}") from None
 
 
