@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
 
 from cohortsync.app import create_app
 from cohortsync.clock import FrozenClock, SystemClock
@@ -26,6 +25,7 @@ from cohortsync.domain.accounts import Project
 from cohortsync.keyring import generate_key
 from cohortsync.partners.registry import seeded_exemptions
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox, start_sandbox
+from cohortsync.sandbox.server import start
 from cohortsync.services.ingestion import IngestionService
 from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings
@@ -88,18 +88,29 @@ def _truncate_postgres(engine: Engine) -> None:
         connection.execute(mtu_exemptions.insert(), [e._asdict() for e in seeded_exemptions()])
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    """A migrated, empty database URL: SQLite always; PostgreSQL where configured."""
+# The engines a database fixture is parametrized over: SQLite always, PostgreSQL where configured.
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def empty_database_url(request: pytest.FixtureRequest, directory: Path) -> str:
+    """A migrated, empty database of the engine ``request.param`` names: a copy of the SQLite
+    template in ``directory``, or the session's PostgreSQL database, emptied."""
     if request.param == "sqlite":
-        target = tmp_path / "cohortsync.db"
-        shutil.copy(sqlite_template, target)
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = directory / "cohortsync.db"
+        shutil.copy(template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("postgres_database")
     engine = create_engine(url)
     _truncate_postgres(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database URL: SQLite always; PostgreSQL where configured."""
+    return empty_database_url(request, tmp_path)
 
 
 @pytest.fixture
@@ -160,10 +171,20 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port (lifespan off: no
+    scheduler ticks) until the block ends; yields its base URL."""
+    server = start(app)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
     """uvicorn in a thread, on a free loopback port, with a clock frozen at the real time."""
-    port = free_port()
     settings = Settings(
         database_url=database_url,
         secret_key=SecretStr(TEST_KEY),
@@ -171,20 +192,8 @@ def live_server(engine: Engine, database_url: str) -> Iterator[LiveServer]:
         allow_private_endpoints=True,  # the partner emulators listen on loopback
     )
     clock = FrozenClock(SystemClock().now())
-    app = create_app(settings, engine=engine, clock=clock)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", engine, clock)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(settings, engine=engine, clock=clock)) as url:
+        yield LiveServer(url, engine, clock)
 
 
 @pytest.fixture

@@ -7,16 +7,11 @@ Module-scoped: a test module pays for the server, the people and the export once
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.engine import Engine
 
 from cohortsync.app import create_app
@@ -28,7 +23,7 @@ from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.web.session import COOKIE, CSRF_HEADER, csrf_for
-from tests.conftest import TEST_KEY, LiveServer, _truncate_postgres, free_port
+from tests.conftest import ENGINES, TEST_KEY, LiveServer, empty_database_url, serving
 from tests.sync.test_api import PRO, connect, create_cohort, engage, export
 
 ADMIN = "admin@cohorts.example"
@@ -73,27 +68,12 @@ class CohortWorld:
             return connect(api, self.project, self.sandbox)
 
 
-def _database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path_factory.mktemp("cohort-world") / "cohortsync.db"
-        shutil.copy(template, target)
-        return f"sqlite:///{target}"
-    url: str = request.getfixturevalue("postgres_database")
-    engine = create_engine(url)
-    _truncate_postgres(engine)
-    engine.dispose()
-    return url
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=ENGINES)
 def cohort_world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CohortWorld]:
     """The service on one engine, served on loopback for the whole module."""
-    database_url = _database_url(request, tmp_path_factory)
+    database_url = empty_database_url(request, tmp_path_factory.mktemp("cohort-world"))
     engine = create_engine(database_url)
     clock = FrozenClock(SystemClock().now())
     project, _ = ProjectService(engine, clock).ensure_default()
@@ -111,30 +91,18 @@ def cohort_world(
         }
     )
     app = create_app(settings, engine=engine, clock=clock)
-    port = free_port()
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
     sandbox = start_sandbox("iterable")
     try:
-        server = LiveServer(f"http://127.0.0.1:{port}", engine, clock)
-        engage(server, project, {"ana": {"plan": "pro"}, "ben": {"plan": "free"}})
-        world = CohortWorld(server, project, sandbox, tokens, 0, 0, 0)
-        world.cohort_id = world.new_cohort("Pro users")
-        world.integration_id = world.new_integration()
-        with world.client() as api:
-            world.sync_id = export(api, project, world.cohort_id, world.integration_id, "dynamic")[
-                "id"
-            ]
-        yield world
+        with serving(app) as url:
+            server = LiveServer(url, engine, clock)
+            engage(server, project, {"ana": {"plan": "pro"}, "ben": {"plan": "free"}})
+            world = CohortWorld(server, project, sandbox, tokens, 0, 0, 0)
+            world.cohort_id = world.new_cohort("Pro users")
+            world.integration_id = world.new_integration()
+            with world.client() as api:
+                exported = export(api, project, world.cohort_id, world.integration_id, "dynamic")
+                world.sync_id = exported["id"]
+            yield world
     finally:
         sandbox.server.stop()
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()

@@ -8,18 +8,12 @@ the Schemathesis run each pay for setting it up once.
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
@@ -33,7 +27,7 @@ from cohortsync.services.projects import ProjectService
 from cohortsync.settings import Settings
 from cohortsync.storage.database import create_engine
 from cohortsync.web.session import COOKIE, CSRF_HEADER, csrf_for
-from tests.conftest import TEST_KEY, LiveServer, _truncate_postgres, free_port
+from tests.conftest import ENGINES, TEST_KEY, LiveServer, empty_database_url, serving
 from tests.helpers import accounts as test_accounts
 from tests.sync.test_api import PRO, connect, create_cohort, engage, export, syncs_url, wait_for
 
@@ -43,27 +37,6 @@ MEMBER = "member@a.example"
 OTHER_ADMIN = "admin@b.example"
 PARTNER = "iterable"  # the emulator every integration of the world points at
 PERSON = "ana"  # a profile that exists
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """uvicorn in a thread on a free loopback port (lifespan off: no scheduler ticks)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass
@@ -141,19 +114,6 @@ class SecurityWorld:
         return sync_id
 
 
-def _database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path_factory.mktemp("security") / "cohortsync.db"
-        shutil.copy(template, target)
-        return f"sqlite:///{target}"
-    url: str = request.getfixturevalue("postgres_database")
-    engine = create_engine(url)
-    _truncate_postgres(engine)
-    engine.dispose()
-    return url
-
-
 def _person(
     accounts: AccountService, name: str, email: str, role: Role, project: Project
 ) -> Caller:
@@ -179,14 +139,12 @@ def _first_run(api: httpx.Client, project: Project, sync_id: int) -> int:
     return run_id
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=ENGINES)
 def security_world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecurityWorld]:
     """The populated service on one engine, served on loopback for the whole module."""
-    database_url = _database_url(request, tmp_path_factory)
+    database_url = empty_database_url(request, tmp_path_factory.mktemp("security"))
     engine: Engine = create_engine(database_url)
     clock = FrozenClock(SystemClock().now())
     projects = ProjectService(engine, clock)
