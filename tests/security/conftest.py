@@ -2,8 +2,8 @@
 projects, an admin and a member of the first, an admin of the second, and real objects to aim
 at (profiles, a cohort, an integration connected to a loopback emulator, a sync with one run).
 
-The world is module-scoped (one server per engine per test module), so the route matrix and
-the Schemathesis run each pay for setting it up once.
+The world is module-scoped (one server per engine per test module), so the route matrix, the
+Schemathesis run and the cohort-export guards each pay for setting it up once.
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ class SecurityWorld:
     def url(self) -> str:
         """The live server's base URL."""
         return self.server.url
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the server writes with."""
+        return self.server.engine
 
     def client(self, caller: Caller | None = None) -> httpx.Client:
         """An HTTP client for the server, as ``caller`` (the project's admin by default);

@@ -15,34 +15,33 @@ from typer.testing import CliRunner
 from cohortsync.cli.main import app as cli
 from cohortsync.settings import load_settings
 from cohortsync.storage.tables import audit_log
-from tests.security.cohort_world import ADMIN, MEMBER, CohortWorld, cohort_world
+from tests.security.conftest import ADMIN, MEMBER, SecurityWorld
 from tests.sync.test_api import PRO, create_cohort, export, syncs_url
 
-__all__ = ["cohort_world"]  # the module's fixture
 FREE = {"property": "plan", "op": "equals", "value": "free"}
 
 
-def _cohorts(world: CohortWorld, suffix: str = "") -> str:
+def _cohorts(world: SecurityWorld, suffix: str = "") -> str:
     return f"/api/v1/projects/{world.project.id}/cohorts{suffix}"
 
 
-def _sync(world: CohortWorld, sync_id: int) -> dict[str, Any]:
+def _sync(world: SecurityWorld, sync_id: int) -> dict[str, Any]:
     with world.client() as api:
         body: dict[str, Any] = api.get(syncs_url(world.project, f"/{sync_id}")).json()
         return body
 
 
-def _definition(world: CohortWorld, cohort_id: int) -> Any:
+def _definition(world: SecurityWorld, cohort_id: int) -> Any:
     with world.client() as api:
         return api.get(_cohorts(world, f"/{cohort_id}")).json()["definition"]
 
 
-def _last_entry(world: CohortWorld) -> int:
+def _last_entry(world: SecurityWorld) -> int:
     with world.engine.connect() as connection:
         return int(connection.execute(sa.select(sa.func.max(audit_log.c.id))).scalar() or 0)
 
 
-def _audited(world: CohortWorld, cohort_id: int, after: int) -> list[tuple[str, str | None, Any]]:
+def _audited(world: SecurityWorld, cohort_id: int, after: int) -> list[tuple[str, str | None, Any]]:
     """The audit entries about ``cohort_id`` since entry ``after`` (SQLite reuses the id of
     a deleted cohort, so older entries may name another cohort)."""
     with world.engine.connect() as connection:
@@ -55,11 +54,11 @@ def _audited(world: CohortWorld, cohort_id: int, after: int) -> list[tuple[str, 
 
 
 def test_a_member_may_not_change_or_delete_an_exported_cohort(
-    cohort_world: CohortWorld,
+    security_world: SecurityWorld,
 ) -> None:
-    world = cohort_world
+    world = security_world
     exported = world.cohort_id
-    with world.client("member") as member:
+    with world.client(world.callers["member"]) as member:
         redefined = member.put(_cohorts(world, f"/{exported}"), json={"definition": FREE})
         renamed = member.put(_cohorts(world, f"/{exported}"), json={"name": "Anyone"})
         deleted = member.delete(_cohorts(world, f"/{exported}"))
@@ -74,9 +73,9 @@ def test_a_member_may_not_change_or_delete_an_exported_cohort(
 
 
 def test_a_cohort_feeding_an_export_through_a_reference_is_guarded_too(
-    cohort_world: CohortWorld,
+    security_world: SecurityWorld,
 ) -> None:
-    world = cohort_world
+    world = security_world
     with world.client() as admin:
         inner = create_cohort(admin, world.project, "Free users", FREE)
         outer = create_cohort(admin, world.project, "Free via ref", {"in_cohort": inner})
@@ -85,7 +84,7 @@ def test_a_cohort_feeding_an_export_through_a_reference_is_guarded_too(
             syncs_url(world.project),
             json={"cohort_id": outer, "integration_id": integration, "mode": "dynamic"},
         ).json()
-    with world.client("member") as member:
+    with world.client(world.callers["member"]) as member:
         refused = member.put(_cohorts(world, f"/{inner}"), json={"definition": PRO})
         assert refused.status_code == 403, refused.text
         assert f"sync {sync['id']}" in refused.json()["error"]["message"]
@@ -96,9 +95,9 @@ def test_a_cohort_feeding_an_export_through_a_reference_is_guarded_too(
 
 
 def test_an_admin_changes_freely_and_deletes_once_the_exports_are_stopped(
-    cohort_world: CohortWorld,
+    security_world: SecurityWorld,
 ) -> None:
-    world = cohort_world
+    world = security_world
     after = _last_entry(world)
     cohort_id = world.new_cohort("Admin's export")
     integration = world.new_integration()
@@ -115,7 +114,7 @@ def test_an_admin_changes_freely_and_deletes_once_the_exports_are_stopped(
         assert "stop" in refused.json()["error"]["message"]
         assert admin.get(_cohorts(world, f"/{cohort_id}")).status_code == 200
         assert admin.delete(syncs_url(world.project, f"/{sync_id}")).is_success
-    with world.client("member") as member:
+    with world.client(world.callers["member"]) as member:
         # stopped exports no longer guard the cohort
         assert member.delete(_cohorts(world, f"/{cohort_id}")).status_code == 204
     audited = _audited(world, cohort_id, after)
@@ -131,10 +130,10 @@ def test_an_admin_changes_freely_and_deletes_once_the_exports_are_stopped(
     assert audited[2][2]["name"] == "Admin's export, v2"
 
 
-def test_static_cohorts_are_audited_with_their_size(cohort_world: CohortWorld) -> None:
-    world = cohort_world
+def test_static_cohorts_are_audited_with_their_size(security_world: SecurityWorld) -> None:
+    world = security_world
     after = _last_entry(world)
-    with world.client("member") as member:
+    with world.client(world.callers["member"]) as member:
         made = member.post(
             _cohorts(world, "/static"), json={"name": "Two", "distinct_ids": ["ana", "ben"]}
         )
@@ -144,11 +143,11 @@ def test_static_cohorts_are_audited_with_their_size(cohort_world: CohortWorld) -
     assert detail == {"name": "Two", "kind": "static", "members": 2}
 
 
-def test_pages_offer_delete_only_to_whom_it_is_allowed(cohort_world: CohortWorld) -> None:
-    world = cohort_world
+def test_pages_offer_delete_only_to_whom_it_is_allowed(security_world: SecurityWorld) -> None:
+    world = security_world
     loose = world.new_cohort("Loose for pages")
     page = f"/projects/{world.project.id}/cohorts"
-    with world.client("member") as member:
+    with world.client(world.callers["member"]) as member:
         listing = member.get(page)
         assert listing.status_code == 200, listing.text
         exported_row, loose_row = (_row(listing.text, i) for i in (world.cohort_id, loose))
@@ -174,17 +173,19 @@ def _row(html: str, cohort_id: int) -> str:
 
 
 @pytest.fixture
-def cli_env(cohort_world: CohortWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[CohortWorld]:
+def cli_env(
+    security_world: SecurityWorld, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SecurityWorld]:
     """The CLI, run in this process, pointed at the world's database."""
-    url = cohort_world.engine.url.render_as_string(hide_password=False)
+    url = security_world.engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("COHORTSYNC_DATABASE_URL", url)
     load_settings.cache_clear()
-    yield cohort_world
+    yield security_world
     load_settings.cache_clear()
 
 
 def test_the_cli_deletes_only_unexported_cohorts_and_is_audited_as_cli(
-    cli_env: CohortWorld,
+    cli_env: SecurityWorld,
 ) -> None:
     world = cli_env
     loose = world.new_cohort("Loose for the CLI")
