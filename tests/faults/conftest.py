@@ -5,11 +5,13 @@ terminated as a server restart terminates them. Nothing is mocked."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -18,6 +20,9 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
+from cohortsync.domain.sync_status import RunStatus
+from cohortsync.domain.syncs import SyncRun
+from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.storage.database import create_engine, normalise_url
 from cohortsync.sync.runner import SyncRunner
 from cohortsync.sync.scheduler import SyncScheduler
@@ -26,6 +31,7 @@ from tests.sync.world import SyncWorld, make_world
 # Short enough to keep the tests fast, long enough for a write between two others.
 BUSY_TIMEOUT_SECONDS = 0.3
 SQLITE_MAX_PAGES = 1_073_741_823  # SQLite's default max_page_count
+PLAN_PRO = {"property": "plan", "op": "equals", "value": "pro"}
 
 
 @pytest.fixture
@@ -148,6 +154,54 @@ def once(action: Callable[[], None], after: int = 1) -> Callable[..., None]:
     return hook
 
 
+def played(project: Project, prefix: str, count: int, **extra: object) -> bytes:
+    """A /track body: ``count`` "Played" events of users user-0 … at the current time, insert
+    ids ``prefix``-0 …, each with the ``extra`` properties."""
+    now = int(time.time())
+    return orjson.dumps(
+        [
+            {
+                "event": "Played",
+                "properties": {
+                    "token": project.token,
+                    "distinct_id": f"user-{i}",
+                    "time": now,
+                    "$insert_id": f"{prefix}-{i}",
+                    **extra,
+                },
+            }
+            for i in range(count)
+        ]
+    )
+
+
+def pro_export(world: SyncWorld, sandbox: RunningSandbox, members: int) -> tuple[int, int]:
+    """``members`` users on the pro plan and the cohort of them, exported dynamically to
+    ``sandbox``: the sync's id and the cohort's."""
+    world.users(members, plan="pro")
+    cohort_id = world.cohort("Pro", PLAN_PRO)
+    sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
+    return sync.id, cohort_id
+
+
+def assert_list_is_the_cohort(
+    world: SyncWorld,
+    sandbox: RunningSandbox,
+    sync_id: int,
+    cohort_id: int,
+    members: int | None = None,
+) -> None:
+    """The partner's list of the sync holds exactly the cohort (of ``members`` keys, when
+    given), and the engine acknowledged exactly that."""
+    expected, _ = world.expected(sandbox.partner, cohort_id)
+    assert members is None or len(expected) == members
+    name = world.service().get(world.project.id, sync_id).list_name
+    assert name is not None
+    held = sandbox.state.members(name)
+    assert held == expected, f"missing {len(expected - held)}, extra {len(held - expected)}"
+    assert world.acknowledged(sync_id) == expected
+
+
 def resume_after_lease(world: SyncWorld, runner: SyncRunner) -> list[int]:
     """What happens next in production: the interrupted run's lease expires and the scheduler
     resumes it; returns the syncs the scheduler started."""
@@ -159,3 +213,12 @@ def resume_after_lease(world: SyncWorld, runner: SyncRunner) -> list[int]:
     finally:
         scheduler.close()
     return started
+
+
+def resumed(world: SyncWorld, runner: SyncRunner, stopped: SyncRun) -> SyncRun:
+    """The run ``stopped`` left at its checkpoint, once the scheduler has resumed it (after its
+    lease) and it succeeded."""
+    assert resume_after_lease(world, runner) == [stopped.sync_id]
+    [run] = world.service().runs(world.project.id, stopped.sync_id)  # the same run, resumed
+    assert run.id == stopped.id and run.status == RunStatus.SUCCEEDED, run.error
+    return run

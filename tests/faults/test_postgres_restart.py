@@ -16,7 +16,13 @@ from cohortsync.domain.sync_status import RunStatus
 from cohortsync.sandbox.faults import CONTROL_PREFIX
 from cohortsync.sandbox.fleet import EMULATORS, RunningSandbox
 from cohortsync.sandbox.server import start
-from tests.faults.conftest import PostgresRestart, once, resume_after_lease
+from tests.faults.conftest import (
+    PostgresRestart,
+    assert_list_is_the_cohort,
+    once,
+    pro_export,
+    resumed,
+)
 from tests.sync.world import SyncWorld
 
 pytestmark = pytest.mark.parametrize(
@@ -25,7 +31,6 @@ pytestmark = pytest.mark.parametrize(
 
 MEMBERS = 50
 BATCH = 10
-PLAN_PRO = {"property": "plan", "op": "equals", "value": "pro"}
 
 
 class _OnPartnerRequest:
@@ -50,25 +55,6 @@ def _webhook_calling(hook: Callable[[], None]) -> RunningSandbox:
     return RunningSandbox("webhook", state, start(app))
 
 
-def _export(world: SyncWorld, sandbox: RunningSandbox) -> tuple[int, int]:
-    world.users(MEMBERS, plan="pro")
-    cohort_id = world.cohort("Pro", PLAN_PRO)
-    sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
-    return sync.id, cohort_id
-
-
-def _list_is_the_cohort(
-    world: SyncWorld, sandbox: RunningSandbox, sync_id: int, cohort: int
-) -> None:
-    expected, _ = world.expected("webhook", cohort)
-    assert len(expected) == MEMBERS
-    name = world.service().get(world.project.id, sync_id).list_name
-    assert name is not None
-    held = sandbox.state.members(name)
-    assert held == expected, f"missing {len(expected - held)}, extra {len(held - expected)}"
-    assert world.acknowledged(sync_id) == expected
-
-
 def test_a_restart_between_batches_stops_the_run_at_its_checkpoint_and_it_resumes(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox], database_url: str
 ) -> None:
@@ -76,7 +62,7 @@ def test_a_restart_between_batches_stops_the_run_at_its_checkpoint_and_it_resume
     where its second checkpoint left it and resumes from there; nothing goes twice."""
     sandbox = sandboxes["webhook"]
     restart = PostgresRestart(database_url)
-    sync_id, cohort_id = _export(world, sandbox)
+    sync_id, cohort_id = pro_export(world, sandbox, MEMBERS)
     runner = world.runner(once(restart, after=2), batch_size=BATCH)
 
     stopped = runner.run(sync_id)
@@ -84,11 +70,8 @@ def test_a_restart_between_batches_stops_the_run_at_its_checkpoint_and_it_resume
     assert restart.terminated and restart.terminated[0] >= 1
     assert stopped.status == RunStatus.RUNNING  # not failed: left for its resume
     assert stopped.counts.added == 2 * BATCH
-    assert resume_after_lease(world, runner) == [sync_id]
-    [run] = world.service().runs(world.project.id, sync_id)  # the same run, resumed
-    assert run.id == stopped.id and run.status == RunStatus.SUCCEEDED, run.error
-    assert run.counts.added == MEMBERS
-    _list_is_the_cohort(world, sandbox, sync_id, cohort_id)
+    assert resumed(world, runner, stopped).counts.added == MEMBERS
+    assert_list_is_the_cohort(world, sandbox, sync_id, cohort_id, MEMBERS)
     assert sandbox.state.received == MEMBERS  # each member sent once
 
 
@@ -99,7 +82,7 @@ def test_a_restart_during_a_checkpoint_resends_only_the_batch_in_flight(
     so the resumed run sends that batch again, and the list still holds everyone once."""
     sandbox = sandboxes["webhook"]
     restart = PostgresRestart(database_url)
-    sync_id, cohort_id = _export(world, sandbox)
+    sync_id, cohort_id = pro_export(world, sandbox, MEMBERS)
     checkpoints = once(restart, after=3)
 
     def before_execute(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
@@ -116,11 +99,9 @@ def test_a_restart_during_a_checkpoint_resends_only_the_batch_in_flight(
     assert restart.terminated
     assert stopped.status == RunStatus.RUNNING
     assert stopped.counts.added == 2 * BATCH  # the third batch was never acknowledged
-    assert resume_after_lease(world, runner) == [sync_id]
-    [run] = world.service().runs(world.project.id, sync_id)
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    run = resumed(world, runner, stopped)
     assert run.counts.added == MEMBERS and run.counts.resent == BATCH
-    _list_is_the_cohort(world, sandbox, sync_id, cohort_id)
+    assert_list_is_the_cohort(world, sandbox, sync_id, cohort_id, MEMBERS)
     assert sandbox.state.received == MEMBERS + BATCH  # the batch in flight, and nothing else
 
 
@@ -132,12 +113,12 @@ def test_a_restart_while_the_partner_holds_a_batch_goes_unnoticed(
     restart = PostgresRestart(database_url)
     sandbox = _webhook_calling(once(restart, after=3))
     try:
-        sync_id, cohort_id = _export(world, sandbox)
+        sync_id, cohort_id = pro_export(world, sandbox, MEMBERS)
         run = world.runner(batch_size=BATCH).run(sync_id)
         assert restart.terminated
         assert run.status == RunStatus.SUCCEEDED, run.error
         assert run.counts.added == MEMBERS and run.counts.resent == 0
-        _list_is_the_cohort(world, sandbox, sync_id, cohort_id)
+        assert_list_is_the_cohort(world, sandbox, sync_id, cohort_id, MEMBERS)
         assert sandbox.state.received == MEMBERS
     finally:
         sandbox.server.stop()

@@ -6,10 +6,8 @@ the file stays sound, and once the lock is gone the same request, or the run's r
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -19,29 +17,19 @@ from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.events import count_events
 from tests.conftest import LiveServer
-from tests.faults.conftest import WriteLock, integrity, once, resume_after_lease
+from tests.faults.conftest import (
+    WriteLock,
+    assert_list_is_the_cohort,
+    integrity,
+    once,
+    played,
+    pro_export,
+    resumed,
+)
 from tests.helpers import admin_token
 from tests.sync.world import SyncWorld
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def _events(project: Project, prefix: str, count: int) -> bytes:
-    now = int(time.time())
-    return orjson.dumps(
-        [
-            {
-                "event": "Played",
-                "properties": {
-                    "token": project.token,
-                    "distinct_id": f"user-{i}",
-                    "time": now,
-                    "$insert_id": f"{prefix}-{i}",
-                },
-            }
-            for i in range(count)
-        ]
-    )
 
 
 def _stored(engine: Engine, project: Project) -> int:
@@ -54,14 +42,14 @@ def test_ingestion_behind_a_held_lock_answers_503_then_stores_the_retry(
 ) -> None:
     json = {"Content-Type": "application/json"}
     with live_server.client() as client:
-        first = client.post("/track?verbose=1", content=_events(project, "a", 5), headers=json)
+        first = client.post("/track?verbose=1", content=played(project, "a", 5), headers=json)
         assert first.status_code == 200, first.text
         write_lock.hold()
-        refused = client.post("/track?verbose=1", content=_events(project, "b", 5), headers=json)
-        terse = client.post("/track", content=_events(project, "b", 5), headers=json)
+        refused = client.post("/track?verbose=1", content=played(project, "b", 5), headers=json)
+        terse = client.post("/track", content=played(project, "b", 5), headers=json)
         assert integrity(engine) == "ok"
         write_lock.release()
-        retried = client.post("/track?verbose=1", content=_events(project, "b", 5), headers=json)
+        retried = client.post("/track?verbose=1", content=played(project, "b", 5), headers=json)
 
     assert refused.status_code == 503, refused.text
     assert refused.headers["Retry-After"].isdigit()
@@ -97,23 +85,16 @@ def test_a_sync_behind_a_held_lock_stops_at_its_checkpoint_and_resumes(
     world: SyncWorld, sandboxes: dict[str, RunningSandbox], write_lock: WriteLock
 ) -> None:
     sandbox = sandboxes["webhook"]
-    world.users(30, plan="pro")
-    cohort_id = world.cohort("Pro", {"property": "plan", "op": "equals", "value": "pro"})
-    sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
+    sync_id, cohort_id = pro_export(world, sandbox, 30)
     runner = world.runner(once(write_lock.hold), batch_size=10)
 
-    stopped = runner.run(sync.id)
+    stopped = runner.run(sync_id)
 
     assert stopped.status == RunStatus.RUNNING  # not finished: it could not write
     assert stopped.counts.added == 10  # the first batch, acknowledged before the lock
     assert integrity(world.engine) == "ok"
     write_lock.release()
-    assert resume_after_lease(world, runner) == [sync.id]
-    [run] = world.service().runs(world.project.id, sync.id)
-    assert run.id == stopped.id and run.status == RunStatus.SUCCEEDED, run.error
+    run = resumed(world, runner, stopped)
     assert run.counts.added == 30 and run.counts.resent == 10  # the batch in flight, again
-    expected, _ = world.expected("webhook", cohort_id)
-    name = world.service().get(world.project.id, sync.id).list_name
-    assert name is not None
-    assert sandbox.state.members(name) == expected == world.acknowledged(sync.id)
+    assert_list_is_the_cohort(world, sandbox, sync_id, cohort_id)
     assert integrity(world.engine) == "ok"

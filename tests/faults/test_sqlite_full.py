@@ -5,9 +5,6 @@ request, or the run's resume, succeeds."""
 
 from __future__ import annotations
 
-import time
-
-import orjson
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -17,7 +14,15 @@ from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.storage.database import read_transaction
 from cohortsync.warehouse.events import count_events
 from tests.conftest import LiveServer
-from tests.faults.conftest import DiskQuota, integrity, once, resume_after_lease
+from tests.faults.conftest import (
+    DiskQuota,
+    assert_list_is_the_cohort,
+    integrity,
+    once,
+    played,
+    pro_export,
+    resumed,
+)
 from tests.sync.world import SyncWorld
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -26,22 +31,7 @@ BATCH = 200  # events a request: enough to need new pages
 
 
 def _events(project: Project, prefix: str) -> bytes:
-    now = int(time.time())
-    return orjson.dumps(
-        [
-            {
-                "event": "Played",
-                "properties": {
-                    "token": project.token,
-                    "distinct_id": f"user-{i}",
-                    "time": now,
-                    "$insert_id": f"{prefix}-{i}",
-                    "level": f"level {i} of a long enough game to fill a page or two",
-                },
-            }
-            for i in range(BATCH)
-        ]
-    )
+    return played(project, prefix, BATCH, level="a long enough game to fill a page or two")
 
 
 def test_ingestion_on_a_full_disk_answers_503_and_stores_the_retry(
@@ -71,23 +61,15 @@ def test_a_sync_on_a_full_disk_stops_at_its_checkpoint_and_resumes_once_space_re
     world: SyncWorld, sandboxes: dict[str, RunningSandbox], disk: DiskQuota
 ) -> None:
     sandbox = sandboxes["webhook"]
-    world.users(300, plan="pro")
-    cohort_id = world.cohort("Pro", {"property": "plan", "op": "equals", "value": "pro"})
-    sync = world.service().export(world.project.id, cohort_id, world.connect(sandbox), "dynamic")
+    sync_id, cohort_id = pro_export(world, sandbox, 300)
     runner = world.runner(once(lambda: setattr(disk, "full", True)), batch_size=100)
 
-    stopped = runner.run(sync.id)
+    stopped = runner.run(sync_id)
 
     assert stopped.status == RunStatus.RUNNING  # not finished: it could not write
     assert stopped.counts.added == 100  # the first batch, acknowledged before the disk filled
     assert integrity(world.engine) == "ok"
     disk.full = False
-    assert resume_after_lease(world, runner) == [sync.id]
-    [run] = world.service().runs(world.project.id, sync.id)
-    assert run.id == stopped.id and run.status == RunStatus.SUCCEEDED, run.error
-    assert run.counts.added == 300
-    expected, _ = world.expected("webhook", cohort_id)
-    name = world.service().get(world.project.id, sync.id).list_name
-    assert name is not None
-    assert sandbox.state.members(name) == expected == world.acknowledged(sync.id)
+    assert resumed(world, runner, stopped).counts.added == 300
+    assert_list_is_the_cohort(world, sandbox, sync_id, cohort_id)
     assert integrity(world.engine) == "ok"
