@@ -22,6 +22,7 @@ from cohortsync.destinations.base import Destination
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import DestinationError, EndpointRefused, TransientError
 from cohortsync.destinations.http import RetryPolicy
+from cohortsync.domain.audit import actor_for
 from cohortsync.domain.errors import BatchError, Conflict
 from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key, sends_events
@@ -185,6 +186,7 @@ class IntegrationService:
             AuditStore(connection).record(
                 project_id=project_id,
                 user_id=created_by,
+                actor=actor_for(created_by),
                 action="integration.connect",
                 target=f"integration:{new_id}",
                 detail={
@@ -276,6 +278,7 @@ class IntegrationService:
             AuditStore(connection).record(
                 project_id=project_id,
                 user_id=user_id,
+                actor=actor_for(user_id),
                 action="integration.update",
                 target=f"integration:{integration_id}",
                 detail={
@@ -322,6 +325,7 @@ class IntegrationService:
             AuditStore(connection).record(
                 project_id=project_id,
                 user_id=user_id,
+                actor=actor_for(user_id),
                 action="integration.delete",
                 target=f"integration:{integration_id}",
                 detail={"type": current.type, "name": current.name},
