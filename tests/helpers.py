@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -65,3 +68,13 @@ def profile(client: httpx.Client, token: str, project_id: int, distinct_id: str)
         f"/api/v1/projects/{project_id}/profiles/{distinct_id}",
         headers={"Authorization": f"Bearer {token}"},
     )
+
+
+T = TypeVar("T")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end on a loop of its own thread (Playwright's sync API may hold
+    this thread's loop)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

@@ -4,9 +4,6 @@ HTTPS (the server's own, or a trusted proxy's); the SDK endpoints stay open cros
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -17,7 +14,7 @@ from cohortsync.domain.accounts import Project
 from cohortsync.security_headers import DOCS_POLICY, HSTS, PAGE_POLICY
 from cohortsync.settings import Settings
 from tests.conftest import TEST_KEY, LiveServer
-from tests.helpers import admin_token
+from tests.helpers import admin_token, run_async
 
 SHOP = "http://shop.example"  # a web site sending events with mixpanel-browser
 
@@ -90,9 +87,7 @@ def request(
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
             return await client.get(url, headers=headers)
 
-    # in a thread of its own: this thread may already run an event loop (the browser tests')
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, send()).result()
+    return run_async(send())
 
 
 def test_hsts_only_over_https(engine: Engine, database_url: str) -> None:

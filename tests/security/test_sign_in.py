@@ -5,7 +5,6 @@ kept in each hash with older hashes upgraded at sign-in, and a bound on concurre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -34,7 +33,7 @@ from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.tables import audit_log, users
 from cohortsync.storage.user_store import UserStore
 from tests.conftest import NOW, TEST_KEY, LiveServer
-from tests.helpers import TEST_PASSWORD_COST, accounts
+from tests.helpers import TEST_PASSWORD_COST, accounts, run_async
 
 PASSWORD = "correct horse battery"
 WINDOW = timedelta(minutes=15)
@@ -202,7 +201,7 @@ def test_the_address_is_the_peers_unless_a_trusted_proxy_names_it(
         )
         app = create_app(settings, engine=sqlite_engine, clock=FrozenClock(NOW))
         try:
-            answers = asyncio.run(_sign_ins_from_one_peer(app, 3))
+            answers = run_async(_sign_ins_from_one_peer(app, 3))
         finally:
             app.state.cohortsync.close()
         assert answers == [401, 401, expected]  # one peer; three addresses if trusted

@@ -7,14 +7,12 @@ browser tests are skipped, unless ``COHORTSYNC_REQUIRE_BROWSER=1`` (CI) makes th
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, s
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.web.session import COOKIE, csrf_for
 from tests.conftest import LiveServer
-from tests.helpers import accounts, admin_token
+from tests.helpers import accounts, admin_token, run_async
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -190,13 +188,3 @@ def in_process(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Res
             return await c.request(method, path, **kwargs)
 
     return run_async(send())
-
-
-T = TypeVar("T")
-
-
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` to its end on a loop of its own thread (Playwright's sync API may hold
-    this thread's loop)."""
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(asyncio.run, coroutine).result()
