@@ -405,6 +405,13 @@ def _webhook_rows(partner: str) -> list[Row]:
         Row("Basic not UTF-8", "", lambda t: _basic(b"\xff:\xfe"), 401, "api"),
         Row("Basic of 60 KB", "", lambda t: _basic("A" * 60_000), 401, "api"),
         Row(
+            "Basic of a byte that is not ASCII",
+            "",
+            lambda t: {"content": b"{}", "headers": {"Authorization": b"Basic \xff"}},
+            401,
+            "api",
+        ),
+        Row(
             "Bearer in Latin-1",
             "",
             lambda t: {"content": b"{}", "headers": {"Authorization": b"Bearer \xe9\xff"}},
@@ -448,14 +455,8 @@ def _webhook_rows(partner: str) -> list[Row]:
 
 
 WEBHOOK_IDS = [
-    Row(
-        f"webhook id of {n} digits",
-        "/webhooks/" + "9" * n,
-        lambda t: {"content": b"{}"},
-        400,
-        "api",
-    )
-    for n in (25, 5000)
+    Row(f"webhook id {path[:20]}", f"/webhooks/{path}", lambda t: {"content": b"{}"}, 400, "api")
+    for path in ("9" * 25, "9" * 5000, str(2**31), str(2**63 - 1), "0")
 ]
 
 

@@ -3,10 +3,10 @@ partners sign or present with."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, SecretStr
 
@@ -15,6 +15,7 @@ from cohortsync.app_state import StateDep
 from cohortsync.body_limit import BodyLimit
 from cohortsync.domain.accounts import require_admin
 from cohortsync.metrics import PARTNER_EVENTS_IN
+from cohortsync.row_ids import RowId
 
 router = APIRouter(tags=["partner events"])
 
@@ -25,12 +26,8 @@ class PartnerKey(BaseModel):
     secret: SecretStr | None = None
 
 
-# An id both engines hold (a 64-bit integer): a longer number is refused (400), not looked up.
-IntegrationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-
 @router.post("/webhooks/{integration_id}")
-async def receive(integration_id: IntegrationId, request: Request, state: StateDep) -> JSONResponse:
+async def receive(integration_id: RowId, request: Request, state: StateDep) -> JSONResponse:
     """A partner's event payload (Iterable system webhook, CleverTap, Xtremepush), authenticated
     with the integration's webhook secret. Invalid items are listed by position (400) while the
     valid ones are stored; a replay is stored once."""
@@ -58,8 +55,8 @@ async def receive(integration_id: IntegrationId, request: Request, state: StateD
 
 @router.post("/api/v1/projects/{project_id}/integrations/{integration_id}/webhook-secret")
 def rotate_secret(
-    project_id: int,
-    integration_id: int,
+    project_id: RowId,
+    integration_id: RowId,
     user: CurrentUser,
     state: StateDep,
     body: PartnerKey | None = None,
@@ -69,4 +66,7 @@ def rotate_secret(
     secret and is not shown back."""
     require_admin(user, project_id)
     key = body.secret.get_secret_value() if body is not None and body.secret else None
-    return state.integrations.rotate_webhook_secret(project_id, integration_id, key).as_json()
+    rotated = state.integrations.rotate_webhook_secret(
+        project_id, integration_id, key, user_id=user.id
+    )
+    return rotated.as_json()

@@ -8,7 +8,6 @@ Every comparison is constant-time, and no message repeats what was sent.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ def _matches(given: str, secrets: Sequence[str]) -> bool:
 def _basic_password(credentials: str) -> str | None:
     try:
         decoded = base64.b64decode(credentials, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         return None
     _user, colon, password = decoded.partition(":")
     return password if colon else None
