@@ -30,7 +30,7 @@ from cohortsync.services.projects import ProjectService
 from cohortsync.services.sign_in import address_key
 from cohortsync.settings import Settings
 from cohortsync.storage.database import read_transaction, write_transaction
-from cohortsync.storage.tables import audit_log, users
+from cohortsync.storage.tables import audit_log, sign_in_failures, users
 from cohortsync.storage.user_store import UserStore
 from tests.conftest import NOW, TEST_KEY, LiveServer
 from tests.helpers import TEST_PASSWORD_COST, accounts, run_async
@@ -235,3 +235,21 @@ def test_a_nul_character_in_the_email_is_a_wrong_sign_in_not_a_server_error(
     assert api.status_code == 401 and api.json()["error"]["code"] == "unauthorized"
     assert page.status_code == 200 and "email or password is wrong" in page.text
     assert signed.status_code == 200
+
+
+def test_what_a_stranger_typed_as_an_email_is_kept_nowhere(engine: Engine) -> None:
+    # people type passwords into the email field: neither the audit log nor the failure
+    # counts may keep what was typed when it names no account
+    service = accounts(engine, FrozenClock(NOW), limits=_limits())
+    typed = "Tr0ub4dor&3-secret"
+    _fail(service, typed, 3, "198.51.100.7")
+    _fail(service, "jane.doe@corp.example", 1)
+    with read_transaction(engine) as connection:
+        logged = connection.execute(sa.select(audit_log)).all()
+        counted = connection.execute(sa.select(sign_in_failures.c.key)).scalars().all()
+    stored = orjson.dumps([tuple(row) for row in logged], default=str).decode() + str(counted)
+    assert typed.lower() not in stored and "jane.doe" not in stored
+    emails = [row.detail["email"] for row in logged]
+    assert emails == ["(not an email address)"] * 3 + ["j***@corp.example"]
+    with pytest.raises(TooManySignIns):  # the digest still counts the failures
+        service.login(typed, PASSWORD)

@@ -3,6 +3,7 @@ every process), locks that look the same whether or not the email belongs to any
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,8 +40,9 @@ class Attempt:
 
     @property
     def account_key(self) -> str:
-        """Where the account's failures are counted (whether or not the account exists)."""
-        return f"email:{self.email}"
+        """Where the account's failures are counted (whether or not the account exists): a
+        digest of the email, so what was typed (a password, by mistake) is not kept."""
+        return "email:" + hashlib.sha256(self.email.encode()).hexdigest()
 
     @property
     def keys(self) -> list[str]:
@@ -50,8 +52,23 @@ class Attempt:
 
     @property
     def detail(self) -> dict[str, str | None]:
-        """What the audit log keeps of the attempt (never the password)."""
+        """What the audit log keeps of the attempt of a known person (never the password)."""
         return {"email": self.email, "address": self.address}
+
+    @property
+    def stranger_detail(self) -> dict[str, str | None]:
+        """What the audit log keeps of an attempt naming no account: the email masked but for
+        its first character and domain, since people type passwords into the email field."""
+        return {"email": masked_email(self.email), "address": self.address}
+
+
+def masked_email(typed: str) -> str:
+    """``j***@example.com`` for ``jane@example.com``; text that is no email address at all
+    is not kept."""
+    local, at, domain = typed.rpartition("@")
+    if not at or not local or not domain or " " in typed or len(typed) > 320:
+        return "(not an email address)"
+    return f"{local[0]}***@{domain}"
 
 
 class SignInThrottle:
@@ -85,14 +102,15 @@ class SignInThrottle:
         if address is not None:
             by_address = store.count_failure(address, now, window, self.limits.per_address)
             locked = max(filter(None, (locked, by_address)), default=None)
-        detail: dict[str, str | None] = {**attempt.detail, "reason": reason}
+        known = attempt.detail if user_id is not None else attempt.stranger_detail
+        detail: dict[str, str | None] = {**known, "reason": reason}
         if locked is not None:
             detail["locked_until"] = locked.isoformat()
         AuditStore(connection).record(
             project_id=None,
             user_id=None,  # nobody proved who they are; the email tried is in the detail
             action="sign_in.failed",
-            target=f"user:{user_id}" if user_id is not None else f"email:{attempt.email}",
+            target=f"user:{user_id}" if user_id is not None else "unknown email",
             detail=detail,
             at=now,
         )
