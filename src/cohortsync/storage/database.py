@@ -8,6 +8,7 @@ Retry-After), never a driver exception; everything else is raised as it was.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -81,6 +82,9 @@ def create_engine(
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # password and token hashes, the audit log: readable by the service's user only
+            # (SQLite gives its -wal and -shm files the database file's permissions)
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
         # JSON columns are text on SQLite: read them with orjson (what ingestion parses with,
         # so nothing stored can be JSON it refuses), several times faster than the json module.
         engine = sa.create_engine(
