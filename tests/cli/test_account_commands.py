@@ -163,3 +163,9 @@ def test_tokens_expire_are_listed_without_the_token_and_are_revoked(
             sa.select(sa.func.count()).where(audit_log.c.action == "token.revoke")
         ).scalar()
     assert revokes == 2
+
+    people.login("b@x.io", PASSWORD)  # a sign-in session ends after the login lifetime
+    session = [r.split("\t") for r in _ok(cli("tokens", "list", "--email", "b@x.io")).splitlines()]
+    ends = datetime.strptime(session[-1][4], "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+    assert session[-1][1] == "login"
+    assert abs(ends - (SystemClock().now() + timedelta(hours=12))) < timedelta(minutes=2)

@@ -5,6 +5,7 @@ transaction."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -240,7 +241,14 @@ class AccountService:
         """Every bearer token (or the person's), sessions included; never the token itself."""
         with read_transaction(self._engine) as connection:
             user_id = None if email is None else _user_id(UserStore(connection), email)
-            return TokenStore(connection).listing(user_id)
+            found = TokenStore(connection).listing(user_id)
+        # a sign-in session ends after the login lifetime, which is not stored with it
+        return [
+            replace(t, expires_at=t.created_at + self._login_lifetime)
+            if t.name == LOGIN_TOKEN and t.expires_at is None
+            else t
+            for t in found
+        ]
 
     def revoke(self, token_id: int, *, actor: str = CLI) -> None:
         """Make token ``token_id`` unusable."""
