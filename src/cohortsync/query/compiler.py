@@ -347,5 +347,7 @@ class CohortCompiler:
         )
         if simple:
             return query  # every user with a matching event has count >= 1: nothing to test
-        holds = COUNT_COMPARISONS[op](count, value)
+        # a count is a BIGINT on PostgreSQL; a bare value would be cast to the INTEGER type
+        # SQLAlchemy gives count(), which overflows above 2**31 - 1
+        holds = COUNT_COMPARISONS[op](count, sa.literal(value, sa.BigInteger()))
         return query.having(sa.not_(holds) if negate else holds)

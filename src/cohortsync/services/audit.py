@@ -15,14 +15,18 @@ from cohortsync.domain.errors import BatchError
 from cohortsync.storage.audit_store import AuditStore, redacted_detail
 from cohortsync.storage.database import read_transaction, write_transaction
 
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)  # the days a filter may name
+
 
 def day_start(text: str, name: str) -> datetime:
-    """The first moment (UTC) of the day ``text`` names as YYYY-MM-DD; a BatchError naming the
-    parameter otherwise."""
+    """The first moment (UTC) of the day ``text`` names as YYYY-MM-DD (1970-01-01 to
+    2999-12-31); a BatchError naming the parameter otherwise."""
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise BatchError(f"{name!r} must be a date as YYYY-MM-DD, got {text[:40]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BatchError(f"{name!r} must be a date between {FIRST_DAY} and {LAST_DAY}")
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
@@ -44,6 +48,8 @@ def audit_query(
         raise BatchError(f"before must be the id of an entry (1-{MAX_ID})")
     if action is not None and len(action) > 100:
         raise BatchError("action must be at most 100 characters (a prefix such as 'sync.')")
+    if action is not None and "\x00" in action:
+        raise BatchError("action must not hold a NUL character (a prefix such as 'sync.')")
     start = day_start(from_day, "from") if from_day else None
     end = day_start(to_day, "to") + timedelta(days=1) if to_day else None
     if start is not None and end is not None and end <= start:

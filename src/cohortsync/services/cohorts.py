@@ -368,6 +368,8 @@ class CohortService:
         properties."""
         if not 1 <= limit <= MAX_PAGE:
             raise BatchError(f"'limit' must be between 1 and {MAX_PAGE}")
+        if cursor is not None and "\x00" in cursor:
+            raise BatchError("'cursor' must be the next_cursor of the previous page")
         moment = now_ms(self._clock)
         with read_transaction(self._engine) as connection:
             store = CohortStore(connection)

@@ -26,6 +26,7 @@ from cohortsync.warehouse.mtu import (
 )
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+FIRST_YEAR, LAST_YEAR = 1970, 2999  # the months a report can be asked for
 MTU_RECOUNT_AFTER = timedelta(minutes=15)  # how stale a past month's figure in a chart may be
 
 
@@ -38,10 +39,14 @@ class Month:
 
     @classmethod
     def parse(cls, text: str) -> Month:
-        """``YYYY-MM``, or a BatchError that says so."""
+        """``YYYY-MM`` from 1970-01 to 2999-12, or a BatchError that says so."""
         found = _MONTH.fullmatch(text.strip())
         if found is None or not 1 <= int(found.group(2)) <= 12:
-            raise BatchError(f"month must be YYYY-MM (for example 2026-11), not {text!r}")
+            raise BatchError(f"month must be YYYY-MM (for example 2026-11), not {text[:40]!r}")
+        if not FIRST_YEAR <= int(found.group(1)) <= LAST_YEAR:
+            raise BatchError(
+                f"month must be between {FIRST_YEAR}-01 and {LAST_YEAR}-12, not {text[:40]!r}"
+            )
         return cls(int(found.group(1)), int(found.group(2)))
 
     @classmethod

@@ -26,7 +26,10 @@ class StoredData:
             yield from export_events(connection, project_id, start_ms, end_ms, event)
 
     def profile(self, project_id: int, any_id: str) -> StoredProfile | None:
-        """The user known by ``any_id``, or None when neither events nor a profile name them."""
+        """The user known by ``any_id``, or None when neither events nor a profile name them
+        (an id holding a NUL names nobody: no stored id can hold one)."""
+        if "\x00" in any_id:
+            return None
         with read_transaction(self._engine) as connection:
             return get_profile(connection, project_id, any_id)
 
