@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from cohortsync.domain.accounts import Project
+from cohortsync.domain.profile_bounds import MAX_STORED_BYTES, MAX_STORED_PROPERTIES
 from cohortsync.ingest.profile_limits import (
     MAX_NAME_LENGTH,
     MAX_OBJECT_KEYS,
@@ -136,3 +137,59 @@ def test_a_100k_property_set_over_http_is_refused_and_the_batch_kept(
     with read_transaction(engine) as connection:
         assert get_profile(connection, project.id, "flood") is None
         assert get_profile(connection, project.id, "fine") is not None
+
+
+def _props(prefix: str, count: int) -> dict[str, int]:
+    return {f"{prefix}{i}": i for i in range(count)}
+
+
+def test_an_update_taking_a_stored_profile_past_2000_properties_is_refused(
+    service: IngestionService, project: Project, engine: Engine
+) -> None:
+    """Each update names fewer than 2,000 properties, but the profile holds at most 2,000."""
+    result = service.engage(
+        [
+            _update(project, "wide", "$set", _props("a", 1500)),
+            _update(project, "wide", "$set", _props("b", 501)),  # 2,001: refused
+            _update(project, "fine", "$set", {"plan": "pro"}),
+            _update(project, "wide", "$set_once", _props("c", 500)),  # 2,000: stored
+            _update(project, "wide", "$set", {"a0": "changed"}),  # no new property: stored
+            _update(project, "wide", "$union", {"d": [1]}),  # 2,001: refused
+        ]
+    )
+    assert result.imported == 4
+    assert [(f.index, f.field) for f in result.failed] == [(1, "$set"), (5, "$union")]
+    assert "at most 2,000" in result.failed[0].message
+    with read_transaction(engine) as connection:
+        wide = get_profile(connection, project.id, "wide")
+        fine = get_profile(connection, project.id, "fine")
+    assert wide is not None and len(wide.properties) == MAX_STORED_PROPERTIES
+    assert wide.properties["a0"] == "changed" and "b0" not in wide.properties
+    assert fine is not None and fine.properties == {"plan": "pro"}
+    # a later request is held to what is stored, and $unset makes room again
+    more = service.engage(
+        [
+            _update(project, "wide", "$set", {"new": 1}),
+            _update(project, "wide", "$unset", ["a1"]),
+            _update(project, "wide", "$set", {"new": 1}),
+        ]
+    )
+    assert (more.imported, [f.index for f in more.failed]) == (2, [0])
+
+
+def test_an_update_taking_a_stored_profile_past_1_mb_is_refused(
+    service: IngestionService, project: Project, engine: Engine
+) -> None:
+    piece = "x" * (200 * KB)
+    batch = [_update(project, "big", "$set", {f"p{n}": piece}) for n in range(6)]
+    batch.insert(3, _update(project, "fine", "$set", {"plan": "pro"}))
+    result = service.engage(batch)
+    assert [(f.index, f.field) for f in result.failed] == [(6, "$set")]  # p5: past 1 MB
+    assert "at most 1 MB" in result.failed[0].message
+    with read_transaction(engine) as connection:
+        big = get_profile(connection, project.id, "big")
+    assert big is not None and set(big.properties) == {f"p{n}" for n in range(5)}
+    assert len(orjson.dumps(big.properties)) <= MAX_STORED_BYTES
+    base = {"$token": project.token, "$group_key": "company", "$group_id": "g"}
+    groups = service.groups([{**base, "$set": {f"p{n}": piece}} for n in range(6)])
+    assert (groups.imported, [f.index for f in groups.failed]) == (5, [5])

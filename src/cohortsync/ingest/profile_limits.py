@@ -7,7 +7,9 @@ What Mixpanel documents, and what is checked here:
   request's limit, ``MAX_RECORDS_PER_REQUEST``) and "each individual update a maximum of 1 MB"
   (``MAX_UPDATE_BYTES``: the operation's value as JSON).
 - docs.mixpanel.com/docs/data-structure/user-profiles, "What are the limits of User Properties?":
-  "up to 2000 properties" a profile (``MAX_PROPERTIES``: one update names at most that many) and
+  "up to 2000 properties" a profile (``MAX_PROPERTIES``: one update names at most that many; the
+  stored profile is held to it where updates are applied, :mod:`cohortsync.domain.profile_bounds`,
+  with 1 MB of JSON) and
   names "at most 255 characters" (``MAX_NAME_LENGTH``; Mixpanel truncates longer names, which
   would silently merge two properties: they are refused instead).
 - docs.mixpanel.com/docs/data-structure/property-reference/data-type: a list or object property
@@ -30,10 +32,11 @@ import orjson
 from cohortsync.domain.errors import RecordError
 from cohortsync.domain.events import check_id
 from cohortsync.domain.identity import CLEVERTAP_ID_PROPERTY
+from cohortsync.domain.profile_bounds import MAX_STORED_PROPERTIES
 from cohortsync.ingest import storable
 
 MAX_UPDATE_BYTES = 1024 * 1024
-MAX_PROPERTIES = 2000
+MAX_PROPERTIES = MAX_STORED_PROPERTIES
 MAX_NAME_LENGTH = 255
 MAX_VALUE_BYTES = 256 * 1024
 MAX_OBJECT_KEYS = 255

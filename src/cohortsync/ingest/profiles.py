@@ -21,7 +21,7 @@ from cohortsync.ingest import storable
 from cohortsync.ingest.profile_limits import check_update
 from cohortsync.ingest.results import FailedRecord, IngestResult
 from cohortsync.storage.database import write_transaction
-from cohortsync.warehouse.profiles import GroupUpdate, apply_group_updates, apply_updates
+from cohortsync.warehouse.profiles import GroupUpdate, Refused, apply_group_updates, apply_updates
 
 U = TypeVar("U")
 
@@ -79,23 +79,28 @@ def _ingest_updates(
     project: Project,
     records: Sequence[tuple[int, Any]],
     parse: Callable[[Any], U],
-    apply: Callable[[Connection, int, Sequence[U], int], None],
+    apply: Callable[[Connection, int, Sequence[U], int], Refused],
     now_ms: int,
     within: Callable[[Connection], None] | None = None,
 ) -> IngestResult:
     result = IngestResult()
     updates: list[U] = []
+    indexes: list[int] = []  # of each update's record
     for index, record in records:
         try:
             updates.append(parse(record))
+            indexes.append(index)
         except RecordError as error:
             result.failed.append(_failed(index, error))
+    refused: Refused = []
     with write_transaction(engine) as connection:
         if updates:
-            apply(connection, project.id, updates, now_ms)
+            refused = apply(connection, project.id, updates, now_ms)
         if within is not None:
             within(connection)
-    result.imported = len(updates)
+    result.failed.extend(_failed(indexes[position], error) for position, error in refused)
+    result.failed.sort(key=lambda failed: failed.index)
+    result.imported = len(updates) - len(refused)
     return result
 
 

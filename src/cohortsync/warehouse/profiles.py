@@ -9,7 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cohortsync.domain.errors import RecordError
 from cohortsync.domain.identity import IdentityLink, clevertap_alias
+from cohortsync.domain.profile_bounds import ProfileBounds
 from cohortsync.domain.profiles import (
     ProfileUpdate,
     Properties,
@@ -22,6 +24,10 @@ from cohortsync.warehouse import identities
 from cohortsync.warehouse.sql import lock_project, upsert
 
 IDENTITY_LOCK = "identity"
+
+# The updates of a batch refused by position (an update would take its profile past a bound of
+# :mod:`cohortsync.domain.profile_bounds`); the others are applied.
+Refused = list[tuple[int, RecordError]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +101,14 @@ def fold(
 
 def apply_updates(
     connection: Connection, project_id: int, updates: Sequence[ProfileUpdate], now_ms: int
-) -> None:
-    """Apply ``updates`` in order to the users they name (by any id of the user).
+) -> Refused:
+    """Apply ``updates`` in order to the users they name (by any id of the user); those that
+    would take a profile past its bounds are skipped and returned by position.
 
     A ``$set``/``$set_once`` of ``$CleverTap_user_id`` makes that id an alias of the user.
     """
     if not updates:
-        return
+        return []
     lock_project(connection, project_id, IDENTITY_LOCK)
     canonical = identities.resolve(connection, project_id, [u.distinct_id for u in updates])
     state: dict[str, Properties | None] = dict(
@@ -109,9 +116,16 @@ def apply_updates(
     )
     changed: dict[str, Properties | None] = {}
     aliases: list[IdentityLink] = []
-    for update in updates:
+    bounds = ProfileBounds()
+    refused: Refused = []
+    for position, update in enumerate(updates):
         owner = canonical[update.distinct_id]
-        result = apply_operation(state.get(owner), update.operation, update.value)
+        before = state.get(owner)
+        result = apply_operation(before, update.operation, update.value)
+        problem = bounds.check(owner, before, result, update.operation, update.value)
+        if problem is not None:
+            refused.append((position, problem))
+            continue
         state[owner] = changed[owner] = result
         if update.operation in ("$set", "$set_once"):
             alias = clevertap_alias(owner, update.value)
@@ -119,6 +133,7 @@ def apply_updates(
                 aliases.append(alias)
     _save(connection, project_id, changed, now_ms)
     fold(connection, project_id, identities.link_many(connection, project_id, aliases), now_ms)
+    return refused
 
 
 def get_profile(connection: Connection, project_id: int, any_id: str) -> StoredProfile | None:
@@ -150,10 +165,11 @@ class GroupUpdate:
 
 def apply_group_updates(
     connection: Connection, project_id: int, updates: Sequence[GroupUpdate], now_ms: int
-) -> None:
-    """Apply group profile ``updates`` in order."""
+) -> Refused:
+    """Apply group profile ``updates`` in order; those that would take a group profile past
+    its bounds are skipped and returned by position."""
     if not updates:
-        return
+        return []
     lock_project(connection, project_id, "groups")
     state: dict[tuple[str, str], Properties | None] = {}
     for key in {(u.group_key, u.group_id) for u in updates}:
@@ -165,9 +181,16 @@ def apply_group_updates(
             )
         ).first()
         state[key] = dict(row.properties) if row else None
-    for update in updates:
+    bounds = ProfileBounds()
+    refused: Refused = []
+    for position, update in enumerate(updates):
         key = (update.group_key, update.group_id)
-        state[key] = apply_operation(state[key], update.operation, update.value)
+        result = apply_operation(state[key], update.operation, update.value)
+        problem = bounds.check(key, state[key], result, update.operation, update.value)
+        if problem is not None:
+            refused.append((position, problem))
+            continue
+        state[key] = result
     for (group_key, group_id), props in state.items():
         where = sa.and_(
             group_profiles.c.project_id == project_id,
@@ -185,6 +208,7 @@ def apply_group_updates(
                     updated_at=now_ms,
                 )
             )
+    return refused
 
 
 def profiled_ids(connection: Connection, project_id: int, limit: int | None = None) -> list[str]:
