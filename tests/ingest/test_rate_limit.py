@@ -115,3 +115,25 @@ def test_an_import_over_the_rate_is_refused_before_its_body_is_read(
     assert second.headers["Retry-After"] == "2"
     assert second.json()["code"] == 429 and second.json()["status"] == "Too Many Requests"
     assert _stored(live_server, project) == _ids_of(batch)
+
+
+@pytest.mark.usefixtures("tight_limits")
+def test_a_big_body_costs_more_than_a_small_one_of_as_many_records(
+    live_server: LiveServer, project: Project
+) -> None:
+    """Each request is charged a token a record and one a KiB of body: two updates of 1.2 KB
+    each take the whole burst of 4, two small ones half of it."""
+    other = ProjectService(live_server.engine, SystemClock()).create("other")
+
+    def updates(owner: Project, note: str) -> list[dict[str, Any]]:
+        return [
+            {"$token": owner.token, "$distinct_id": f"u{n}", "$set": {"note": note}}
+            for n in range(2)
+        ]
+
+    with live_server.client() as client:
+        small = [client.post("/engage", json=updates(project, "x")) for _ in range(2)]
+        big = [client.post("/engage", json=updates(other, "x" * 1200)) for _ in range(2)]
+    assert [reply.status_code for reply in small] == [200, 200]
+    assert [reply.status_code for reply in big] == [200, 429]
+    assert big[1].headers["Retry-After"] == "8"  # 4 tokens at 0.5 a second

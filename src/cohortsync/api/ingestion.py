@@ -31,6 +31,7 @@ from cohortsync.domain.errors import (
     status_for,
 )
 from cohortsync.domain.events import MAX_REQUEST_BYTES
+from cohortsync.ingest.admission import request_cost
 from cohortsync.ingest.body import DecodedBody, decode_body
 from cohortsync.ingest.results import IngestResult
 from cohortsync.ingest.storable import NUL
@@ -63,7 +64,7 @@ async def _stored(
     turn of the writer."""
     admission = get_state(request).ingestion.admission
     admission.thread.check(routed.projects)  # refused there, nothing is charged
-    admission.charge(routed.records())
+    admission.charge(routed.costs())
     return await admission.thread.run(routed.projects, store)
 
 
@@ -172,7 +173,7 @@ async def _by_token(request: Request, kind: Kind) -> Response:
         def decode() -> Routed:
             decoded = sent.decode()
             form.update(decoded.form)
-            return service.route(kind, decoded.records)
+            return service.route(kind, decoded.records, decoded.size)
 
         routed = await _decoded(request, _sender(request), decode)
         return await _stored(request, routed, lambda: service.by_token(routed))
@@ -295,7 +296,8 @@ async def _import_strict(request: Request) -> IngestResult:
             request.headers.get("content-encoding", ""),
         )
     service.admission.thread.check((project.id,))
-    service.admission.charge({project.id: len(batch.rows) + len(batch.failed)})
+    cost = request_cost(len(batch.rows) + len(batch.failed), len(raw))  # as sent: maybe gzip
+    service.admission.charge({project.id: cost})
     return await service.admission.thread.run(
         (project.id,), lambda: service.store_import(project, batch, now)
     )
@@ -313,13 +315,13 @@ async def import_events(request: Request) -> Response:
             project = await _authenticated(request)
             sent = await _sent(request)
 
-            def decode() -> list[Any]:
+            def decode() -> Routed:
                 decoded = sent.decode()
                 form.update(decoded.form)
-                return decoded.records
+                return Routed.into(project, decoded.records, decoded.size)
 
-            records = await _decoded(request, ("project", project.id), decode)
-            routed = Routed.into(project, records)
+            routed = await _decoded(request, ("project", project.id), decode)
+            records = [record for _, record in routed.parts[project.id][1]]
             return await _stored(request, routed, lambda: service.import_events(project, records))
 
         return await _legacy(request, form, ingest)

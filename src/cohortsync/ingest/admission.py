@@ -6,9 +6,11 @@ there in a turn keyed by who sent it (the client address; /import's project, who
 name it before the body is read), or, for ``/import?strict=1``, in a helper process
 (:attr:`Admission.helpers`, fair turns by project); then the records of each project it carries
 are charged to that project's rate limit (``429`` with ``Retry-After`` over it, nothing stored);
-then they are stored in a turn keyed by project. Turns go round-robin by key, so a project
-sending a hundred requests at once waits its turn like any other, and one with too many waiting
-to be stored is refused more (``429``) instead of queueing without end.
+then they are stored in a turn keyed by project. A request costs one token a record and one a
+KiB of its body (:func:`request_cost`), so a few huge records cost what many small ones do.
+Turns go round-robin by key, so a project sending a hundred requests at once waits its turn like
+any other, and one with too many waiting to be stored is refused more (``429``) instead of
+queueing without end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from cohortsync.ingest.rate_limit import RateLimited, TokenBuckets, retry_after
 
 # A minute at the rate, as Mixpanel measures its limit "on a rolling 1 minute basis".
 BURST_SECONDS = 60
+KIB = 1024
+
+
+def request_cost(records: int, size: int) -> int:
+    """Tokens a request of ``records`` records in ``size`` bytes (decompressed) costs: one a
+    record, at least one a request, and one a whole KiB (Mixpanel limits bytes a minute too)."""
+    return max(records, 1) + size // KIB
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,9 @@ class Admission:
     def _refuse(self, seconds: float) -> RateLimited:
         wait = retry_after(seconds)
         return RateLimited(
-            f"this project sent more than {self._rate:,.0f} records a second "
-            f"(COHORTSYNC_INGEST_RATE_PER_SECOND); nothing was stored, retry after {wait} s",
+            f"this project sent more than {self._rate:,.0f} records a second, counting a "
+            "record a KiB of body (COHORTSYNC_INGEST_RATE_PER_SECOND); nothing was stored, "
+            f"retry after {wait} s",
             wait,
         )
 
@@ -64,8 +74,8 @@ class Admission:
         """Stop the ingestion thread (after what is queued)."""
         self.thread.close()
 
-    def charge(self, records: Mapping[int, int]) -> None:
-        """Charge each project its records (at least one a request), all or none, or refuse."""
-        seconds = self._buckets.take({key: max(count, 1) for key, count in records.items()})
+    def charge(self, costs: Mapping[int, int]) -> None:
+        """Charge each project its cost (:func:`request_cost`), all or none, or refuse."""
+        seconds = self._buckets.take({key: max(cost, 1) for key, cost in costs.items()})
         if seconds > 0:
             raise self._refuse(seconds)

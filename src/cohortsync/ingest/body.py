@@ -25,6 +25,7 @@ class DecodedBody:
 
     records: list[Any]
     form: dict[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes of the body once decompressed
 
 
 def gunzip(raw: bytes, limit: int = MAX_REQUEST_BYTES) -> bytes:
@@ -104,4 +105,4 @@ def decode_body(raw: bytes, content_type: str, content_encoding: str) -> Decoded
         raise BatchError(
             f"{len(records)} records in one request; send at most {MAX_RECORDS_PER_REQUEST}"
         )
-    return DecodedBody(records, form)
+    return DecodedBody(records, form, len(raw))

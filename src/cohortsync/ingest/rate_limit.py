@@ -1,5 +1,6 @@
 """A per-project ingestion rate limit (issue 15, finding 14): a token bucket per project, filled
-at a steady rate of records a second up to a burst, each request taking one token a record.
+at a steady rate of records a second up to a burst, each request taking one token a record and
+one a KiB of its body (:func:`cohortsync.ingest.admission.request_cost`).
 
 Mixpanel limits ingestion per project, "2GB of uncompressed JSON/minute or ~30k events per
 second, measured on a rolling 1 minute basis" (docs.mixpanel.com/reference/rate-limits), and

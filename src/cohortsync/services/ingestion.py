@@ -16,7 +16,7 @@ from cohortsync.credentials import hash_secret
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import AuthenticationError, RecordError
 from cohortsync.domain.events import MIN_EVENT_TIME_MS
-from cohortsync.ingest.admission import Admission, IngestLimits
+from cohortsync.ingest.admission import Admission, IngestLimits, request_cost
 from cohortsync.ingest.events import EventIngestor, PreparedBatch
 from cohortsync.ingest.parse_pool import ImportBody, ParsePool
 from cohortsync.ingest.profiles import ingest_group_updates, ingest_profile_updates
@@ -41,25 +41,31 @@ class Kind(StrEnum):
 @dataclass
 class Routed:
     """The records of one request by the project they go to, ``(index, record)`` pairs, and
-    those that go nowhere (no project's token)."""
+    those that go nowhere (no project's token); ``size``: the request's decompressed bytes."""
 
     kind: Kind
     parts: dict[int, tuple[Project, list[tuple[int, Any]]]] = field(default_factory=dict)
     failed: list[FailedRecord] = field(default_factory=list)
+    size: int = 0
 
     @classmethod
-    def into(cls, project: Project, records: Sequence[Any]) -> Routed:
-        """Every record of an /import into its authenticated project."""
-        return cls(Kind.IMPORT, {project.id: (project, list(enumerate(records)))})
+    def into(cls, project: Project, records: Sequence[Any], size: int = 0) -> Routed:
+        """Every record of an /import (of ``size`` bytes) into its authenticated project."""
+        return cls(Kind.IMPORT, {project.id: (project, list(enumerate(records)))}, size=size)
 
     @property
     def projects(self) -> tuple[int, ...]:
         """The projects written to (the writer's turn is theirs)."""
         return tuple(sorted(self.parts))
 
-    def records(self) -> dict[int, int]:
-        """How many records go to each project (what its rate limit is charged)."""
-        return {project_id: len(part) for project_id, (_, part) in self.parts.items()}
+    def costs(self) -> dict[int, int]:
+        """What each project's rate limit is charged: its records, and its share (by records)
+        of the body's KiB."""
+        total = sum(len(part) for _, part in self.parts.values()) + len(self.failed)
+        return {
+            project_id: request_cost(len(part), self.size * len(part) // max(total, 1))
+            for project_id, (_, part) in self.parts.items()
+        }
 
 
 class IngestionService:
@@ -121,11 +127,11 @@ class IngestionService:
         self._by_token.clear()
         self._import_auth.clear()
 
-    def route(self, kind: Kind, records: Sequence[Any]) -> Routed:
-        """A /track, /engage or /groups request's records by the project their token names;
-        AuthenticationError when none names one."""
+    def route(self, kind: Kind, records: Sequence[Any], size: int = 0) -> Routed:
+        """A /track, /engage or /groups request's records (``size`` bytes decompressed) by the
+        project their token names; AuthenticationError when none names one."""
         token_of, field = _TOKENS[kind]
-        routed = Routed(kind)
+        routed = Routed(kind, size=size)
         for index, record in enumerate(records):
             project = self._project_for_token(token_of(record))
             if project is None:
