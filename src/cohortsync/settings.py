@@ -154,7 +154,8 @@ class Settings(BaseSettings):
         default=30_000,
         ge=0,
         description="Records a second one project may send to /track, /engage, /groups and "
-        "/import together, per process (Mixpanel's ~30k events/s); over it 429 with "
+        "/import together, per process (Mixpanel's ~30k events/s), each KiB of a request's "
+        "decompressed body counting as one more record; over it 429 with "
         "Retry-After. 0: no limit.",
     )
     ingest_burst: int | None = Field(
