@@ -1,4 +1,9 @@
-"""Issue 15 red-team finding 7: inputs a signed-in member or admin could send that answered 500.
+"""Issue 15 red-team findings 5 and 7.
+
+Finding 5: members read the partner's reply text in a run's error (GET …/syncs/{id},
+…/syncs/{id}/runs and the Syncs page); they now read a generic sentence, admins the full text.
+
+Finding 7: inputs a signed-in member or admin could send that answered 500.
 An event count above 2³¹ was saved and every evaluation failed on PostgreSQL (an INTEGER cast);
 months such as 9999-12 or 0000-01 overflowed a datetime; a NUL in a distinct_id, a members
 cursor or an audit action filter failed inside PostgreSQL; audit-log ``to=9999-12-31``
@@ -7,9 +12,15 @@ overflowed a date. Each is now a cohort that evaluates, a 400 that names the par
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from cohortsync.services.run_errors import MEMBER_READ_BACK_ERROR, MEMBER_RUN_ERROR
+from cohortsync.storage.database import write_transaction
+from cohortsync.storage.tables import sync_runs
 from tests.security.conftest import PERSON, SecurityWorld
 
 BIG = 2**31  # one more than a PostgreSQL INTEGER holds
@@ -69,3 +80,40 @@ def test_sane_values_still_answer(security_world: SecurityWorld) -> None:
         assert api.get(f"/api/v1/projects/{p}/mtu?month=2026-01").status_code == 200
         assert api.get(f"/api/v1/projects/{p}/profiles/{PERSON}").status_code == 200
         assert api.get(f"/api/v1/projects/{p}/audit-log?to=2999-12-31").status_code == 200
+
+
+PARTNER_WORDS = "the partner refused every part of the batch: INTERNAL:s3cr3t-reply"
+
+
+@pytest.fixture
+def failed_run(security_world: SecurityWorld) -> Iterator[int]:
+    """The world's run, its error and read-back error set to the partner's words for the test."""
+    run = sync_runs.c.id == security_world.run_id
+    with write_transaction(security_world.engine) as connection:
+        before = connection.execute(sa.select(sync_runs.c.error, sync_runs.c.counts).where(run))
+        error, counts = before.one()
+        failed = {**counts, "read_back_error": PARTNER_WORDS}
+        connection.execute(sync_runs.update().where(run).values(error=PARTNER_WORDS, counts=failed))
+    yield security_world.run_id
+    with write_transaction(security_world.engine) as connection:
+        connection.execute(sync_runs.update().where(run).values(error=error, counts=counts))
+
+
+@pytest.mark.parametrize(("who", "sees_partner"), [("member", False), ("admin", True)])
+def test_only_admins_read_the_partner_words_of_a_run(
+    security_world: SecurityWorld, failed_run: int, who: str, sees_partner: bool
+) -> None:
+    p, sync_id = security_world.project.id, security_world.sync_id
+    with security_world.client(security_world.callers[who]) as api:
+        last_run = api.get(f"/api/v1/projects/{p}/syncs/{sync_id}").json()["last_run"]
+        history = api.get(f"/api/v1/projects/{p}/syncs/{sync_id}/runs").json()
+        page = api.get(f"/projects/{p}/syncs").text
+        runs_page = api.get(f"/projects/{p}/syncs/{sync_id}/runs").text
+    run = next(r for r in history if r["id"] == failed_run)
+    for shown in (last_run, run):
+        expected = PARTNER_WORDS if sees_partner else MEMBER_RUN_ERROR
+        assert shown["error"] == expected
+        read_back = shown["counts"]["read_back_error"]
+        assert read_back == (PARTNER_WORDS if sees_partner else MEMBER_READ_BACK_ERROR)
+    for html in (page, runs_page):
+        assert ("s3cr3t-reply" in html) is sees_partner

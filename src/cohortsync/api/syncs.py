@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 
 from cohortsync.api.deps import CurrentUser
 from cohortsync.app_state import StateDep
-from cohortsync.domain.accounts import project_role, require_admin
+from cohortsync.domain.accounts import Role, project_role, require_admin
 from cohortsync.downloads import csv_response
 from cohortsync.row_ids import RowId
 from cohortsync.services import run_members
+from cohortsync.services.run_errors import shown_run
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/syncs", tags=["syncs"])
 
@@ -75,11 +76,11 @@ def list_syncs(project_id: RowId, user: CurrentUser, state: StateDep) -> list[di
 def get_sync(
     project_id: RowId, sync_id: RowId, user: CurrentUser, state: StateDep
 ) -> dict[str, Any]:
-    """One sync, with its latest run."""
-    project_role(user, project_id)
+    """One sync, with its latest run (for members, without the partner's error text)."""
+    admin = project_role(user, project_id) is Role.ADMIN
     body = state.syncs.get(project_id, sync_id).as_json()
     runs = state.syncs.runs(project_id, sync_id, limit=1)
-    body["last_run"] = runs[0].as_json() if runs else None
+    body["last_run"] = shown_run(runs[0], admin).as_json() if runs else None
     return body
 
 
@@ -122,9 +123,9 @@ def runs(
     state: StateDep,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
-    """The run history, newest first."""
-    project_role(user, project_id)
-    return [r.as_json() for r in state.syncs.runs(project_id, sync_id, limit)]
+    """The run history, newest first (for members, without the partner's error text)."""
+    admin = project_role(user, project_id) is Role.ADMIN
+    return [shown_run(r, admin).as_json() for r in state.syncs.runs(project_id, sync_id, limit)]
 
 
 @router.get("/{sync_id}/rejections")

@@ -18,7 +18,9 @@ from cohortsync.domain.sync_status import RunStatus
 from cohortsync.domain.syncs import Sync, SyncRun
 from cohortsync.downloads import csv_response
 from cohortsync.row_ids import RowId
+from cohortsync.services import integrations
 from cohortsync.services.explain import UnknownUser
+from cohortsync.services.run_errors import shown_run
 from cohortsync.web.access import AdminActionDep, ProjectView, ViewDep
 from cohortsync.web.pages import PageRoute, render
 
@@ -54,15 +56,17 @@ class SyncLine:
         return self.last_run is not None and self.last_run.status == RunStatus.BLOCKED
 
 
-def _line(state: AppState, project_id: RowId, sync: Sync, cohort: str) -> SyncLine:
-    runs = state.syncs.runs(project_id, sync.id, limit=1)
-    integration = state.integrations.get(project_id, sync.integration_id)
-    return SyncLine(sync, cohort, integration, runs[0] if runs else None)
+def _line(state: AppState, view: ProjectView, sync: Sync, cohort: str) -> SyncLine:
+    """The row as the viewer may see it (members: no partner error text)."""
+    runs = state.syncs.runs(view.project.id, sync.id, limit=1)
+    integration = state.integrations.get(view.project.id, sync.integration_id)
+    last_run = shown_run(runs[0], view.is_admin) if runs else None
+    return SyncLine(sync, cohort, integrations.shown(integration, view.is_admin), last_run)
 
 
 def _row(request: Request, state: AppState, view: ProjectView, sync: Sync) -> Response:
     cohort = state.cohorts.get(view.project.id, sync.cohort_id).name
-    line = _line(state, view.project.id, sync, cohort)
+    line = _line(state, view, sync, cohort)
     return render(request, "_sync_row.html", {"view": view, "line": line})
 
 
@@ -71,7 +75,7 @@ def syncs_page(request: Request, state: StateDep, view: ViewDep) -> Response:
     """Every export of the project, newest first."""
     names = {c.id: c.name for c in state.cohorts.list(view.project.id)}
     found = reversed(state.syncs.all(view.project.id))
-    lines = [_line(state, view.project.id, s, names.get(s.cohort_id, "?")) for s in found]
+    lines = [_line(state, view, s, names.get(s.cohort_id, "?")) for s in found]
     context = {"view": view, "lines": lines, "active": "/syncs"}
     return render(request, "syncs.html", context)
 
@@ -85,7 +89,9 @@ def sync_row(request: Request, sync_id: RowId, state: StateDep, view: ViewDep) -
 @router.get("/{sync_id}/runs")
 def run_history(request: Request, sync_id: RowId, state: StateDep, view: ViewDep) -> Response:
     """The latest runs with their counts, skips and rejections by reason, and errors."""
-    runs = state.syncs.runs(view.project.id, sync_id, limit=HISTORY)
+    runs = [
+        shown_run(r, view.is_admin) for r in state.syncs.runs(view.project.id, sync_id, HISTORY)
+    ]
     url = f"/projects/{view.project.id}/syncs/{sync_id}"
     return render(request, "_run_history.html", {"runs": runs, "url": url})
 
