@@ -171,6 +171,14 @@ class Settings(BaseSettings):
         "more get 429 with Retry-After. 0: no bound.",
     )
 
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest request body of every route without a cap of its own (the "
+        "ingestion endpoints, partner webhooks and static-cohort uploads have theirs); counted "
+        "as it arrives, chunked or not, before sign-in: 413 above it.",
+    )
+
     @property
     def session_lifetime(self) -> timedelta:
         """How long a sign-in token lasts (``session_hours``)."""
