@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _ALWAYS = (
@@ -61,6 +62,7 @@ COMMON: Mapping[str, str] = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
 HSTS = "max-age=31536000"
+_SCOPE_KEY = "cohortsync.security_headers"  # the headers SecurityHeaders chose for a request
 
 
 def came_over_https(scope: Scope, trust_proxy: bool) -> bool:
@@ -97,6 +99,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         added = headers_for(scope, self.trust_proxy)
+        scope[_SCOPE_KEY] = added  # for a 500 sent from outside, see guarded()
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -107,6 +110,17 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+def guarded(response: Response, scope: Scope) -> Response:
+    """``response`` with the security headers of the request of ``scope``: for a response sent
+    from outside :class:`SecurityHeaders` (a 500 answered by Starlette's error handler, which
+    wraps every middleware), with the headers that middleware chose for the request."""
+    chosen: Mapping[str, str] = scope.get(_SCOPE_KEY) or headers_for(scope, trust_proxy=False)
+    for name, value in chosen.items():
+        if name not in response.headers:
+            response.headers[name] = value
+    return response
 
 
 def install_security_headers(app: FastAPI, trust_proxy: bool) -> None:

@@ -13,7 +13,8 @@ from cohortsync.app import create_app
 from cohortsync.domain.accounts import Project
 from cohortsync.security_headers import DOCS_POLICY, HSTS, PAGE_POLICY
 from cohortsync.settings import Settings
-from tests.conftest import TEST_KEY, LiveServer
+from cohortsync.web.pages import PageRoute
+from tests.conftest import TEST_KEY, LiveServer, serving
 from tests.helpers import admin_token, run_async
 
 SHOP = "http://shop.example"  # a web site sending events with mixpanel-browser
@@ -112,3 +113,28 @@ def test_hsts_only_over_https(engine: Engine, database_url: str) -> None:
             **{"X-Forwarded-Proto": proto},
         )
         assert forwarded.headers.get("strict-transport-security") == hsts, (trusted, proto)
+
+
+def test_a_500_carries_the_headers(engine: Engine, database_url: str) -> None:
+    """Starlette's error handler answers an unexpected error from outside every middleware; the
+    500 carries the same headers (HSTS included, when the request came over HTTPS)."""
+    settings = Settings(database_url=database_url, secret_key=SecretStr(TEST_KEY), trust_proxy=True)
+    app = create_app(settings, engine=engine)
+
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/api/v1/failing", fail)  # this test's app only
+    app.router.add_api_route("/failing-page", fail, route_class_override=PageRoute)
+    with serving(app) as url:  # a connection each: the server closes it after a 500
+        api = httpx.get(f"{url}/api/v1/failing")
+        page = httpx.get(f"{url}/failing-page")
+        over_tls = httpx.get(f"{url}/api/v1/failing", headers={"X-Forwarded-Proto": "https"})
+
+    assert api.status_code == page.status_code == over_tls.status_code == 500
+    assert api.json()["error"]["code"] == "internal_error"
+    assert "a bug" not in api.text + page.text
+    assert_guarded(api)
+    assert_guarded(page)
+    assert over_tls.headers["strict-transport-security"] == HSTS
+    assert over_tls.headers["content-security-policy"] == PAGE_POLICY

@@ -6,12 +6,13 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cohortsync.domain.errors import OUTAGE_RETRY_SECONDS, CohortsyncError, status_for
+from cohortsync.security_headers import guarded
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # answered by Starlette's error handler, outside every middleware: the security
+        # headers are added here
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error; see the server log")
+        reply = error_response(500, "internal_error", "internal error; see the server log")
+        return guarded(reply, request.scope)
