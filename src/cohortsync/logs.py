@@ -11,6 +11,7 @@ import orjson
 
 from cohortsync.redaction import RedactingFilter
 
+QUIET_LOGGERS = ("httpx", "httpcore")  # logged at WARNING and above only
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
@@ -45,3 +46,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in QUIET_LOGGERS:  # httpx logs each request's full URL (tokens too) at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -4,6 +4,7 @@ of an integration is audited."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from cohortsync.domain.accounts import Project
+from cohortsync.logs import configure_logging
 from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.sandbox.server import RunningServer, start
 from cohortsync.services.integrations import MEMBER_ERROR
@@ -115,6 +117,13 @@ CARRYING = [
     ("http://{host}/cohorts?token=t0ken", "a secret in its query string (token=…)"),
     ("http://{host}/cohorts?page=2&X-Signature=s1g", "(X-Signature=…)"),
     ("http://{host}/cohorts?access_token=t", "(access_token=…)"),
+    ("http://{host}/cohorts?page=2;token=t0ken", "a secret in its query string (token=…)"),
+    ("http://{host}/cohorts;token=t0ken/list", "a secret in its path (;token=…)"),
+    ("http://{host}/cohorts?jwt=eyJ", "(jwt=…)"),
+    ("http://{host}/cohorts?bearer=b", "(bearer=…)"),
+    ("http://{host}/cohorts?auth=a", "(auth=…)"),
+    ("http://{host}/cohorts#token=t0ken", "a fragment (#…)"),
+    ("http://{host}/cohorts#", "a fragment (#…)"),
 ]
 
 
@@ -147,12 +156,45 @@ def test_a_stored_url_with_credentials_is_shown_masked(
     plain = api.post(base(project), json={**sandbox.integration(), "credentials": {}})
     item = f"{base(project)}/{plain.json()['id']}"
     host = sandbox.server.url.split("://", 1)[1]
-    stored = f"http://bob:pa55word@{host}/cohorts?page=2&token=t0ken"
+    stored = f"http://bob:pa55word@{host}/cohorts;sig=s1g/x?page=2&token=t0ken;jwt=j#t0ken"
     with write_transaction(live_server.engine) as connection:  # kept before the rule
         IntegrationStore(connection).update(plain.json()["id"], {"settings": {"url": stored}})
-    for client in (api, member):
+    masked = f"http://***@{host}/cohorts;sig=***/x?page=2&token=***;jwt=***#***"
+    for client, expected in ((api, masked), (member, f"http://{host}/…")):
         for shown in (client.get(item).json(), client.get(base(project)).json()[0]):
-            assert shown["settings"]["url"] == f"http://***@{host}/cohorts?page=2&token=***"
+            assert shown["settings"]["url"] == expected
+
+
+def test_members_see_only_the_scheme_and_host_of_a_webhook_url(
+    api: httpx.Client, member: httpx.Client, project: Project, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    host = sandboxes["webhook"].server.url.split("://", 1)[1]
+    url = f"http://{host}/services/T000/B000/XXXXSECRET"  # a token in the path, as Slack's
+    made = api.post(base(project), json={"type": "webhook", "settings": {"url": url}})
+    assert made.status_code == 201, made.text  # saved (the emulator knows no such path)
+    item = f"{base(project)}/{made.json()['id']}"
+    assert api.get(item).json()["settings"]["url"] == url
+    assert member.get(item).json()["settings"]["url"] == f"http://{host}/…"
+    assert "XXXXSECRET" not in member.get(base(project)).text
+    member.cookies.set(COOKIE, member.headers["Authorization"].split(" ", 1)[1])
+    page = member.get(f"/projects/{project.id}/integrations")
+    assert page.status_code == 200
+    assert "XXXXSECRET" not in page.text
+
+
+def test_http_client_loggers_do_not_log_urls_at_info() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        for name in ("httpx", "httpcore"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+        assert logging.getLogger("cohortsync").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.ingest.partners.registry import generates_key, sends_events
 from cohortsync.keyring import Keyring
 from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
-from cohortsync.outbound.urls import masked
+from cohortsync.outbound.urls import masked, outline
 from cohortsync.partners.spec import PartnerSpec
 from cohortsync.services import webhook_secrets
 from cohortsync.storage.audit_store import AuditStore
@@ -52,11 +52,13 @@ def _seen(integration: Integration) -> Integration:
 
 
 def shown(integration: Integration, admin: bool) -> Integration:
-    """The integration as a person may see it: URLs with any credential in them masked (one
-    stored before they were refused), and for members the partner's error replaced by
+    """The integration as a person may see it: for admins URLs with any credential in them
+    masked (one stored before they were refused), for members only their scheme and host (a
+    path may be a token); and for members the partner's error replaced by
     :data:`MEMBER_ERROR` (admins read the partner's own words, trimmed)."""
+    show = masked if admin else outline
     settings = {
-        name: masked(value) if name in ("url", "base_url") and isinstance(value, str) else value
+        name: show(value) if name in ("url", "base_url") and isinstance(value, str) else value
         for name, value in integration.settings.items()
     }
     error = integration.error if admin or integration.error is None else MEMBER_ERROR
