@@ -1,14 +1,19 @@
 """Replies read with a cap: a buffered reply is refused past its size limit, an error reply is
 read only as far as its message needs, and a streamed text reply is split into lines no longer
-than a limit (httpx would buffer a line of any length)."""
+than a limit (httpx would buffer a line of any length). Bodies are decoded a bounded piece at a
+time (:mod:`.encodings`), so the caps hold for the decoded size, whatever the compression."""
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 
 import httpx
 
 from cohortsync.domain.errors import CohortsyncError
+from cohortsync.outbound.encodings import ReplyUnreadable, decoded
+
+__all__ = ["ReplyTooLarge", "ReplyUnreadable", "buffered", "lines", "read_at_most", "with_body"]
 
 # Set by the transport for the body as sent; the rebuilt reply holds it decoded.
 _DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -22,11 +27,11 @@ class ReplyTooLarge(CohortsyncError):
 
 def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of the decoded body of a streamed reply, and whether there was
-    more; the reply is closed."""
+    more; the reply is closed. :class:`ReplyUnreadable` for an encoding that is not read."""
     body = bytearray()
     over = False
     try:
-        for chunk in response.iter_bytes():
+        for chunk in decoded(response):
             room = limit - len(body)
             if len(chunk) > room:
                 body += chunk[:room]
@@ -57,13 +62,15 @@ def buffered(response: httpx.Response, limit: int) -> httpx.Response:
 def lines(response: httpx.Response, max_line: int) -> Iterator[str]:
     """The lines of a streamed text reply as they arrive (``\\n`` or ``\\r\\n`` ended), or
     :class:`ReplyTooLarge` for a line longer than ``max_line`` characters."""
+    text_of = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
     pending = ""
-    for text in response.iter_text():
-        pending += text
+    for chunk in decoded(response):
+        pending += text_of.decode(chunk)
         *complete, pending = pending.split("\n")
         for line in complete:
             yield line.removesuffix("\r")
         if len(pending) > max_line:
             raise ReplyTooLarge(f"a line of the reply is longer than {max_line} characters")
+    pending += text_of.decode(b"", final=True)
     if pending:
         yield pending.removesuffix("\r")
