@@ -1,5 +1,6 @@
-"""Partner replies are read with a total deadline and a size cap (issue 15, finding 18), and an
-error reply's body is never repeated in the message (finding 1)."""
+"""Partner replies are read with a total deadline and a size cap (issue 15, finding 18), a
+streamed list's lines by that deadline too (red team, finding 11), and an error reply's body is
+never repeated in the message (finding 1)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ async def drip(request: Request) -> Response:
     return StreamingResponse(body(), media_type="application/json")
 
 
+async def slow_lines(request: Request) -> Response:
+    """A user id every 100 ms for 4 s: each line is quick, the whole list is not."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for number in range(40):
+            yield f"user-{number}\n".encode()
+            await asyncio.sleep(0.1)
+
+    return StreamingResponse(body(), media_type="text/csv")
+
+
 async def big(request: Request) -> Response:
     return PlainTextResponse("x" * 65_536)
 
@@ -47,13 +59,19 @@ async def endless_line(request: Request) -> Response:
     return PlainTextResponse("y" * 200_000)
 
 
+async def line_list(request: Request) -> Response:
+    return PlainTextResponse("user-0\r\n\r\nuser-1")
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     routes = [
         Route("/drip", drip),
+        Route("/slow-lines", slow_lines),
         Route("/big", big),
         Route("/page", page),
         Route("/line", endless_line),
+        Route("/line-list", line_list),
     ]
     running = start(Starlette(routes=routes))
     yield running
@@ -82,6 +100,19 @@ def test_a_reply_dripping_past_the_deadline_times_out(server: RunningServer) -> 
         with pytest.raises(TransientError, match="webhook did not answer in time"):
             dripped.request("GET", "/drip")
         assert dripped.stats.timeouts == 1
+
+
+def test_a_streamed_list_dripping_past_the_deadline_times_out(server: RunningServer) -> None:
+    with client(server, timeout=0.5) as dripped:
+        with pytest.raises(TransientError, match="webhook did not finish its reply in time"):
+            for _ in dripped.lines("/slow-lines"):
+                pass
+        assert dripped.stats.timeouts == 1
+
+
+def test_a_streamed_list_within_the_deadline_is_read_whole(server: RunningServer) -> None:
+    with client(server, timeout=10.0) as listed:
+        assert list(listed.lines("/line-list")) == ["user-0", "user-1"]
 
 
 def test_a_reply_over_the_cap_is_refused(server: RunningServer) -> None:

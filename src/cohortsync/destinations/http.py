@@ -8,9 +8,9 @@ within a bounded budget; then they are raised for the sync engine to decide.
 
 Every connection passes the outbound guard (:mod:`cohortsync.outbound`): a partner host that is
 or resolves to a private address is refused unless the operator allows it. Each try has a total
-deadline (``timeout``: connect, send and the whole reply), a reply is read up to
-``max_reply_bytes``, and an error reply's text is the partner's own message field only, never
-its body as such.
+deadline (``timeout``: connect, send and the whole reply, a streamed one's last line too), a
+reply is read up to ``max_reply_bytes`` decoded (whatever its compression), and an error
+reply's text is the partner's own message field only, never its body as such.
 
 Each partner account has one :class:`AccountBudget`, shared by every sync of that account: its
 concurrency cap, its request rate, and, where the partner meters reads of list members by the
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -45,11 +45,14 @@ from cohortsync.destinations.errors import (
     TransientError,
 )
 from cohortsync.outbound import replies
+from cohortsync.outbound.encodings import ACCEPTED
 from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
-from cohortsync.outbound.transport import GuardedTransport, deadline
+from cohortsync.outbound.transport import GuardedTransport, deadline_at, read_by
 from cohortsync.redaction import redact
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class Action(enum.Enum):
@@ -287,7 +290,7 @@ class PartnerClient:
     def __post_init__(self) -> None:
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers=dict(self.headers),
+            headers={"Accept-Encoding": ACCEPTED, **self.headers},
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             transport=self.transport or GuardedTransport(self.guard),
             follow_redirects=False,  # a redirect is an answer to judge, never followed
@@ -315,30 +318,32 @@ class PartnerClient:
         built = self._http.build_request(
             method, path, json=json, params=params, content=content, headers=headers
         )
-        return self._retrying(lambda: self._once(built, accept, read, stream=False))
+        response, _ = self._retrying(lambda: self._once(built, accept, read, stream=False))
+        return response
 
     def lines(
         self, path: str, *, params: Mapping[str, Any] | None = None, read: bool = False
     ) -> Iterator[str]:
         """The non-empty lines of a text reply to a GET, stripped, read as they arrive (a
         long member list is never held whole); retried like :meth:`request` until the reply
-        starts, a failure mid-body raises :class:`TransientError`."""
+        starts, a failure mid-body (its total deadline passing too) raises
+        :class:`TransientError`."""
         built = self._http.build_request("GET", path, params=params)
-        response = self._retrying(lambda: self._once(built, (), read, stream=True))
+        response, end = self._retrying(lambda: self._once(built, (), read, stream=True))
         try:
             with self._transient(
-                f"{self.partner} stopped answering mid-reply",
+                f"{self.partner} did not finish its reply in time",
                 f"{self.partner} broke off its reply",
             ):
-                for line in replies.lines(response, MAX_LINE):
+                for line in read_by(end, replies.lines(response, MAX_LINE)):
                     if line.strip():
                         yield line.strip()
-        except replies.ReplyTooLarge as error:
+        except (replies.ReplyTooLarge, replies.ReplyUnreadable) as error:
             raise PartnerConfigError(f"{self.partner}: {error.message}") from None
         finally:
             response.close()
 
-    def _retrying(self, attempt_once: Callable[[], httpx.Response]) -> httpx.Response:
+    def _retrying(self, attempt_once: Callable[[], _T]) -> _T:
         waited = 0.0
         for attempt in range(self.retry.attempts):
             try:
@@ -361,7 +366,9 @@ class PartnerClient:
 
     def _once(
         self, request: httpx.Request, accept: Sequence[int], read: bool, stream: bool
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, float]:
+        """One try: the reply (read, or only its head when ``stream``) and the moment its
+        total deadline ends (``time.monotonic``), by which a streamed body is read."""
         if read:
             self.stats.paced_seconds += self.budget.read_turn(self.sleep)
         self.stats.requests += 1
@@ -370,19 +377,19 @@ class PartnerClient:
                 f"{self.partner} did not answer in time", f"could not reach {self.partner}"
             ),
             self.budget.slot() as paced,
-            deadline(self.timeout),
+            deadline_at(time.monotonic() + self.timeout) as end,
         ):
             self.stats.paced_seconds += paced
             response = self._sent(request)
             head = response.status_code
             wanted = action_for(head, self.overrides) is Action.OK or head in accept
             if stream and wanted:
-                return response  # its lines are read as they come
+                return response, end  # its lines are read as they come, by the deadline
             response = self._read(response, wanted)
         status = self.status_of(response)
         action = action_for(status, self.overrides)
         if action is Action.OK or status in accept:
-            return response
+            return response, end
         text = self.message(partner_message(response, self.describe))
         if action is Action.RATE_LIMITED:
             self.stats.rate_limited += 1
@@ -404,11 +411,14 @@ class PartnerClient:
         """The reply read: whole up to ``max_reply_bytes`` when it is the answer, else only as
         much as its error message needs."""
         if not wanted:
-            body, _ = replies.read_at_most(response, ERROR_BODY_BYTES)
+            try:
+                body, _ = replies.read_at_most(response, ERROR_BODY_BYTES)
+            except replies.ReplyUnreadable:
+                body = b""  # the message is then the status
             return replies.with_body(response, body)
         try:
             return replies.buffered(response, self.max_reply_bytes)
-        except replies.ReplyTooLarge as error:
+        except (replies.ReplyTooLarge, replies.ReplyUnreadable) as error:
             raise PartnerConfigError(f"{self.partner}: {error.message}") from None
 
     @contextmanager

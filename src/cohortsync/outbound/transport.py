@@ -15,29 +15,55 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
+from typing import TypeVar, cast
 
 import httpcore
 import httpx
 
 from cohortsync.outbound.guard import OutboundGuard
 
+_Item = TypeVar("_Item")
+_END = object()
 _deadline: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
 
 
 @contextmanager
-def deadline(seconds: float | None) -> Iterator[None]:
+def deadline(seconds: float | None) -> Iterator[float | None]:
     """Requests sent inside the block, in this thread, finish within ``seconds`` in all (an
-    outer deadline that ends sooner still holds); None sets no deadline."""
+    outer deadline that ends sooner still holds); None sets no deadline. Gives the moment the
+    deadline ends (on ``time.monotonic``), for reading a streamed reply by it later."""
     if seconds is None:
-        yield
+        yield None
         return
-    end = time.monotonic() + seconds
+    with deadline_at(time.monotonic() + seconds) as end:
+        yield end
+
+
+@contextmanager
+def deadline_at(end: float) -> Iterator[float]:
+    """Network reads and writes inside the block end by ``end`` (on ``time.monotonic``), or
+    by an outer deadline that ends sooner; gives the deadline that holds."""
     outer = _deadline.get()
-    token = _deadline.set(end if outer is None else min(outer, end))
+    end = end if outer is None else min(outer, end)
+    token = _deadline.set(end)
     try:
-        yield
+        yield end
     finally:
         _deadline.reset(token)
+
+
+def read_by(end: float, items: Iterator[_Item]) -> Iterator[_Item]:
+    """``items`` (read from a streamed reply) by its total deadline ``end``: each network read
+    is given only what is left (the deadline set while reading, never while the caller holds
+    an item), and the time is checked between items too; ``httpx.ReadTimeout`` once it passed."""
+    while True:
+        if time.monotonic() >= end:
+            raise httpx.ReadTimeout("the reply's total deadline passed")
+        with deadline_at(end):
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield cast(_Item, item)
 
 
 def _left(timeout: float | None, expired: type[Exception]) -> float | None:
