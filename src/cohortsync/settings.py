@@ -179,6 +179,13 @@ class Settings(BaseSettings):
         "as it arrives, chunked or not, before sign-in: 413 above it.",
     )
 
+    max_cohorts_per_project: int = Field(
+        default=1000,
+        ge=1,
+        description="Most cohorts one project may hold; creating one more answers 409 (each "
+        "change of a cohort checks it against every other one of its project).",
+    )
+
     @property
     def session_lifetime(self) -> timedelta:
         """How long a sign-in token lasts (``session_hours``)."""

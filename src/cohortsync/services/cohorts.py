@@ -20,19 +20,22 @@ from cohortsync.domain.cohort_guard import (
     check_change,
     check_delete,
     fed_by,
-    feeding,
 )
-from cohortsync.domain.cohort_size import check_inlined
 from cohortsync.domain.cohorts import (
     Cohort,
     CohortKind,
-    Condition,
-    DefinitionError,
     parse_definition,
     reference_paths,
 )
 from cohortsync.domain.definition_bounds import checked_description, checked_name
-from cohortsync.domain.errors import BatchError, Conflict, NotFound, PayloadTooLarge
+from cohortsync.domain.errors import BatchError, Conflict, PayloadTooLarge
+from cohortsync.services.cohort_snapshot import (
+    MAX_COHORTS_PER_PROJECT,
+    CohortSnapshot,
+    read_snapshot,
+    too_many,
+    write_checked,
+)
 from cohortsync.storage.audit_store import AuditStore
 from cohortsync.storage.cohort_store import CohortStore
 from cohortsync.storage.database import read_transaction, write_transaction
@@ -78,59 +81,6 @@ def members_from_csv(text: str) -> tuple[list[str], list[str]]:
     return ids, emails
 
 
-def _check_references(store: CohortStore, project_id: int, raw: Any, own_id: int | None) -> None:
-    """Every referenced cohort exists in the project, following references never comes back
-    to ``own_id`` (a cycle), and inlining them keeps this definition, and every one that
-    refers to ``own_id``, within the bounds of one SQL statement."""
-    for path, cohort_id in reference_paths(raw):
-        seen: set[int] = set()
-        pending = [cohort_id]
-        while pending:
-            current = pending.pop()
-            if current == own_id:
-                raise DefinitionError(
-                    path, f"cohort {cohort_id} refers back to this cohort (a cycle)"
-                )
-            if current in seen:
-                continue
-            seen.add(current)
-            try:
-                found = store.get(project_id, current)
-            except NotFound:
-                raise DefinitionError(
-                    path, f"cohort {current} does not exist in this project"
-                ) from None
-            pending.extend(i for _, i in reference_paths(found.definition))
-    _check_inlined(store, project_id, raw, own_id)
-
-
-def _check_inlined(store: CohortStore, project_id: int, raw: Any, own_id: int | None) -> None:
-    stored = {c.id: c for c in store.list(project_id)}
-
-    def resolve(cohort_id: int) -> Condition | None:
-        if cohort_id == own_id:
-            return parse_definition(raw)
-        found = stored.get(cohort_id)
-        if found is None or found.kind is CohortKind.STATIC or found.problem is not None:
-            return None
-        return parse_definition(found.definition)
-
-    check_inlined(parse_definition(raw), resolve, "this definition")
-    if own_id is None:
-        return
-    for referrer in sorted(feeding(stored.values(), own_id) - {own_id}):
-        other = stored[referrer]
-        if other.problem is None:
-            whose = f"cohort {referrer} ({other.name!r}), which refers to this one,"
-            check_inlined(parse_definition(other.definition), resolve, whose)
-
-
-def _exports(connection: Connection, project_id: int, cohort_id: int) -> list[ActiveExport]:
-    """The active exports reading the cohort, directly or through ``in_cohort``."""
-    fed = feeding(CohortStore(connection).list(project_id), cohort_id)
-    return SyncStore(connection).active_for_cohorts(fed)
-
-
 def _entries(values: Sequence[str], field: str, limit: int) -> list[str]:
     """The non-blank entries of a static cohort's list, each at most ``limit`` characters."""
     kept = []
@@ -149,9 +99,12 @@ class CohortService:
     """Cohorts of every project, each operation in its own transaction; every change is
     audited in the transaction that makes it."""
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, *, max_cohorts: int = MAX_COHORTS_PER_PROJECT
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._max_cohorts = max_cohorts
 
     def get(self, project_id: int, cohort_id: int) -> Cohort:
         """One cohort of the project, or NotFound."""
@@ -177,7 +130,10 @@ class CohortService:
     def exports_fed_by(self, project_id: int, cohort_id: int) -> builtins.list[ActiveExport]:
         """The active exports whose members depend on the cohort."""
         with read_transaction(self._engine) as connection:
-            return _exports(connection, project_id, cohort_id)
+            listed = CohortStore(connection).list(project_id)
+            return CohortSnapshot(project_id, {c.id: c for c in listed}).exports(
+                connection, cohort_id
+            )
 
     def _audit(
         self,
@@ -210,9 +166,13 @@ class CohortService:
         (``created_by`` None: made by the operator at the command line)."""
         parse_definition(definition)
         name, description = checked_name(name), checked_description(description)
-        with write_transaction(self._engine) as connection:
+
+        def check(snapshot: CohortSnapshot) -> None:
+            snapshot.check_room(self._max_cohorts)
+            snapshot.check_references(definition, None)
+
+        def write(connection: Connection, _: CohortSnapshot) -> Cohort:
             store = CohortStore(connection)
-            _check_references(store, project_id, definition, None)
             cohort_id = store.insert(
                 project_id,
                 name,
@@ -226,6 +186,8 @@ class CohortService:
             detail = {"name": name, "kind": CohortKind.DYNAMIC.value}
             self._audit(connection, project_id, editor, "cohort.create", cohort_id, detail)
             return store.get(project_id, cohort_id)
+
+        return write_checked(self._engine, project_id, check, write)
 
     def create_static(
         self,
@@ -252,6 +214,8 @@ class CohortService:
                 members |= store.users_with_email(project_id, addresses)
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
+            if store.count_cohorts(project_id) >= self._max_cohorts:
+                raise too_many(self._max_cohorts)
             cohort_id = store.insert(
                 project_id,
                 name,
@@ -286,14 +250,18 @@ class CohortService:
             values["description"] = checked_description(description)
         if definition is not None:
             parse_definition(definition)
-        with write_transaction(self._engine) as connection:
+
+        def check(snapshot: CohortSnapshot) -> None:
+            if definition is not None:
+                if snapshot.get(cohort_id).kind is CohortKind.STATIC:
+                    raise Conflict("a static cohort has no definition; upload a new list instead")
+                snapshot.check_references(definition, cohort_id)
+
+        def write(connection: Connection, snapshot: CohortSnapshot) -> Cohort:
             store = CohortStore(connection)
             current = store.get(project_id, cohort_id)
-            check_change(editor, current, _exports(connection, project_id, cohort_id), "change")
+            check_change(editor, current, snapshot.exports(connection, cohort_id), "change")
             if definition is not None:
-                if current.kind is CohortKind.STATIC:
-                    raise Conflict("a static cohort has no definition; upload a new list instead")
-                _check_references(store, project_id, definition, cohort_id)
                 values["definition"] = definition
             store.update(cohort_id, values)
             detail = {
@@ -303,13 +271,16 @@ class CohortService:
             self._audit(connection, project_id, editor, "cohort.update", cohort_id, detail)
             return store.get(project_id, cohort_id)
 
+        return write_checked(self._engine, project_id, check, write)
+
     def delete(self, project_id: int, cohort_id: int, editor: CohortEditor = OPERATOR) -> None:
         """Delete a cohort no other cohort refers to and no active export reads: a member may
         not delete one that feeds an export, an admin stops its exports first."""
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
             cohort = store.get(project_id, cohort_id)
-            check_delete(editor, cohort, _exports(connection, project_id, cohort_id))
+            listed = CohortSnapshot(project_id, {c.id: c for c in store.list(project_id)})
+            check_delete(editor, cohort, listed.exports(connection, cohort_id))
             for other in store.list(project_id):
                 if any(i == cohort_id for _, i in reference_paths(other.definition)):
                     raise Conflict(
@@ -349,9 +320,9 @@ class CohortService:
         """How many users a definition not yet saved would hold now (a builder's live count);
         validated and reference-checked like one being saved."""
         condition = parse_definition(definition)
+        read_snapshot(self._engine, project_id).check_references(definition, None)
         with read_transaction(self._engine) as connection:
             store = CohortStore(connection)
-            _check_references(store, project_id, definition, None)
             query = store.definition_query(project_id, condition, now_ms(self._clock), False)
             return store.count(query)
 

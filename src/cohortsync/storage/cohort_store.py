@@ -63,6 +63,21 @@ class CohortStore:
         )
         return [_cohort(r) for r in rows]
 
+    def versions(self, project_id: int) -> builtins.list[tuple[int, Any]]:
+        """The project's cohorts as ``(id, definition)``, oldest first: what a change checked
+        outside its write transaction compares with what it read."""
+        rows = self._connection.execute(
+            sa.select(cohorts.c.id, cohorts.c.definition)
+            .where(cohorts.c.project_id == project_id)
+            .order_by(cohorts.c.id)
+        )
+        return [(row.id, row.definition) for row in rows]
+
+    def count_cohorts(self, project_id: int) -> int:
+        """How many cohorts the project holds."""
+        counted = sa.select(sa.func.count()).where(cohorts.c.project_id == project_id)
+        return int(self._connection.execute(counted).scalar_one())
+
     def insert(
         self,
         project_id: int,
