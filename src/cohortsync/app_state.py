@@ -86,7 +86,7 @@ def build_state(
         clock=clock,
         accounts=AccountService.from_settings(engine, clock, settings),
         projects=ProjectService(engine, clock),
-        cohorts=CohortService(engine, clock),
+        cohorts=CohortService(engine, clock, max_cohorts=settings.max_cohorts_per_project),
         data=StoredData(engine),
         ingestion=IngestionService.from_settings(
             engine, clock, settings, default_processes() if processes is None else processes

@@ -6,14 +6,19 @@ snapshot read before the write, which only confirms that the cohorts did not cha
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.engine import Connection, Engine
 
+from cohortsync.app import create_app
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import Conflict, status_for
 from cohortsync.services.cohort_snapshot import CohortSnapshot, write_checked
 from cohortsync.services.cohorts import CohortService
 from cohortsync.settings import Settings
+from tests.conftest import TEST_KEY
+from tests.helpers import admin_token
+from tests.web.conftest import in_process
 
 PRO = {"property": "plan", "op": "equals", "value": "pro"}
 
@@ -57,3 +62,22 @@ def test_a_change_made_while_the_checks_ran_is_checked_again(
 
     assert write_checked(engine, project.id, check, write) == 1
     assert seen == [0, 1]
+
+
+def test_the_setting_caps_the_served_api(
+    engine: Engine, database_url: str, project: Project
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        secret_key=SecretStr(TEST_KEY),
+        max_cohorts_per_project=1,
+        scheduler=False,
+    )
+    app = create_app(settings, engine=engine)
+    headers = {"Authorization": f"Bearer {admin_token(engine, project.id)}"}
+    url = f"/api/v1/projects/{project.id}/cohorts"
+    answers = [
+        in_process(app, "POST", url, json={"name": name, "definition": PRO}, headers=headers)
+        for name in ("one", "two")
+    ]
+    assert [a.status_code for a in answers] == [201, 409]

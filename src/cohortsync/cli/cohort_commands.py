@@ -16,6 +16,7 @@ from cohortsync.cli.context import (
     friendly_errors,
     migrated_engine,
     out,
+    settings,
 )
 from cohortsync.clock import SystemClock
 from cohortsync.services.cohorts import CohortService
@@ -109,9 +110,10 @@ def create(
     definition = _definition(file)
     project_id = default_project_id(project)
     with migrated_engine() as engine:
-        cohort = CohortService(engine, SystemClock()).create(
-            project_id, name, definition, description
+        cohorts = CohortService(
+            engine, SystemClock(), max_cohorts=settings().max_cohorts_per_project
         )
+        cohort = cohorts.create(project_id, name, definition, description)
     out.print(f"created cohort {cohort.id} {cohort.name!r}")
 
 
