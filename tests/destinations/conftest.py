@@ -13,6 +13,7 @@ import importlib
 import os
 import random
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import pytest
@@ -20,7 +21,12 @@ import pytest
 from cohortsync.destinations import registry
 from cohortsync.destinations.base import CohortInfo, Destination, PartnerMember
 from cohortsync.destinations.connection import ConnectorConfig
-from cohortsync.destinations.http import RetryPolicy
+from cohortsync.destinations.http import (
+    MAX_REPLY_BYTES,
+    AccountBudget,
+    PartnerClient,
+    RetryPolicy,
+)
 from cohortsync.outbound.guard import OutboundGuard
 from cohortsync.partners.registry import PARTNERS
 from cohortsync.partners.spec import Contract, PartnerSpec
@@ -131,3 +137,25 @@ def members_of(keys: Iterable[str]) -> tuple[list[PartnerMember], int]:
     """``replace_members``' arguments for members known only by their keys."""
     made = [PartnerMember(key, key) for key in keys]
     return made, len(made)
+
+
+def loopback_client(
+    url: str,
+    *,
+    partner: str = "webhook",
+    timeout: float = 5.0,
+    max_reply_bytes: int = MAX_REPLY_BYTES,
+) -> closing[PartnerClient]:
+    """A partner client of one try for a test server on loopback (the guard lets it through)."""
+    made = PartnerClient(
+        partner=partner,
+        base_url=url,
+        headers={},
+        secrets=[],
+        budget=AccountBudget(1, None),
+        retry=RetryPolicy(attempts=1),
+        guard=OutboundGuard(allow_private=True),
+        timeout=timeout,
+        max_reply_bytes=max_reply_bytes,
+    )
+    return closing(made)

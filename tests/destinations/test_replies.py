@@ -17,12 +17,10 @@ from starlette.routing import Route
 from cohortsync.destinations.errors import PartnerConfigError, TransientError
 from cohortsync.destinations.http import (
     MAX_REPLY_BYTES,
-    AccountBudget,
     PartnerClient,
-    RetryPolicy,
 )
-from cohortsync.outbound.guard import OutboundGuard
 from cohortsync.sandbox.server import RunningServer, start
+from tests.destinations.conftest import loopback_client
 
 
 async def drip(request: Request) -> Response:
@@ -81,18 +79,7 @@ def server() -> Iterator[RunningServer]:
 def client(
     server: RunningServer, timeout: float = 5.0, max_reply_bytes: int = MAX_REPLY_BYTES
 ) -> closing[PartnerClient]:
-    made = PartnerClient(
-        partner="webhook",
-        base_url=server.url,
-        headers={},
-        secrets=[],
-        budget=AccountBudget(1, None),
-        retry=RetryPolicy(attempts=1),
-        guard=OutboundGuard(allow_private=True),
-        timeout=timeout,
-        max_reply_bytes=max_reply_bytes,
-    )
-    return closing(made)
+    return loopback_client(server.url, timeout=timeout, max_reply_bytes=max_reply_bytes)
 
 
 def test_a_reply_dripping_past_the_deadline_times_out(server: RunningServer) -> None:

@@ -19,10 +19,11 @@ from starlette.routing import Route
 
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import PartnerConfigError, TransientError
-from cohortsync.destinations.http import AccountBudget, PartnerClient, RetryPolicy
+from cohortsync.destinations.http import PartnerClient, RetryPolicy
 from cohortsync.outbound.guard import OutboundGuard
 from cohortsync.partners.webhook.destination import WebhookDestination
 from cohortsync.sandbox.server import RunningServer, start
+from tests.destinations.conftest import loopback_client
 
 brotli = pytest.importorskip("brotli")
 
@@ -82,17 +83,7 @@ def server() -> Iterator[RunningServer]:
 
 
 def client(server: RunningServer, max_reply_bytes: int = 16 * MIB) -> closing[PartnerClient]:
-    made = PartnerClient(
-        partner="partner",
-        base_url=server.url,
-        headers={},
-        secrets=[],
-        budget=AccountBudget(1, None),
-        retry=RetryPolicy(attempts=1),
-        guard=OutboundGuard(allow_private=True),
-        max_reply_bytes=max_reply_bytes,
-    )
-    return closing(made)
+    return loopback_client(server.url, partner="partner", max_reply_bytes=max_reply_bytes)
 
 
 def peak_while(call: Callable[[], object]) -> tuple[BaseException | None, int]:
