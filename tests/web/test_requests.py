@@ -30,7 +30,7 @@ from cohortsync.storage.tables import integrations
 from cohortsync.web.routes.cohorts import MAX_UPLOAD_BYTES
 from cohortsync.web.session import COOKIE
 from tests.conftest import NOW, TEST_KEY, LiveServer
-from tests.helpers import admin_token
+from tests.helpers import admin_token, run_async
 from tests.sync.test_api import PRO, connect, create_cohort, engage, export
 from tests.web.conftest import (
     ADMIN,
@@ -39,7 +39,6 @@ from tests.web.conftest import (
     SQLITE_ONLY,
     Signed,
     in_process,
-    run_async,
     sign_in_http,
 )
 
