@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from cohortsync.clock import FrozenClock
 from cohortsync.domain.accounts import Project, Role
 from cohortsync.domain.errors import AuthenticationError, Conflict, NotFound
-from cohortsync.services.accounts import AccountService
+from cohortsync.services.accounts import DEFAULT_LOGIN_LIFETIME, AccountService
 from cohortsync.storage.database import read_transaction
 from cohortsync.storage.tables import audit_log
 from tests.conftest import NOW, LiveServer
@@ -53,7 +53,7 @@ def test_a_sign_in_token_lasts_its_lifetime_and_a_created_token_its_days(
         "cli": NOW + timedelta(days=30),
         "nightly": NOW + timedelta(days=400),
         "forever": None,
-        "login": None,
+        "login": NOW + DEFAULT_LOGIN_LIFETIME,  # a session ends the login lifetime after it began
     }
 
 
