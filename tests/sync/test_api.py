@@ -109,16 +109,21 @@ def export(
 def wait_for(
     api: httpx.Client, project: Project, sync_id: int, run_id: int, timeout: float = 20
 ) -> dict[str, Any]:
-    """The run once it is no longer planning or running (polling the run history)."""
+    """The run once it is no longer planning or running (polling the run history) and its
+    worker has given the sync's lease back (a moment after the run's last write)."""
     deadline = time.monotonic() + timeout
     while True:
         reply = api.get(syncs_url(project, f"/{sync_id}/runs"))
         assert reply.status_code == 200, reply.text
         run: dict[str, Any] = next(r for r in reply.json() if r["id"] == run_id)
         if run["status"] not in ("planning", "running"):
-            return run
+            break
         assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
         time.sleep(0.05)
+    while api.get(syncs_url(project, f"/{sync_id}")).json()["running"]:
+        assert time.monotonic() < deadline, f"sync {sync_id} still leased after run {run_id}"
+        time.sleep(0.02)
+    return run
 
 
 def run_now(api: httpx.Client, project: Project, sync_id: int) -> dict[str, Any]:
