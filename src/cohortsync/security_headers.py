@@ -1,8 +1,8 @@
 """Security headers on every HTTP response: pages, API, ingestion and static files.
 
 The pages load only their own scripts and styles (``/static``): no inline script, no ``eval``
-(htmx runs with ``allowEval: false``), so the Content-Security-Policy allows ``'self'`` alone,
-plus the hash of the one inline style attribute the cohort builder's number fields carry. The
+(htmx runs with ``allowEval: false``) and no inline style, so the Content-Security-Policy
+allows ``'self'`` alone. The
 interactive API docs (``/docs``, ``/redoc``) are FastAPI's pages, which load Swagger UI or
 ReDoc from their CDN with an inline bootstrap script: they get a policy of their own allowing
 just that. No page may be framed (clickjacking). HSTS is sent only on a request that came over

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cohortsync.domain.audit import actor_for
 from cohortsync.domain.cohorts import Cohort, reference_paths
 from cohortsync.domain.errors import Conflict, PermissionDenied
 
@@ -27,7 +28,7 @@ class CohortEditor:
     @property
     def actor(self) -> str | None:
         """The audit log's actor when there is no user to take it from."""
-        return "cli" if self.user_id is None else None
+        return actor_for(self.user_id)
 
 
 OPERATOR = CohortEditor(user_id=None, is_admin=True)
@@ -53,12 +54,17 @@ def feeding(cohorts: Iterable[Cohort], target_id: int) -> set[int]:
     for cohort in cohorts:
         for _, referenced in reference_paths(cohort.definition):
             referrers.setdefault(referenced, set()).add(cohort.id)
-    found = {target_id}
-    pending = [target_id]
+    return _reachable(referrers, {target_id})
+
+
+def _reachable(edges: dict[int, set[int]], start: set[int]) -> set[int]:
+    """``start`` and every cohort reached from it along ``edges``."""
+    found = set(start)
+    pending = list(start)
     while pending:
-        for referrer in referrers.get(pending.pop(), set()) - found:
-            found.add(referrer)
-            pending.append(referrer)
+        for following in edges.get(pending.pop(), set()) - found:
+            found.add(following)
+            pending.append(following)
     return found
 
 
@@ -103,10 +109,4 @@ def fed_by(cohorts: Iterable[Cohort], exported: set[int]) -> set[int]:
     """The ``exported`` cohorts and every cohort they refer to, directly or not: the cohorts
     whose change would change what is exported."""
     references = {c.id: {i for _, i in reference_paths(c.definition)} for c in cohorts}
-    found = set(exported)
-    pending = list(exported)
-    while pending:
-        for referenced in references.get(pending.pop(), set()) - found:
-            found.add(referenced)
-            pending.append(referenced)
-    return found
+    return _reachable(references, exported)

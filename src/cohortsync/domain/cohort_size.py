@@ -15,11 +15,10 @@ from cohortsync.domain.cohorts import (
     Not,
     PropertyCondition,
 )
-from cohortsync.domain.definition_bounds import MAX_DEPTH, DefinitionError
+from cohortsync.domain.definition_bounds import MAX_INLINED_DEPTH, DefinitionError
 
 MAX_INLINED_CONDITIONS = 1_000
 MAX_INLINED_VALUES = 20_000
-MAX_INLINED_DEPTH = 4 * MAX_DEPTH
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from cohortsync.domain.definition_bounds import (
     MAX_COHORT_ID,
-    MAX_DEPTH,
+    MAX_INLINED_DEPTH,
     MAX_INTEGER,
     MAX_NAME_CHARS,
     MAX_WINDOW_DAYS,
@@ -138,7 +138,7 @@ class Cohort:
         }
         if self.problem is not None:
             body["invalid"] = {"path": self.problem.path, "message": self.problem.message}
-            if nesting(self.definition) > 4 * MAX_DEPTH:
+            if nesting(self.definition) > MAX_INLINED_DEPTH:
                 body["definition"] = None
         return body
 

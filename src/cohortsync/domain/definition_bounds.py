@@ -16,6 +16,8 @@ from typing import Any
 from cohortsync.domain.errors import BatchError
 
 MAX_DEPTH = 16  # levels of all/any/not, the root condition being level 1
+# ... and with the cohorts it refers to inlined (see cohort_size)
+MAX_INLINED_DEPTH = 4 * MAX_DEPTH
 MAX_CONDITIONS = 200  # every condition node, event filters (``where``) included
 MAX_LIST_VALUES = 1_000  # values of one ``in``/``not_in`` list
 MAX_VALUES = 5_000  # values of the whole definition, lists included

@@ -3,7 +3,7 @@ backend resolves and checks the host, then connects to the checked address (the 
 and the TLS server name stay the URL's host, as httpx sets them). Redirects need no care of
 their own: each hop is a new connection and is checked the same way.
 
-A request made inside :func:`deadline` also has a total time: every connect, TLS handshake,
+A request made inside :func:`deadline_at` also has a total time: every connect, TLS handshake,
 read and write is given at most what is left of it (httpx's own timeouts count per read, so a
 reply dripping a byte at a time would never time out)."""
 
@@ -25,18 +25,6 @@ from cohortsync.outbound.guard import OutboundGuard
 _Item = TypeVar("_Item")
 _END = object()
 _deadline: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
-
-
-@contextmanager
-def deadline(seconds: float | None) -> Iterator[float | None]:
-    """Requests sent inside the block, in this thread, finish within ``seconds`` in all (an
-    outer deadline that ends sooner still holds); None sets no deadline. Gives the moment the
-    deadline ends (on ``time.monotonic``), for reading a streamed reply by it later."""
-    if seconds is None:
-        yield None
-        return
-    with deadline_at(time.monotonic() + seconds) as end:
-        yield end
 
 
 @contextmanager

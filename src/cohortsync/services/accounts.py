@@ -20,6 +20,7 @@ from cohortsync.credentials import (
     new_secret,
 )
 from cohortsync.domain.accounts import Person, Role, SignInLimits, TokenListing, User
+from cohortsync.domain.audit import CLI_ACTOR
 from cohortsync.domain.errors import AuthenticationError, Conflict, NotFound
 from cohortsync.services.sign_in import Attempt, SignInThrottle
 from cohortsync.storage.audit_store import AuditStore
@@ -39,7 +40,6 @@ DEFAULT_LOGIN_LIFETIME = timedelta(hours=12)
 DEFAULT_TOKEN_DAYS = 90
 MIN_PASSWORD, MAX_PASSWORD = 8, 1000
 WRONG = "email or password is wrong"
-CLI = "cli"
 
 
 def _email(email: str) -> str:
@@ -103,7 +103,7 @@ class AccountService:
     # People
 
     def create_user(
-        self, email: str, password: str, role: Role, project_id: int, *, actor: str = CLI
+        self, email: str, password: str, role: Role, project_id: int, *, actor: str = CLI_ACTOR
     ) -> User:
         """A person with a password and a role in one project (added to it if they exist; an
         existing person given another password than theirs is signed out everywhere)."""
@@ -130,7 +130,7 @@ class AccountService:
             self._audit(connection, actor, "user.create", user_id, detail, project_id)
             return store.get(user_id)
 
-    def set_password(self, email: str, password: str, *, actor: str = CLI) -> int:
+    def set_password(self, email: str, password: str, *, actor: str = CLI_ACTOR) -> int:
         """Replace the person's password; every session and token of theirs stops working
         (how many there were)."""
         _check_password(password)
@@ -165,7 +165,7 @@ class AccountService:
         with read_transaction(self._engine) as connection:
             return UserStore(connection).people()
 
-    def disable(self, email: str, *, force: bool = False, actor: str = CLI) -> None:
+    def disable(self, email: str, *, force: bool = False, actor: str = CLI_ACTOR) -> None:
         """The person can no longer sign in, and every session and token of theirs stops
         working now. The last admin of a project is kept unless ``force``."""
         with write_transaction(self._engine) as connection:
@@ -177,7 +177,7 @@ class AccountService:
             detail = {"email": _email(email), "revoked": revoked}
             self._audit(connection, actor, "user.disable", user_id, detail, at=now)
 
-    def enable(self, email: str, *, actor: str = CLI) -> None:
+    def enable(self, email: str, *, actor: str = CLI_ACTOR) -> None:
         """A disabled person may sign in again (their old tokens stay revoked)."""
         with write_transaction(self._engine) as connection:
             store = UserStore(connection)
@@ -185,7 +185,7 @@ class AccountService:
             store.set_disabled(user_id, None)
             self._audit(connection, actor, "user.enable", user_id, {"email": _email(email)})
 
-    def remove(self, email: str, *, force: bool = False, actor: str = CLI) -> None:
+    def remove(self, email: str, *, force: bool = False, actor: str = CLI_ACTOR) -> None:
         """Forget the person, their roles and tokens (the audit log keeps their email). The last
         admin of a project is kept unless ``force``."""
         with write_transaction(self._engine) as connection:
@@ -211,7 +211,7 @@ class AccountService:
     # Tokens
 
     def create_token(
-        self, email: str, name: str = "cli", days: int | None = None, *, actor: str = CLI
+        self, email: str, name: str = "cli", days: int | None = None, *, actor: str = CLI_ACTOR
     ) -> str:
         """A new bearer token for the user with ``email``, lasting ``days`` (default: the
         service's token days; 0: until revoked); returned once, stored hashed."""
@@ -250,7 +250,7 @@ class AccountService:
             for t in found
         ]
 
-    def revoke(self, token_id: int, *, actor: str = CLI) -> None:
+    def revoke(self, token_id: int, *, actor: str = CLI_ACTOR) -> None:
         """Make token ``token_id`` unusable."""
         with write_transaction(self._engine) as connection:
             tokens = TokenStore(connection)
@@ -260,7 +260,7 @@ class AccountService:
             tokens.delete(token_id)
             self._audit(connection, actor, "token.revoke", owner, {}, target=token_id)
 
-    def revoke_all(self, email: str, *, actor: str = CLI) -> int:
+    def revoke_all(self, email: str, *, actor: str = CLI_ACTOR) -> int:
         """Make every token and session of the person unusable; how many there were."""
         with write_transaction(self._engine) as connection:
             user_id = _user_id(UserStore(connection), email)

@@ -111,11 +111,16 @@ class CohortSnapshot:
                 check_inlined(parse_definition(other.definition), resolve, whose)
 
 
+def snapshot_in(connection: Connection, project_id: int) -> CohortSnapshot:
+    """The project's cohorts as the caller's transaction sees them."""
+    listed = CohortStore(connection).list(project_id)
+    return CohortSnapshot(project_id, {c.id: c for c in listed})
+
+
 def read_snapshot(engine: Engine, project_id: int) -> CohortSnapshot:
     """The project's cohorts now, in a read transaction of their own."""
     with read_transaction(engine) as connection:
-        listed = CohortStore(connection).list(project_id)
-    return CohortSnapshot(project_id, {c.id: c for c in listed})
+        return snapshot_in(connection, project_id)
 
 
 def write_checked(

@@ -33,6 +33,7 @@ from cohortsync.services.cohort_snapshot import (
     MAX_COHORTS_PER_PROJECT,
     CohortSnapshot,
     read_snapshot,
+    snapshot_in,
     too_many,
     write_checked,
 )
@@ -130,10 +131,7 @@ class CohortService:
     def exports_fed_by(self, project_id: int, cohort_id: int) -> builtins.list[ActiveExport]:
         """The active exports whose members depend on the cohort."""
         with read_transaction(self._engine) as connection:
-            listed = CohortStore(connection).list(project_id)
-            return CohortSnapshot(project_id, {c.id: c for c in listed}).exports(
-                connection, cohort_id
-            )
+            return snapshot_in(connection, project_id).exports(connection, cohort_id)
 
     def _audit(
         self,
@@ -279,9 +277,9 @@ class CohortService:
         with write_transaction(self._engine) as connection:
             store = CohortStore(connection)
             cohort = store.get(project_id, cohort_id)
-            listed = CohortSnapshot(project_id, {c.id: c for c in store.list(project_id)})
-            check_delete(editor, cohort, listed.exports(connection, cohort_id))
-            for other in store.list(project_id):
+            snapshot = snapshot_in(connection, project_id)
+            check_delete(editor, cohort, snapshot.exports(connection, cohort_id))
+            for other in snapshot.cohorts.values():
                 if any(i == cohort_id for _, i in reference_paths(other.definition)):
                     raise Conflict(
                         f"cohort {other.id} ({other.name!r}) refers to this cohort; change it first"

@@ -48,7 +48,8 @@ def cohorts_page(request: Request, state: StateDep, view: ViewDep) -> Response:
         "view": view,
         "cohorts": found,
         "targets": _export_targets(state, view),
-        "guarded": state.cohorts.guarded(view.project.id),
+        # only a member's menu reads it (admins may change any cohort)
+        "guarded": set() if view.is_admin else state.cohorts.guarded(view.project.id),
         "active": "/cohorts",
     }
     return render(request, "cohorts.html", context)
@@ -83,7 +84,8 @@ def cohort_page(request: Request, cohort_id: RowId, state: StateDep, view: ViewD
         "cohort": cohort,
         "definition": json.dumps(shown, indent=2) if shown else None,
         "page": page,
-        "guarded": state.cohorts.guarded(view.project.id),
+        # only a member's menu reads it (admins may change any cohort)
+        "guarded": set() if view.is_admin else state.cohorts.guarded(view.project.id),
         "columns": MEMBER_COLUMNS,
         "targets": _export_targets(state, view),
         "active": "/cohorts",
