@@ -81,8 +81,10 @@ def postgres_database() -> Iterator[str]:
 
 
 def _truncate_postgres(engine: Engine) -> None:
-    """Empty every table, then put back the data migrations seed (the MTU exemption list)."""
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    """Empty every table (the job queue's too), then put back the data migrations seed (the
+    MTU exemption list)."""
+    queue = ("procrastinate_jobs", "procrastinate_periodic_defers", "procrastinate_workers")
+    names = ", ".join([f'"{t.name}"' for t in metadata.sorted_tables] + list(queue))
     with engine.begin() as connection:
         connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
         connection.execute(mtu_exemptions.insert(), [e._asdict() for e in seeded_exemptions()])

@@ -20,6 +20,12 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def ours(_obj: object, name: str | None, kind: str, _reflected: bool, _compare: object) -> bool:
+    """Whether a schema object is ours to compare and migrate: the job queue's tables
+    (``procrastinate_*``, PostgreSQL only) are procrastinate's, applied by revision 0010."""
+    return not (kind == "table" and (name or "").startswith("procrastinate_"))
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema up to ``revision``."""
     command.upgrade(alembic_config(engine), revision)

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from cohortsync.storage.migrate import ours
 from cohortsync.storage.tables import metadata
 
 engine = context.config.attributes["engine"]
@@ -10,6 +11,7 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        include_object=ours,
     )
     with context.begin_transaction():
         context.run_migrations()
