@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=1, description="HTTP worker processes (PostgreSQL: any; SQLite: 1-2)."
     )
+    metrics_dir: str = Field(
+        default="",
+        description="With several HTTP processes: the directory their Prometheus metric files "
+        "share, emptied at start (default: a new temporary directory; PROMETHEUS_MULTIPROC_DIR, "
+        "when set, wins).",
+    )
     log_level: str = Field(default="INFO", description="Python log level.")
     log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
     ingest_processes: int | None = Field(
@@ -73,6 +79,24 @@ class Settings(BaseSettings):
     sync_lease_seconds: float = Field(
         default=60.0,
         description="How long a silent worker keeps a sync before another may resume its run.",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="PostgreSQL: how often a `cohortsync worker` tells the job queue it is alive.",
+    )
+    worker_stalled_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="PostgreSQL: a worker silent this long is taken for dead, and its sync jobs "
+        "go to another worker (which resumes each run once its lease expires). Keep it at "
+        "least 3 x COHORTSYNC_WORKER_HEARTBEAT_SECONDS.",
+    )
+    worker_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a worker lets its runs go on before asking them to stop "
+        "at their next checkpoint (another worker resumes them).",
     )
     sync_block_removal_share: float = Field(
         default=0.5,
