@@ -1,6 +1,6 @@
 """What a connector is built from (:class:`ConnectorConfig`): credentials, settings, where to
-send, which addresses it may reach, and how to retry; and what every HTTP connector shares
-(:class:`HttpConnector`)."""
+send, which addresses it may reach, how to retry, and where its account's budget comes from; and
+what every HTTP connector shares (:class:`HttpConnector`)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import httpx
 
 from cohortsync.clock import Clock, SystemClock
 from cohortsync.destinations.base import Capabilities, RunInfo
+from cohortsync.destinations.budgets import BudgetSource, account_budget
 from cohortsync.destinations.http import (
     Action,
     CallStats,
     PartnerClient,
     Pick,
     RetryPolicy,
-    account_budget,
     http_status,
 )
 from cohortsync.outbound.guard import OutboundGuard
@@ -42,6 +42,8 @@ class ConnectorConfig:
     transport: httpx.BaseTransport | None = None  # a test's stand-in for the network
     timeout: float = 30.0  # each try of a request, from connecting to the reply's last byte
     guard: OutboundGuard = field(default_factory=OutboundGuard)  # private addresses refused
+    # Each account's concurrency cap and rates: in this process, or shared through PostgreSQL.
+    budgets: BudgetSource = account_budget
 
     def client(
         self,
@@ -61,7 +63,7 @@ class ConnectorConfig:
             base_url=self.base_url,
             headers=headers,
             secrets=list(self.credentials.values()),
-            budget=account_budget(partner, account, capabilities),
+            budget=self.budgets(partner, account, capabilities, timeout=self.timeout),
             overrides=overrides or {},
             describe=describe,
             status_of=status_of or http_status,

@@ -12,20 +12,16 @@ deadline (``timeout``: connect, send and the whole reply, a streamed one's last 
 reply is read up to ``max_reply_bytes`` decoded (whatever its compression), and an error
 reply's text is the partner's own message field only, never its body as such.
 
-Each partner account has one :class:`AccountBudget`, shared by every sync of that account: its
-concurrency cap, its request rate, and, where the partner meters reads of list members by the
-minute (Iterable: 5 a minute), a read pacer. Read turns are waited for through the calling
-client's ``sleep`` on the budget's ``read_clock`` (both injectable), so tests record those waits
-instead of sleeping them.
+Each try holds a slot of the partner account's :class:`~cohortsync.destinations.budgets.Budget`
+(its concurrency cap, paced to its request rate inside the slot), and each read of list members
+first takes the account's read turn; the budget is shared by every sync of that account.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,7 +33,10 @@ from typing import Any, TypeVar
 import httpx
 
 from cohortsync.clock import Clock, SystemClock
-from cohortsync.destinations.base import Capabilities
+from cohortsync.destinations.budgets import AccountBudget as AccountBudget  # noqa: PLC0414
+from cohortsync.destinations.budgets import Budget
+from cohortsync.destinations.budgets import account_budget as account_budget  # noqa: PLC0414
+from cohortsync.destinations.budgets import forget_budgets as forget_budgets  # noqa: PLC0414
 from cohortsync.destinations.errors import (
     EndpointRefused,
     PartnerConfigError,
@@ -49,6 +48,9 @@ from cohortsync.outbound.encodings import ACCEPTED
 from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
 from cohortsync.outbound.transport import GuardedTransport, deadline_at, read_by
 from cohortsync.redaction import redact
+
+# AccountBudget, account_budget and forget_budgets are imported above as themselves: re-exported
+# from here, where they used to live (tests import them from this module).
 
 log = logging.getLogger(__name__)
 
@@ -135,107 +137,6 @@ class CallStats:
     paced_seconds: float = 0.0  # waiting for the account's request and read turns
 
 
-# Read turns are spaced a little wider than the partner's per-minute budget: requests taking
-# different times to arrive must not squeeze one more read into the partner's minute.
-READ_MARGIN_SECONDS = 0.5
-
-
-class Pacer:
-    """Turns at least ``interval`` seconds apart on one clock, taken one at a time however
-    many threads ask. A turn starts when the clock says the wait is over, so a ``sleep`` that
-    only records (tests) never makes later turns wait longer and longer."""
-
-    def __init__(self, interval: float, monotonic: Callable[[], float]) -> None:
-        self._interval = interval
-        self._monotonic = monotonic
-        self._last = float("-inf")
-        self._turns = threading.Lock()
-
-    def wait_turn(self, sleep: Callable[[float], None]) -> float:
-        """Wait through ``sleep`` until the caller's turn; returns the seconds waited."""
-        with self._turns:
-            wait = max(self._last + self._interval - self._monotonic(), 0.0)
-            if wait:
-                sleep(wait)
-            self._last = self._monotonic()
-        return wait
-
-
-class AccountBudget:
-    """The concurrency cap, request rate and read budget of one partner account, shared by
-    all its syncs."""
-
-    def __init__(
-        self,
-        max_concurrency: int,
-        requests_per_second: float | None,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        reads_per_minute: float | None = None,
-        read_clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """``monotonic`` and ``sleep`` pace requests (a fraction of a second, slept for real:
-        through a client's recording sleep those waits would mix into the retry waits tests
-        assert one by one); read turns run on ``read_clock`` and wait through each caller's
-        sleep, so a test that drives a clock and records sleeps never waits."""
-        self._slots = threading.BoundedSemaphore(max(max_concurrency, 1))
-        self._requests = (
-            Pacer(1.0 / requests_per_second, monotonic) if requests_per_second else None
-        )
-        self._reads = (
-            Pacer(60.0 / reads_per_minute + READ_MARGIN_SECONDS, read_clock)
-            if reads_per_minute
-            else None
-        )
-        self._sleep = sleep
-
-    @contextmanager
-    def slot(self) -> Iterator[float]:
-        """Hold one of the account's concurrent request slots, paced to its request rate; gives
-        the seconds the pacing waited."""
-        with self._slots:
-            waited = self._requests.wait_turn(self._sleep) if self._requests is not None else 0.0
-            yield waited
-
-    def read_turn(self, sleep: Callable[[float], None]) -> float:
-        """Wait, through the caller's ``sleep``, for the account's next read of list members
-        (the partner's per-minute read budget); returns the seconds waited."""
-        return self._reads.wait_turn(sleep) if self._reads is not None else 0.0
-
-
-_budgets: dict[str, AccountBudget] = {}
-_budgets_lock = threading.Lock()
-
-
-def forget_budgets() -> None:
-    """Drop every account's budget: the next call of an account starts with no turn taken
-    (a test's fresh world; accounts of earlier tests must not make it wait)."""
-    with _budgets_lock:
-        _budgets.clear()
-
-
-def account_budget(
-    partner: str,
-    account: str,
-    capabilities: Capabilities,
-    read_clock: Callable[[], float] = time.monotonic,
-) -> AccountBudget:
-    """The one budget of a partner account (keyed by a hash, so no secret is kept as a key);
-    its read turns run on the ``read_clock`` of the first caller."""
-    key = hashlib.sha256(f"{partner}\x00{account}".encode()).hexdigest()
-    with _budgets_lock:
-        budget = _budgets.get(key)
-        if budget is None:
-            budget = AccountBudget(
-                capabilities.max_concurrency,
-                capabilities.requests_per_second,
-                reads_per_minute=capabilities.reads_per_minute,
-                read_clock=read_clock,
-            )
-            _budgets[key] = budget
-        return budget
-
-
 Pick = Callable[[Any], str | None]
 
 
@@ -273,7 +174,7 @@ class PartnerClient:
     base_url: str
     headers: Mapping[str, str]
     secrets: Sequence[str]
-    budget: AccountBudget
+    budget: Budget
     overrides: Mapping[int, Action] = field(default_factory=dict)
     describe: Pick = _nothing  # finds the partner's message in an error body
     status_of: Callable[[httpx.Response], int] = http_status  # the status a reply stands for
