@@ -176,12 +176,16 @@ class LiveServer:
 @contextmanager
 def serving(app: Starlette) -> Iterator[str]:
     """``app`` served by uvicorn in a thread on a free loopback port (lifespan off: no
-    scheduler ticks) until the block ends; yields its base URL."""
+    scheduler ticks) until the block ends, then its background work stopped; yields its base
+    URL."""
     server = start(app)
     try:
         yield server.url
     finally:
         server.stop()
+        state = getattr(app.state, "cohortsync", None)
+        if state is not None:  # a PostgreSQL sync worker started by a run, the parse pool
+            state.close()
 
 
 @pytest.fixture

@@ -90,8 +90,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if state.syncs.scheduler is not None:
-            state.syncs.scheduler.start()
+        if state.syncs.dispatch is not None:
+            state.syncs.dispatch.start()
         yield
         state.close()
 

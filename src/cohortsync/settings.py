@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         default=60.0,
         description="How long a silent worker keeps a sync before another may resume its run.",
     )
+    sync_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Members per partner call, below the partner's own limit: smaller batches "
+        "checkpoint more often (default: the partner's limit).",
+    )
     worker_heartbeat_seconds: float = Field(
         default=10.0,
         gt=0,

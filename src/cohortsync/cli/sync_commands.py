@@ -1,8 +1,11 @@
 """``cohortsync syncs …``: export a cohort, list, preview, run (with progress), stop, confirm,
-explain; and ``cohortsync worker``, the scheduler without the API."""
+explain; and ``cohortsync worker``, which runs syncs without the API."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +41,8 @@ from cohortsync.metrics import PROCESS
 from cohortsync.services.accounts import AccountService
 from cohortsync.services.explain import Explainer
 from cohortsync.services.integrations import IntegrationService
-from cohortsync.services.syncs import SyncService, build_sync_service
+from cohortsync.services.syncs import SyncService, build_sync_service, sync_config, sync_queue
+from cohortsync.sync.runner import SyncRunner
 
 syncs_app = typer.Typer(help="Exports of cohorts to partners.", no_args_is_help=True)
 
@@ -323,23 +327,63 @@ def demo_sync(
 
 
 def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Runs at once in this worker (default: COHORTSYNC_SYNC_PARALLEL_RUNS)."
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(help="Serve this worker's Prometheus counters on 127.0.0.1:PORT/metrics."),
     ] = None,
 ) -> None:
-    """Run due syncs until interrupted (the scheduler, without the API)."""
+    """Run due syncs until stopped (SIGTERM or Ctrl-C): on PostgreSQL a worker of the job queue
+    (start as many as you like, on any machines); on SQLite the scheduler, without the API."""
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=PROCESS)
+    current = settings()
+    runs = concurrency or current.sync_parallel_runs
     with migrated_engine() as engine:
-        service = _build(engine, None, scheduled=True)
-        scheduler = service.scheduler
-        if scheduler is None:
-            raise fail("the scheduler could not start")
-        scheduler.start()
-        console.print("worker running due syncs; Ctrl-C stops after the current batches")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            service.close()
+        if engine.dialect.name == "postgresql":
+            _queue_worker(engine, runs)
+        else:
+            _scheduler_worker(engine, runs)
+
+
+def _queue_worker(engine: Engine, runs: int) -> None:
+    current = settings()
+    clock = SystemClock()
+    runner = SyncRunner(engine, _integrations(engine, clock), clock, sync_config(current))
+    queue = sync_queue(current, engine, runner, clock)
+    console.print(
+        f"worker taking sync jobs from the PostgreSQL queue, {runs} at once; SIGTERM or Ctrl-C "
+        f"stops it (runs still going after {current.worker_grace_seconds:g} s stop at their next "
+        "checkpoint, for another worker to resume)"
+    )
+    asyncio.run(queue.work(runs))  # procrastinate handles SIGINT and SIGTERM
+    console.print("worker stopped")
+
+
+def _scheduler_worker(engine: Engine, runs: int) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    current = settings().model_copy(update={"sync_parallel_runs": runs})
+    clock = SystemClock()
+    service = build_sync_service(
+        current, engine, _integrations(engine, clock), clock, scheduled=True
+    )
+    if service.dispatch is None:
+        raise fail("the scheduler could not start")
+    service.dispatch.start()
+    console.print(
+        f"worker running due syncs, {runs} at once; SIGTERM or Ctrl-C stops it after "
+        "the current batches"
+    )
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+    console.print("worker stopped")

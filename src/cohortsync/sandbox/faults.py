@@ -18,6 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cohortsync.destinations.run_tag import RUN_HEADER
+
 CONTROL_PREFIX = "/_sandbox"
 
 
@@ -35,6 +37,19 @@ class Faults:
     max_concurrency: int | None = None  # over this many requests in flight: 429
     free_plan: bool = False  # CleverTap: the account may not take cohort updates
     bad_credentials: bool = False  # refuse every credential, as after a revoked key
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the emulator saw it: when it came and went (monotonic seconds), what it
+    asked for, and the sync run that sent it (None: not a sync run's)."""
+
+    start: float
+    end: float
+    method: str
+    path: str
+    status: int
+    run: str | None
 
 
 @dataclass
@@ -61,6 +76,7 @@ class SandboxState:
         self.received = 0  # member entries received by calls that change a list (re-sends show)
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.calls: list[Call] = []  # every request, as it came and went
         self._next_id = 1000
 
     def new_id(self) -> str:
@@ -120,6 +136,7 @@ class SandboxState:
             self.timeline.clear()
             self.received = 0
             self.peak_in_flight = 0
+            self.calls.clear()
 
     def rejected(self, key: str) -> bool:
         """Whether the partner refuses this member."""
@@ -191,18 +208,32 @@ def partner_route(state: SandboxState, path: str, method: str, handler: Handler)
     check, in that order."""
 
     async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
         within_cap = state.enter()
+        status = 500
         try:
             if not within_cap:
-                return state.too_many({})
-            early = await state.admit(request) or state.refuse(request)
-            if early is not None:
-                return early
-            return await handler(request)
+                response = state.too_many({})
+            else:
+                early = await state.admit(request) or state.refuse(request)
+                response = early if early is not None else await handler(request)
+            status = response.status_code
+            return response
         except ClientDisconnect:  # the client went away mid-request (a killed worker)
+            status = 499
             return Response(status_code=499)
         finally:
             state.leave()
+            call = Call(
+                started,
+                time.monotonic(),
+                request.method,
+                request.url.path,
+                status,
+                request.headers.get(RUN_HEADER),
+            )
+            with state.lock:
+                state.calls.append(call)
 
     return Route(path, endpoint, methods=[method])
 

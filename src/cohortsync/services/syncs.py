@@ -1,7 +1,7 @@
 """Exports and syncs (R-SYN-1, R-SYN-9, R-SYN-10): start, preview, run now, confirm, stop.
 
 Partner calls never run inside a database transaction; runs execute on the scheduler's threads
-(or in the caller's thread, for the CLI).
+(SQLite), on the job queue's workers (PostgreSQL), or in the caller's thread (the CLI).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -28,9 +28,13 @@ from cohortsync.storage.database import read_transaction, write_transaction
 from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync.diff import Change, DiffTally
 from cohortsync.sync.plan import plan_changes
+from cohortsync.sync.ports import RunDispatch
 from cohortsync.sync.runner import SyncConfig, SyncRunner
 from cohortsync.sync.safety import SafetyRules
 from cohortsync.sync.scheduler import SyncScheduler
+
+if TYPE_CHECKING:
+    from cohortsync.sync.queue import SyncQueue
 
 MIN_INTERVAL_SECONDS = 60
 
@@ -60,7 +64,7 @@ class Preview:
 
 
 class SyncService:
-    """Use cases of syncs over one database, its integrations and the scheduler."""
+    """Use cases of syncs over one database, its integrations and where runs execute."""
 
     def __init__(
         self,
@@ -68,7 +72,7 @@ class SyncService:
         integrations: IntegrationService,
         clock: Clock,
         runner: SyncRunner,
-        scheduler: SyncScheduler | None = None,
+        dispatch: RunDispatch | None = None,
         *,
         max_dynamic_syncs: int = 60,
     ) -> None:
@@ -76,7 +80,7 @@ class SyncService:
         self._integrations = integrations
         self._clock = clock
         self.runner = runner
-        self.scheduler = scheduler
+        self.dispatch = dispatch
         self._max_dynamic = max_dynamic_syncs
 
     def export(
@@ -220,7 +224,7 @@ class SyncService:
         reconcile: bool = False,
         user_id: int | None = None,
     ) -> SyncRun:
-        """Start a run at once: in the background when there is a scheduler, else (or with
+        """Start a run at once: in the background when there is a dispatch, else (or with
         ``wait``) in this thread until it ends. With ``reconcile`` the run first reads the
         partner's list back and repairs drift, where the partner can be read (R-X-2). The
         request is audited once the run has begun (a refused one is not)."""
@@ -229,10 +233,10 @@ class SyncService:
             raise Conflict(f"sync {sync_id} is {sync.status}; export the cohort again")
         trigger = RunTrigger.RECONCILE if reconcile else RunTrigger.MANUAL
         requested = self._clock.now()
-        if self.scheduler is None or wait:
+        if self.dispatch is None or wait:
             run = self.runner.run(sync_id, trigger)
         else:
-            run = self.scheduler.submit(sync_id, trigger)
+            run = self.dispatch.submit(sync_id, trigger)
         with write_transaction(self._engine) as connection:
             AuditStore(connection).record(
                 project_id=project_id,
@@ -251,9 +255,9 @@ class SyncService:
         """An admin lets a blocked run go ahead (audited)."""
         self.get(project_id, sync_id)
         run = self.runner.confirm(sync_id, user_id)
-        if self.scheduler is None or wait:
+        if self.dispatch is None or wait:
             return self.runner.execute(run)
-        self.scheduler.resume(run)
+        self.dispatch.resume(run)
         return run
 
     def stop(self, project_id: int, sync_id: int, user_id: int | None = None) -> Sync:
@@ -276,9 +280,9 @@ class SyncService:
         return self.get(project_id, sync_id)
 
     def close(self) -> None:
-        """Stop the scheduler, letting running runs finish their batch."""
-        if self.scheduler is not None:
-            self.scheduler.close()
+        """Stop running syncs in the background, letting running runs finish their batch."""
+        if self.dispatch is not None:
+            self.dispatch.close()
 
 
 def build_sync_service(
@@ -290,28 +294,57 @@ def build_sync_service(
     scheduled: bool,
     on_batch: Callable[[SyncRun], None] | None = None,
 ) -> SyncService:
-    """The sync service from settings, with the in-process scheduler when ``scheduled``;
-    ``on_batch`` hears of every acknowledged batch (progress bars)."""
-    config = SyncConfig(
-        lease_seconds=settings.sync_lease_seconds,
-        safety=SafetyRules(
-            removal_share=settings.sync_block_removal_share,
-            min_removals=settings.sync_block_min_removals,
-        ),
-        max_members=settings.sync_max_members,
-    )
-    runner = SyncRunner(engine, integrations, clock, config, on_batch=on_batch)
-    scheduler = (
-        SyncScheduler(
+    """The sync service from settings; ``on_batch`` hears of every acknowledged batch
+    (progress bars). Runs asked for now go to the background: on SQLite to this process's
+    scheduler, when ``scheduled`` (else they run in the caller's thread); on PostgreSQL to the
+    job queue, with a worker in this process when ``scheduled``."""
+    runner = SyncRunner(engine, integrations, clock, sync_config(settings), on_batch=on_batch)
+    dispatch: RunDispatch | None
+    if engine.dialect.name == "postgresql":
+        from cohortsync.sync.dispatch import QueueDispatch  # noqa: PLC0415 (PostgreSQL only)
+
+        dispatch = QueueDispatch(
+            engine,
+            runner,
+            embedded=sync_queue(settings, engine, runner, clock) if scheduled else None,
+            concurrency=settings.sync_parallel_runs,
+        )
+    elif scheduled:
+        dispatch = SyncScheduler(
             engine,
             runner,
             clock,
             poll_seconds=settings.scheduler_poll_seconds,
             max_parallel=settings.sync_parallel_runs,
         )
-        if scheduled
-        else None
-    )
+    else:
+        dispatch = None
     return SyncService(
-        engine, integrations, clock, runner, scheduler, max_dynamic_syncs=settings.sync_max_dynamic
+        engine, integrations, clock, runner, dispatch, max_dynamic_syncs=settings.sync_max_dynamic
     )
+
+
+def sync_config(settings: Settings) -> SyncConfig:
+    """How runs go, from settings: the lease, the safety rules, the largest cohort."""
+    return SyncConfig(
+        lease_seconds=settings.sync_lease_seconds,
+        safety=SafetyRules(
+            removal_share=settings.sync_block_removal_share,
+            min_removals=settings.sync_block_min_removals,
+        ),
+        max_members=settings.sync_max_members,
+        batch_size=settings.sync_batch_size,
+    )
+
+
+def sync_queue(settings: Settings, engine: Engine, runner: SyncRunner, clock: Clock) -> SyncQueue:
+    """The PostgreSQL job queue, timed from settings."""
+    from cohortsync.sync.queue import QueueTiming, SyncQueue  # noqa: PLC0415 (PostgreSQL only)
+
+    timing = QueueTiming(
+        poll_seconds=settings.scheduler_poll_seconds,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
+        stalled_seconds=settings.worker_stalled_seconds,
+        grace_seconds=settings.worker_grace_seconds,
+    )
+    return SyncQueue(engine, runner, clock, timing)

@@ -297,6 +297,13 @@ class SyncStore:
             .values(lease_owner=None, lease_until=None)
         )
 
+    def lease_until(self, sync_id: int) -> datetime | None:
+        """When the sync's current lease ends (None: nobody holds it)."""
+        until = self._connection.execute(
+            sa.select(syncs.c.lease_until).where(syncs.c.id == sync_id)
+        ).scalar()
+        return as_utc(until) if until is not None else None
+
     def earliest_due_by_partner(self) -> list[tuple[str, datetime]]:
         """(partner, next run of its most overdue sync) over the syncs awaiting their turn."""
         earliest = sa.func.min(syncs.c.next_run_at).label("due")

@@ -1,5 +1,6 @@
 """What the sync engine is given rather than reaching for: where its partner connectors come
-from. (The member source is ``sync.plan.MemberSource``; syncs and runs are ``SyncStore``.)"""
+from, and where runs asked for now execute (a :class:`RunDispatch`). (The member source is
+``sync.plan.MemberSource``; syncs and runs are ``SyncStore``.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Protocol
 from cohortsync.destinations.base import Destination
 from cohortsync.destinations.http import RetryPolicy
 from cohortsync.domain.integrations import Integration
+from cohortsync.domain.sync_status import RunTrigger
+from cohortsync.domain.syncs import SyncRun
 
 
 class Destinations(Protocol):
@@ -24,4 +27,28 @@ class Destinations(Protocol):
 
     def flag(self, project_id: int, integration_id: int, message: str) -> None:
         """Mark the integration as refused by the partner, with the partner's words."""
+        ...
+
+
+class RunDispatch(Protocol):
+    """Starts begun runs somewhere in the background."""
+
+    def submit(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
+        """Open a run now (Conflict if one is in progress) and have it executed."""
+        ...
+
+    def resume(self, run: SyncRun) -> None:
+        """Have a run already begun (a confirmed blocked run) executed."""
+        ...
+
+    def start(self) -> None:
+        """Start looking for due syncs in the background."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for every run handed over so far to end (tests, shutdown)."""
+        ...
+
+    def close(self) -> None:
+        """Stop, letting running runs reach a checkpoint."""
         ...

@@ -26,11 +26,9 @@ from cohortsync.destinations.base import (
     RunInfo,
     SnapshotDestination,
 )
-from cohortsync.destinations.errors import (
-    PartnerConfigError,
-    TransientError,
-)
+from cohortsync.destinations.errors import PartnerConfigError, TransientError
 from cohortsync.destinations.registry import list_name
+from cohortsync.destinations.run_tag import tagged
 from cohortsync.domain.errors import CohortsyncError, Conflict, DatabaseUnavailable
 from cohortsync.domain.integrations import Integration, IntegrationStatus
 from cohortsync.domain.sync_status import RunStatus, RunTrigger, SyncMode, SyncStatus
@@ -42,6 +40,7 @@ from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
 from cohortsync.sync.closing import CallBase, finish_run
 from cohortsync.sync.delivery import deliver, next_batch
+from cohortsync.sync.interruptions import RunPaused, SyncStopped, never
 from cohortsync.sync.ledger import (
     BatchResult,
     acknowledged_count,
@@ -57,14 +56,11 @@ from cohortsync.sync.partner_list import (
     keep,
     reconcile_due,
 )
-from cohortsync.sync.plan import (
-    MemberSource,
-    cohort_members,
-)
+from cohortsync.sync.plan import MemberSource, cohort_members
 from cohortsync.sync.planning import RunPlanner, SyncConfig
 from cohortsync.sync.ports import Destinations
 
-__all__ = ["SyncConfig", "SyncRunner", "SyncStopped", "worker_name"]
+__all__ = ["RunPaused", "SyncConfig", "SyncRunner", "SyncStopped", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +68,6 @@ log = logging.getLogger(__name__)
 def worker_name() -> str:
     """A name for this worker that is unique across machines and restarts."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class SyncStopped(CohortsyncError):
-    """An admin stopped the sync while it ran."""
-
-    code = "sync_stopped"
 
 
 class SyncRunner:
@@ -100,7 +90,21 @@ class SyncRunner:
         self.config = config or SyncConfig()
         self.owner = owner or worker_name()
         self._on_batch = on_batch
+        self._source = source
         self._planner = RunPlanner(engine, clock, self.config, self.owner, source)
+
+    def as_owner(self, owner: str) -> SyncRunner:
+        """The same runner under another lease owner (one per queue job: two threads of one
+        process must never both hold a sync's lease)."""
+        return SyncRunner(
+            self._engine,
+            self._destinations,
+            self._clock,
+            self.config,
+            owner=owner,
+            source=self._source,
+            on_batch=self._on_batch,
+        )
 
     # -- starting -------------------------------------------------------------------------
 
@@ -196,8 +200,11 @@ class SyncRunner:
 
     # -- executing ------------------------------------------------------------------------
 
-    def execute(self, run: SyncRun) -> SyncRun:
+    def execute(self, run: SyncRun, should_stop: Callable[[], bool] | None = None) -> SyncRun:
         """Carry a begun run as far as it goes, and give the lease back.
+
+        ``should_stop`` is asked before each batch (a worker shutting down): if so the run stops
+        there, unfinished, and gives the lease back for another worker to resume it.
 
         When the database fails mid-run (a restart, a lock held past the busy timeout, a full
         disk), the run stays at its last checkpoint and keeps its lease, as a worker that died
@@ -207,10 +214,15 @@ class SyncRunner:
         sync_id = run.sync_id
         interrupted = False
         try:
-            with lease.Heartbeat(
-                self._engine, self._clock, sync_id, self.owner, self.config.lease_seconds
+            with (
+                lease.Heartbeat(
+                    self._engine, self._clock, sync_id, self.owner, self.config.lease_seconds
+                ),
+                tagged(run.session_id),
             ):
-                self._execute(run)
+                self._execute(run, should_stop or never)
+        except RunPaused:
+            log.info("sync %s: run %s paused at a checkpoint for another worker", sync_id, run.id)
         except lease.LeaseLost:
             log.warning("sync %s: another worker took over run %s", sync_id, run.id)
         except DatabaseUnavailable as error:
@@ -228,7 +240,7 @@ class SyncRunner:
         with read_transaction(self._engine) as connection:
             return SyncStore(connection).get_run(run.id)
 
-    def _execute(self, run: SyncRun) -> None:
+    def _execute(self, run: SyncRun, should_stop: Callable[[], bool]) -> None:
         with read_transaction(self._engine) as connection:
             store = SyncStore(connection)
             sync = store.get(run.sync_id, self._clock.now())
@@ -271,7 +283,7 @@ class SyncRunner:
             refresh = (
                 found.recreated or drift_suspected(previous) or run.trigger == RunTrigger.RECONCILE
             )
-            self._send(sync, run, destination, counts, base, found.target, refresh)
+            self._send(sync, run, destination, counts, base, found.target, refresh, should_stop)
         except PartnerConfigError as error:
             self._destinations.flag(sync.project_id, sync.integration_id, error.message)
             self._finish(sync, run.id, RunStatus.FAILED, counts, destination, error.message, base)
@@ -281,7 +293,7 @@ class SyncRunner:
                 "from what was acknowledged)"
             )
             self._finish(sync, run.id, RunStatus.FAILED, counts, destination, message, base)
-        except (lease.LeaseLost, DatabaseUnavailable):
+        except (lease.LeaseLost, DatabaseUnavailable, RunPaused):
             raise  # not the run's fault: it is left where it stands (see execute)
         except CohortsyncError as error:
             self._finish(sync, run.id, RunStatus.FAILED, counts, destination, error.message, base)
@@ -316,6 +328,7 @@ class SyncRunner:
         base: CallBase,
         target: PartnerList,
         refresh: bool,
+        should_stop: Callable[[], bool],
     ) -> None:
         destination.begin_run(
             RunInfo(
@@ -346,6 +359,8 @@ class SyncRunner:
                 page = plan_page(connection, run.id, cursor, batch_size)
             if not page:
                 break
+            if should_stop():
+                raise RunPaused(f"run {run.id} paused at batch {run.batches}")
             batch = next_batch(page, max_body)
             changes = [change for _, change in batch]
             if resumed or not counts.sending:
