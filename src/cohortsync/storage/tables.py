@@ -334,6 +334,29 @@ mtu_exemptions = sa.Table(
     sa.Column("event", sa.String(255), primary_key=True),
 )
 
+# The next moment each partner account may take a turn of each kind ("request", "read"): a token
+# bucket of capacity 1, shared by every process on PostgreSQL (migration 0011; SQLite's one process
+# paces in memory). ``account_key`` is a sha256 of partner and account: no secret is stored.
+partner_budgets = sa.Table(
+    "partner_budgets",
+    metadata,
+    sa.Column("account_key", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("next_at", Timestamp, nullable=False),
+)
+
+# The concurrent request slots of each partner account (rows 0 … cap - 1, made when first needed):
+# a slot is free when it has no ``holder`` or its holder's time ran out (``until``), so a slot of
+# a killed process comes back by itself (migration 0011).
+partner_slots = sa.Table(
+    "partner_slots",
+    metadata,
+    sa.Column("account_key", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.String(200), nullable=True),
+    sa.Column("until", Timestamp, nullable=True),
+)
+
 # Expression indexes (built by migration 0006, which SQLAlchemy cannot declare per dialect):
 # partner events are matched to users by these profile properties (see warehouse.profile_keys).
 PROFILE_KEY_INDEXES = {
