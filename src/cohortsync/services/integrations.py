@@ -22,6 +22,7 @@ from cohortsync.destinations.base import Destination
 from cohortsync.destinations.connection import ConnectorConfig
 from cohortsync.destinations.errors import DestinationError, EndpointRefused, TransientError
 from cohortsync.destinations.http import RetryPolicy
+from cohortsync.destinations.shared_budgets import budgets_for
 from cohortsync.domain.audit import actor_for
 from cohortsync.domain.errors import BatchError, Conflict
 from cohortsync.domain.integrations import Integration, IntegrationStatus
@@ -93,6 +94,8 @@ class IntegrationService:
         self._retry = retry or RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=10)
         self._sleep = sleep
         self._timeout = timeout
+        # Partner accounts' budgets: in PostgreSQL, shared by every process; SQLite: in process.
+        self._budgets = budgets_for(engine)
 
     def _build(
         self,
@@ -117,6 +120,7 @@ class IntegrationService:
             clock=self._clock,
             timeout=self._timeout,
             guard=self._guard,
+            budgets=self._budgets,
         )
         return spec.build(config)
 
