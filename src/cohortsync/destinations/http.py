@@ -43,6 +43,7 @@ from cohortsync.destinations.errors import (
     RateLimited,
     TransientError,
 )
+from cohortsync.destinations.run_tag import tag_request
 from cohortsync.outbound import replies
 from cohortsync.outbound.encodings import ACCEPTED
 from cohortsync.outbound.guard import OutboundGuard, OutboundRefused
@@ -195,6 +196,7 @@ class PartnerClient:
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             transport=self.transport or GuardedTransport(self.guard),
             follow_redirects=False,  # a redirect is an answer to judge, never followed
+            event_hooks={"request": [tag_request]},  # X-Cohortsync-Run during a sync run
         )
 
     def message(self, text: str) -> str:
