@@ -1,16 +1,28 @@
 """Prometheus metrics (R-OBS-1): sync runs, members sent, partner errors, sync lag, data in.
 
-Counters are per process, as Prometheus expects: the embedded default is one process, and in a
-deployment of several API processes and workers each is scraped and Prometheus adds them up. A
-run is counted once, by the process that ends it. Sync lag is read from the database at scrape
+A run is counted once, by the process that ends it. Sync lag is read from the database at scrape
 time, so any process reports it for all syncs.
+
+One API process keeps its counters in memory. Several (``serve --workers N``) share them through
+prometheus_client's multiprocess mode: each process writes its counters to a file in one
+directory (``PROMETHEUS_MULTIPROC_DIR``, which must be set before the library is imported), and
+``/metrics``, whichever process answers, adds up every file there. Every metric here is a
+Counter, which multiprocess mode sums; a live Gauge would need a ``multiprocess_mode`` and
+``mark_process_dead``. A sync worker (``cohortsync worker``) serves its own counters; Prometheus
+scrapes each worker and adds them up.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
@@ -22,6 +34,10 @@ from cohortsync.storage.database import read_transaction
 from cohortsync.storage.sync_store import SyncStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SHARED_DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The files prometheus_client writes in multiprocess mode: ``counter_<pid>.db``,
+# ``gauge_<mode>_<pid>.db``, ... Emptying the directory removes these and nothing else.
+_METRIC_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 PROCESS = CollectorRegistry(auto_describe=True)
 SYNC_RUNS = Counter(
@@ -132,13 +148,62 @@ class SyncLag(Collector):
         yield lag
 
 
+def shared_directory() -> str | None:
+    """The directory the API processes share their counters in, when there are several."""
+    return os.environ.get(SHARED_DIRECTORY_ENV) or None
+
+
+def empty_shared_directory(directory: Path) -> None:
+    """Create ``directory`` or remove the metric files an earlier run left there, before any
+    process counts (counters then start from 0 again, which Prometheus reads as a restart)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.iterdir():
+        if _METRIC_FILE.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def shared_across_processes(configured: str, processes: int) -> Iterator[Path | None]:
+    """Multiprocess mode for the API processes started inside the block: the operator's
+    ``PROMETHEUS_MULTIPROC_DIR`` (emptied), or with several processes ``configured``
+    (``metrics_dir``; a new temporary directory when empty, removed afterwards) put in the
+    environment they inherit. One process without the variable keeps its counters in memory."""
+    operator = shared_directory()
+    if operator is not None:
+        empty_shared_directory(Path(operator))
+        yield Path(operator)
+        return
+    if processes <= 1:
+        yield None
+        return
+    directory = Path(configured or tempfile.mkdtemp(prefix="cohortsync-metrics-"))
+    empty_shared_directory(directory)
+    os.environ[SHARED_DIRECTORY_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        del os.environ[SHARED_DIRECTORY_ENV]
+        if not configured:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 class Metrics:
-    """What ``GET /metrics`` shows for one app: the process's counters and the database's lag."""
+    """What ``GET /metrics`` shows for one app: the counters (this process's, or every API
+    process's in multiprocess mode) and the database's lag."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
+        self._counters = PROCESS
+        directory = shared_directory()
+        if directory is not None:
+            # The files of every process, this one's included; PROCESS itself is left out, or
+            # this process's counters would show twice.
+            self._counters = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._counters, path=directory)  # type: ignore[no-untyped-call]
+        # SyncLag reads the database at each scrape, so it has a registry of its own, outside
+        # multiprocess mode (which only merges the library's own metric files).
         self._state = CollectorRegistry()
         self._state.register(SyncLag(engine, clock))
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""
-        return generate_latest(PROCESS) + generate_latest(self._state)
+        return generate_latest(self._counters) + generate_latest(self._state)
