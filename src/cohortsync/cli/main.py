@@ -19,6 +19,7 @@ from cohortsync.cli import (
 from cohortsync.cli.context import (
     ProjectOption,
     default_project_id,
+    fail,
     friendly_errors,
     migrated_engine,
     out,
@@ -26,10 +27,12 @@ from cohortsync.cli.context import (
 )
 from cohortsync.clock import SystemClock
 from cohortsync.domain.identity import IdentityMode
+from cohortsync.keyring import Keyring
 from cohortsync.logs import configure_logging
+from cohortsync.metrics import shared_across_processes
 from cohortsync.services.accounts import AccountService
 from cohortsync.services.projects import ProjectService
-from cohortsync.storage.database import create_engine
+from cohortsync.storage.database import create_engine, is_sqlite
 from cohortsync.storage.migrate import upgrade
 
 app = typer.Typer(
@@ -50,6 +53,9 @@ app.add_typer(sync_commands.syncs_app, name="syncs")
 app.add_typer(mtu_commands.mtu_app, name="mtu")
 app.command("sandbox")(integration_commands.sandbox)
 app.command("worker")(sync_commands.worker)
+
+# SQLite has one writer at a time: a second HTTP process helps reads, more only queue up.
+SQLITE_MAX_WORKERS = 2
 
 
 def _this_command() -> str:
@@ -76,14 +82,26 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="HTTP processes (PostgreSQL: any; SQLite: 1-2).")
+    ] = None,
 ) -> None:
     """Serve the API and ingestion endpoints."""
     config = settings()
     configure_logging(config.log_level, config.log_format)
+    processes = workers or config.workers
     with migrated_engine() as engine:
+        if processes < 1:
+            raise fail("--workers must be at least 1")
+        if is_sqlite(engine) and processes > SQLITE_MAX_WORKERS:
+            raise fail(
+                f"SQLite serves at most {SQLITE_MAX_WORKERS} HTTP processes (one writer at a "
+                "time); use PostgreSQL for more"
+            )
         project, _ = ProjectService(engine, SystemClock()).ensure_default()
         people = AccountService.from_settings(engine, SystemClock(), config).count_users()
+    if processes > 1:
+        Keyring.from_settings(config)  # the key file, made once here rather than by each process
     bind_host, bind_port = host or config.host, port or config.port
     out.print(
         f"cohortsync serving on [bold]http://{bind_host}:{bind_port}[/] "
@@ -94,18 +112,21 @@ def serve(
             "no users yet; create the first admin (then sign in to the web UI) with:\n"
             f"  {_this_command()} users create --email you@example.com --role admin"
         )
-    uvicorn.run(
-        "cohortsync.app:app_from_environment",
-        factory=True,
-        host=bind_host,
-        port=bind_port,
-        workers=workers or config.workers,
-        # Only a proxy the operator trusts may say who the client is (sign-in throttling
-        # counts failures per address): uvicorn would otherwise believe any loopback peer.
-        proxy_headers=config.trust_proxy,
-        log_config=None,
-        access_log=False,
-    )
+    # uvicorn starts each of several processes as a fresh interpreter that inherits this
+    # environment, so each imports prometheus_client already in multiprocess mode.
+    with shared_across_processes(config.metrics_dir, processes):
+        uvicorn.run(
+            "cohortsync.app:app_from_environment",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=processes,
+            # Only a proxy the operator trusts may say who the client is (sign-in throttling
+            # counts failures per address): uvicorn would otherwise believe any loopback peer.
+            proxy_headers=config.trust_proxy,
+            log_config=None,
+            access_log=False,
+        )
 
 
 @projects_app.command("list")
