@@ -1,7 +1,11 @@
 """Partner events in and MTU: webhook calls per second through a real server (one event a call,
-as Iterable and Xtremepush send them, and CleverTap broadcasts of 1,000 profiles), and the time
-of the MTU report on the demo dataset (default 1 M users / ~10 M events) with partner outreach
-events added (one a third of the users, some opened).
+as Iterable and Xtremepush send them, and CleverTap broadcasts of 1,000 profiles); the same one
+event a call on PostgreSQL with one and two API processes (``serve --workers 1`` and ``2``) and
+the ratio between them; and the time of the MTU report on the demo dataset (default 1 M users /
+~10 M events) with partner outreach events added (one a third of the users, some opened).
+
+The PostgreSQL rows need ``COHORTSYNC_BENCH_POSTGRES_URL`` (or ``COHORTSYNC_TEST_POSTGRES_URL``),
+a server where a scratch database may be made; without it they say they were skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ SUITE = "partner events"
 CLIENTS = 8
 SEED_USERS = 20_000
 BROADCAST = 1_000
+SCALING_PARTNER = "iterable"
 
 
 def _seed(url: str, keyring: Keyring) -> dict[str, str]:
@@ -91,8 +99,11 @@ def _seed(url: str, keyring: Keyring) -> dict[str, str]:
     return secrets
 
 
-def _payloads(partner: str, count: int) -> list[Any]:
+def _payloads(partner: str, count: int, first: int = 0) -> list[Any]:
+    """``count`` calls' payloads; events numbered from ``first`` (a replay is stored once, so a
+    second measurement on the same database starts past the first's numbers)."""
     at = datetime.now(UTC) - timedelta(minutes=5)
+    numbers = range(first, first + count)
     if partner == "iterable":
         return [
             iterable_webhook(
@@ -102,12 +113,11 @@ def _payloads(partner: str, count: int) -> list[Any]:
                 user_id=f"it-{i % SEED_USERS}",
                 message_id=f"{i:032x}",
             )
-            for i in range(count)
+            for i in numbers
         ]
     if partner == "xtremepush":
         return [
-            xtremepush_webhook("message_delivery", f"user-{i % SEED_USERS}", at, i)
-            for i in range(count)
+            xtremepush_webhook("message_delivery", f"user-{i % SEED_USERS}", at, i) for i in numbers
         ]
     return [
         clevertap_campaign(i, [f"ct-{(i * BROADCAST + k) % SEED_USERS}" for k in range(BROADCAST)])
@@ -151,22 +161,56 @@ def _wait_ready(base: str) -> None:
             time.sleep(0.1)
 
 
+@contextmanager
+def _serving(url: str, key: str, workers: int, **settings: str) -> Iterator[str]:
+    """``cohortsync serve --workers N`` on ``url`` with the bench's key and ``settings``
+    (COHORTSYNC_ names without the prefix) until the block ends; yields its base URL."""
+    extra = {"COHORTSYNC_SECRET_KEY": key} | {
+        f"COHORTSYNC_{name.upper()}": value for name, value in settings.items()
+    }
+    os.environ.update(extra)
+    port = 19_000 + random.randrange(1000)
+    server = _serve(url, port, workers)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base)
+        yield base
+    finally:
+        server.terminate()
+        server.wait()
+        for name in extra:
+            os.environ.pop(name, None)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One measurement: events stored, in how many seconds, and the calls that failed."""
+
+    stored: int
+    seconds: float
+    failures: int
+
+
+def _post_counted(engine: sa.engine.Engine, caller: PartnerCaller, payloads: list[Any]) -> Posted:
+    before = _count_events(engine)
+    seconds, failures = asyncio.run(_post_all(caller, payloads))
+    return Posted(_count_events(engine) - before, seconds, failures)
+
+
 def _measure_partner(
     engine: sa.engine.Engine, caller: PartnerCaller, count: int, progress: Callable[[str], None]
 ) -> Row:
     payloads = _payloads(caller.partner, count)
     progress(f"posting {count:,} {caller.partner} events ({len(payloads):,} calls)")
-    before = _count_events(engine)
-    seconds, failures = asyncio.run(_post_all(caller, payloads))
-    stored = _count_events(engine) - before
+    posted = _post_counted(engine, caller, payloads)
     shape = "one event a call"
     if caller.partner == "clevertap":
         shape = f"{BROADCAST:,}-profile broadcasts"
     metric = (
         f"webhook ingestion, {caller.partner} ({shape}, {CLIENTS} clients; "
-        f"{stored:,} stored, {failures} failed calls)"
+        f"{posted.stored:,} stored, {posted.failures} failed calls)"
     )
-    return Row(SUITE, metric, stored / seconds, "events/s")
+    return Row(SUITE, metric, posted.stored / posted.seconds, "events/s")
 
 
 def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]:
@@ -175,15 +219,10 @@ def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as directory:
         url = f"sqlite:///{Path(directory) / 'webhooks.db'}"
-        os.environ["COHORTSYNC_SECRET_KEY"] = key
         secrets = _seed(url, Keyring([key]))
-        port = 19_000 + random.randrange(1000)
-        server = _serve(url, port, 1)
-        base = f"http://127.0.0.1:{port}"
         engine = create_engine(url)
         try:
-            _wait_ready(base)
-            with httpx.Client() as client:
+            with _serving(url, key, 1) as base, httpx.Client() as client:
                 for partner, token in secrets.items():
                     integration_id, secret = token.split(":", 1)
                     hook = f"{base}/webhooks/{integration_id}"
@@ -191,10 +230,74 @@ def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]
                     rows.append(_measure_partner(engine, caller, count, progress))
         finally:
             engine.dispose()
-            server.terminate()
-            server.wait()
-            os.environ.pop("COHORTSYNC_SECRET_KEY", None)
     return rows
+
+
+def postgres_server() -> str | None:
+    """The PostgreSQL server the bench may make a scratch database on, if one is named."""
+    return os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL") or os.environ.get(
+        "COHORTSYNC_TEST_POSTGRES_URL"
+    )
+
+
+@contextmanager
+def _scratch_database(server: str) -> Iterator[str]:
+    admin = create_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"cohortsync_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def webhook_scaling(
+    count: int, repeats: int, progress: Callable[[str], None], server: str | None = None
+) -> list[Row]:
+    """Events/s of one-event webhook calls on PostgreSQL with one and with two API processes
+    (the median of ``repeats`` rounds, each server warmed up first), and the ratio of the two."""
+    if server is None:
+        skipped = "webhooks on PostgreSQL, 1 and 2 API processes: skipped (set "
+        skipped += "COHORTSYNC_BENCH_POSTGRES_URL or COHORTSYNC_TEST_POSTGRES_URL)"
+        progress(skipped)
+        return [Row(SUITE, skipped, 0, "")]
+    key = generate_key()
+    rounds: dict[int, list[Posted]] = {1: [], 2: []}
+    first = 0  # every call a new event: a replay would be stored once
+    with _scratch_database(server) as url:
+        integration_id, secret = _seed(url, Keyring([key]))[SCALING_PARTNER].split(":", 1)
+        engine = create_engine(url)
+        try:
+            for _ in range(repeats):
+                for workers, posted in rounds.items():
+                    # API processes as production runs them: syncs are the workers' job.
+                    with _serving(url, key, workers, scheduler="0") as base, httpx.Client() as http:
+                        hook = f"{base}/webhooks/{integration_id}"
+                        caller = PartnerCaller(hook, SCALING_PARTNER, secret, http)
+                        warm_up = _payloads(SCALING_PARTNER, count // 10, first)
+                        asyncio.run(_post_all(caller, warm_up))
+                        first += len(warm_up)
+                        progress(f"posting {count:,} events to serve --workers {workers}")
+                        payloads = _payloads(SCALING_PARTNER, count, first)
+                        posted.append(_post_counted(engine, caller, payloads))
+                        first += count
+        finally:
+            engine.dispose()
+    rows: list[Row] = []
+    for workers, posted in rounds.items():
+        metric = (
+            f"webhook ingestion on PostgreSQL, serve --workers {workers}, {SCALING_PARTNER} "
+            f"(one event a call, {CLIENTS} clients; median of {repeats} rounds of {count:,}: "
+            f"{sum(p.stored for p in posted):,} stored, {sum(p.failures for p in posted)} "
+            "failed calls)"
+        )
+        rate = statistics.median(p.stored / p.seconds for p in posted)
+        rows.append(Row(SUITE, metric, rate, "events/s"))
+    scaling = f"webhook scaling on PostgreSQL, 2 API processes / 1 ({SCALING_PARTNER})"
+    return [*rows, Row(SUITE, scaling, rows[1].value / rows[0].value, "x")]
 
 
 def _report_month(anchor: int) -> mtu.Month:
@@ -314,4 +417,14 @@ def run(
     progress: Callable[[str], None] = print,
 ) -> list[Row]:
     """The partner events rows of the benchmark table."""
-    return webhook_throughput(webhook_events, progress) + mtu_report_time(users, repeats, progress)
+    return (
+        webhook_throughput(webhook_events, progress)
+        + webhook_scaling(webhook_events, repeats, progress, postgres_server())
+        + mtu_report_time(users, repeats, progress)
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - the PostgreSQL rows alone, without the dataset
+    from bench.harness import render
+
+    print(render(webhook_scaling(10_000, 3, print, postgres_server())))
