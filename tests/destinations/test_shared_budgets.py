@@ -9,6 +9,7 @@ holders at once), not a performance figure.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import threading
 import time
@@ -266,3 +267,44 @@ def test_a_killed_holders_slot_comes_back_once_its_time_is_up_and_not_before(
     # Taken at until - ttl on the database's clock: not before the killed holder's time was up.
     assert until - timedelta(seconds=ttl) >= dead_until
     assert _slot_row(engine, key) == (None, None)  # given back by its holder
+
+
+@ON_POSTGRES
+def test_a_sender_woken_late_from_its_turn_never_goes_out_with_the_next(
+    database_url: str,
+) -> None:
+    """Turns are handed out on time, but a loaded host may wake a sender late: the send is
+    stamped, so the next turn's sender still waits a whole interval after it."""
+    engine = create_engine(database_url)
+    account = uuid.uuid4().hex
+    interval = 1.03 / ITERABLE.requests_per_second  # type: ignore[operator]
+    shared = SharedBudgets(engine)("iterable", account, ITERABLE, timeout=TIMEOUT)
+    late = SharedBudget(
+        engine,
+        account_key("iterable", account),
+        ITERABLE.max_concurrency,
+        interval,
+        None,
+        ttl=TIMEOUT,
+        sleep=lambda seconds: time.sleep(seconds + 0.9 * interval),  # wakes up late
+    )
+    sent: list[float] = []
+    with shared.slot():  # the account's current turn: the late sender's comes next
+        sent.append(time.monotonic())
+
+    def send(budget: SharedBudget, after: float) -> None:
+        time.sleep(after)
+        with budget.slot():
+            sent.append(time.monotonic())
+
+    threads = [
+        threading.Thread(target=send, args=(late, 0.0)),
+        threading.Thread(target=send, args=(shared, 0.05)),  # takes the turn after the late one
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(sent))]
+    assert min(gaps) >= interval * 0.95, gaps  # the database and this host round differently

@@ -14,7 +14,10 @@ is free it asks again every 20 to 50 ms. A holder's time, the slot's ``ttl``, ou
 it may do while holding the slot, so a slot whose time is up has nothing in flight and the cap
 holds even when a process is killed holding one: capacity dips for at most ``ttl``.
 
-As in process, a try holds a slot, then takes the request turn inside it, then sends. Retry-After
+As in process, a try holds a slot, then takes the request turn inside it, then sends. Just
+before it sends, it stamps the send (a third row, ``sent``), waiting first if the last stamped
+send is less than an interval past: turns are handed out on time, but a sender woken late from
+its turn (a loaded host) would otherwise go out together with the next turn's. Retry-After
 stays each client's own (:class:`~cohortsync.destinations.http.PartnerClient`).
 """
 
@@ -52,7 +55,7 @@ SLOT_TTL_MARGIN_SECONDS = 5.0
 # partner call, long enough that waiting workers do not keep the database busy, and drawn at
 # random so that they do not ask in step.
 SLOT_POLL_SECONDS = (0.02, 0.05)
-REQUEST, READ = "request", "read"
+REQUEST, READ, SENT = "request", "read", "sent"
 
 
 def _holder_prefix() -> str:
@@ -96,9 +99,27 @@ class SharedBudget:
         holder = f"{_holder_prefix()}:{uuid.uuid4().hex[:12]}"
         slot = self._claim(holder)
         try:
-            yield self._turn(REQUEST, self._request_interval, self._sleep)
+            waited = self._turn(REQUEST, self._request_interval, self._sleep)
+            yield waited + self._stamp()
         finally:
             self._release(slot, holder)
+
+    def _stamp(self) -> float:
+        """Wait until the last request sent is a whole interval past, and stamp this one: on a
+        loaded host a sender may wake from its turn late, and must not then go out in step
+        with the next turn's (the rate is about sends, not turns)."""
+        if self._request_interval is None:
+            return 0.0
+        waited = 0.0
+        while True:
+            with write_transaction(self._engine) as connection:
+                wait = PartnerBudgetStore(connection).stamp_send(
+                    self._key, SENT, self._request_interval
+                )
+            if not wait:
+                return waited
+            self._sleep(wait)
+            waited += wait
 
     def read_turn(self, sleep: Callable[[float], None]) -> float:
         """Wait, through the caller's ``sleep``, for the account's next read of list members;

@@ -50,6 +50,31 @@ class PartnerBudgetStore:
         wait = self._connection.execute(statement).scalar_one()
         return max(float(wait), 0.0)
 
+    def stamp_send(self, key: str, kind: str, interval: float) -> float:
+        """Stamp a send of the account now, if its last stamped send is ``interval`` seconds
+        past; else the seconds still to wait (and nothing is stamped). Kept apart from the
+        turns: a sender that wakes late from its turn must not go out together with the next
+        one's."""
+        step = _seconds(interval)
+        stamped = self._connection.execute(
+            insert(partner_budgets)
+            .values(account_key=key, kind=kind, next_at=_now() + step)
+            .on_conflict_do_update(
+                index_elements=[partner_budgets.c.account_key, partner_budgets.c.kind],
+                set_={"next_at": _now() + step},
+                where=partner_budgets.c.next_at <= _now(),
+            )
+            .returning(partner_budgets.c.kind)
+        ).first()
+        if stamped is not None:
+            return 0.0
+        wait = self._connection.execute(
+            sa.select(sa.extract("epoch", partner_budgets.c.next_at - _now())).where(
+                partner_budgets.c.account_key == key, partner_budgets.c.kind == kind
+            )
+        ).scalar_one()
+        return max(float(wait), 0.001)
+
     def add_slots(self, key: str, count: int) -> None:
         """Make whichever of the account's slots ``0 … count - 1`` do not exist yet, free."""
         self._connection.execute(

@@ -101,12 +101,12 @@ class SyncQueue:
         @app.periodic(cron=self.timing.cron())
         @app.task(name=DUE_TASK, queue=QUEUE, queueing_lock=DUE_TASK)
         async def enqueue_due_syncs(timestamp: int) -> None:
-            await self._enqueue_due()
+            await self.enqueue_due()
 
         @app.periodic(cron=self.timing.cron())
         @app.task(name=STALLED_TASK, queue=QUEUE, queueing_lock=STALLED_TASK)
         async def retry_stalled_syncs(timestamp: int) -> None:
-            await self._retry_stalled()
+            await self.retry_stalled()
 
     def _run(self, context: JobContext, sync_id: int, trigger: RunTrigger, owner: str) -> None:
         job = context.job
@@ -121,12 +121,15 @@ class SyncQueue:
         if finished.status.unfinished:
             log.info("sync %s: run %s left for another worker to resume", sync_id, run.id)
 
-    async def _enqueue_due(self) -> None:
+    async def enqueue_due(self) -> None:
+        """One round of the due scan: a ``run_sync`` job for each sync due now."""
         due = await asyncio.to_thread(due_syncs, self._engine, self._clock.now())
         for sync_id in due:
             await self.defer_async(sync_id, RunTrigger.SCHEDULE)
 
-    async def _retry_stalled(self) -> None:
+    async def retry_stalled(self) -> None:
+        """One round of the stalled scan: jobs of silent workers back to the queue for when
+        their sync's lease ends (closed as failed where the sync is queued already)."""
         manager = self.app.job_manager
         stalled = await manager.get_stalled_jobs(
             task_name=RUN_TASK, seconds_since_heartbeat=self.timing.stalled_seconds
