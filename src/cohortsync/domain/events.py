@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 
@@ -51,7 +51,7 @@ RESERVED_IDS = frozenset(
 _INSERT_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 _CONTAINERS = (dict, list)
 # Properties kept in their own columns rather than in the properties document.
-_COLUMN_PROPERTIES = ("token", "distinct_id", "time", "$insert_id")
+COLUMN_PROPERTIES = ("token", "distinct_id", "time", "$insert_id")
 
 
 class Event(NamedTuple):
@@ -107,9 +107,15 @@ def normalise_time(value: Any) -> int:
     return _milliseconds(value)
 
 
+def plain_id(value: Any) -> TypeGuard[str]:
+    """Whether ``value`` is an id :func:`check_id` takes as it is: a string of at most 255
+    characters that is no reserved placeholder (the common case, checked cheaply)."""
+    return type(value) is str and len(value) <= 255 and value.strip().lower() not in RESERVED_IDS
+
+
 def check_id(value: Any, field: str) -> str:
     """A distinct_id-like value: a string or number, not one of the reserved placeholders."""
-    if type(value) is str and len(value) <= 255 and value.strip().lower() not in RESERVED_IDS:
+    if plain_id(value):
         return value  # the common case, checked first and cheaply
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise RecordError(field, f"'{field}' must be a string")
@@ -144,6 +150,57 @@ def derived_insert_id(name: str, properties: dict[str, Any]) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+def event_time(raw_time: Any, *, now_ms: int, oldest_ms: int) -> int:
+    """``properties.time`` in milliseconds (``now_ms`` when absent), refused before
+    ``oldest_ms`` or more than an hour after ``now_ms``."""
+    time_ms = now_ms if raw_time is None else normalise_time(raw_time)
+    if time_ms < oldest_ms:
+        if oldest_ms <= MIN_EVENT_TIME_MS:
+            message = "'properties.time' is before 1971-01-01"
+        else:
+            message = "'properties.time' is too old for /track; send historical events to /import"
+        raise RecordError("properties.time", message)
+    if time_ms > now_ms + MAX_FUTURE_MS:
+        raise RecordError(
+            "properties.time", "'properties.time' is more than one hour in the future"
+        )
+    return time_ms
+
+
+def check_insert_id(value: Any) -> str:
+    """A ``$insert_id`` as sent: 1-36 letters, digits and '-', no reserved placeholder."""
+    if type(value) is not str or not _INSERT_ID.fullmatch(value):
+        raise RecordError(
+            "properties.$insert_id",
+            "'properties.$insert_id' must be 1-36 characters of letters, digits and '-'",
+        )
+    if len(value) < 40 and value.lower() in RESERVED_IDS:
+        raise RecordError(
+            "properties.$insert_id", "'properties.$insert_id' is a reserved placeholder"
+        )
+    return value
+
+
+def stored_event(
+    name: str, time_ms: int, distinct_id: str, insert_id: str | None, stored: dict[str, Any]
+) -> Event:
+    """The event of validated parts: ``stored`` is its properties less the columns and the
+    token, ``insert_id`` None when it was sent without one (then derived from the rest)."""
+    if insert_id is None:
+        insert_id = derived_insert_id(name, {**stored, "distinct_id": distinct_id, "time": time_ms})
+    body = orjson.dumps(stored, option=orjson.OPT_NON_STR_KEYS)
+    if len(body) > MAX_EVENT_BYTES:
+        raise RecordError("properties", "an event must be smaller than 1 MB of uncompressed JSON")
+    return Event(
+        name,
+        time_ms,
+        distinct_id,
+        insert_id,
+        body.decode(),
+        dedup_hash(name, distinct_id, insert_id),
+    )
+
+
 def parse_event(
     record: Any, *, now_ms: int, oldest_ms: int, distinct_id: str | None = None
 ) -> Event:
@@ -175,41 +232,16 @@ def parse_event(
     if raw_id is None:
         raise RecordError("properties.distinct_id", "'properties.distinct_id' is required")
     did = check_id(raw_id, "properties.distinct_id")
-
-    raw_time = props.get("time")
-    time_ms = now_ms if raw_time is None else normalise_time(raw_time)
-    if time_ms < oldest_ms:
-        if oldest_ms <= MIN_EVENT_TIME_MS:
-            message = "'properties.time' is before 1971-01-01"
-        else:
-            message = "'properties.time' is too old for /track; send historical events to /import"
-        raise RecordError("properties.time", message)
-    if time_ms > now_ms + MAX_FUTURE_MS:
-        raise RecordError(
-            "properties.time", "'properties.time' is more than one hour in the future"
-        )
+    time_ms = event_time(props.get("time"), now_ms=now_ms, oldest_ms=oldest_ms)
 
     stored = props.copy()
-    for column in _COLUMN_PROPERTIES:
+    for column in COLUMN_PROPERTIES:
         stored.pop(column, None)
     for key, value in stored.items():
         if type(value) in _CONTAINERS:
             _check_nested(value, f"properties.{key}", 1)
 
     insert_id = props.get("$insert_id")
-    if insert_id is None:
-        insert_id = derived_insert_id(name, {**stored, "distinct_id": did, "time": time_ms})
-    elif type(insert_id) is not str or not _INSERT_ID.fullmatch(insert_id):
-        raise RecordError(
-            "properties.$insert_id",
-            "'properties.$insert_id' must be 1-36 characters of letters, digits and '-'",
-        )
-    elif len(insert_id) < 40 and insert_id.lower() in RESERVED_IDS:
-        raise RecordError(
-            "properties.$insert_id", "'properties.$insert_id' is a reserved placeholder"
-        )
-
-    body = orjson.dumps(stored, option=orjson.OPT_NON_STR_KEYS)
-    if len(body) > MAX_EVENT_BYTES:
-        raise RecordError("properties", "an event must be smaller than 1 MB of uncompressed JSON")
-    return Event(name, time_ms, did, insert_id, body.decode(), dedup_hash(name, did, insert_id))
+    if insert_id is not None:
+        insert_id = check_insert_id(insert_id)
+    return stored_event(name, time_ms, did, insert_id, stored)
