@@ -71,20 +71,41 @@ def _parse_ndjson(body: bytes) -> list[Any]:
     return records
 
 
-def decode_body(raw: bytes, content_type: str, content_encoding: str) -> DecodedBody:
-    """Turn a raw request body into its list of records (and form fields, if any)."""
+def unpack(raw: bytes, content_encoding: str) -> bytes:
+    """The body decompressed (``Content-Encoding: gzip``): at most 10 MB, and not blank."""
     if "gzip" in content_encoding.lower():
         raw = gunzip(raw)
     elif len(raw) > MAX_REQUEST_BYTES:
         raise PayloadTooLarge("body is larger than 10 MB uncompressed")
     if not raw.strip():
         raise BatchError("body is empty; send a JSON array of records")
-    media = content_type.split(";", 1)[0].strip().lower()
-    form: dict[str, str] = {}
-    if media == "application/x-www-form-urlencoded" or (
+    return raw
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_form(media: str, unpacked: bytes) -> bool:
+    return media == "application/x-www-form-urlencoded" or (
         media not in ("application/json", "application/x-ndjson", "text/plain")
-        and raw.lstrip()[:5] == b"data="
-    ):
+        and unpacked.lstrip()[:5] == b"data="
+    )
+
+
+def reads_as_json(content_type: str, unpacked: bytes) -> bool:
+    """Whether :func:`decode_body` reads this body (as :func:`unpack` returns it) as one JSON
+    document: neither a form nor NDJSON."""
+    media = _media(content_type)
+    return media != "application/x-ndjson" and not _is_form(media, unpacked)
+
+
+def decode_body(raw: bytes, content_type: str, content_encoding: str) -> DecodedBody:
+    """Turn a raw request body into its list of records (and form fields, if any)."""
+    raw = unpack(raw, content_encoding)
+    media = _media(content_type)
+    form: dict[str, str] = {}
+    if _is_form(media, raw):
         fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         form = {k: v[-1] for k, v in fields.items()}
         if "data" not in form:
