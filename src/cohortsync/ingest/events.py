@@ -1,4 +1,9 @@
-"""Ingesting a batch of events: validate each, derive identities, store valid ones once."""
+"""Ingesting a batch of events: validate each, derive identities, store valid ones once.
+
+A clean batch is validated by compiled decoders (:mod:`cohortsync.ingest.decoders`) and
+prepared in one pass; a batch they refuse goes through the per-record checks, which name each
+record's fault. Both make the same rows of what both take.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.domain.accounts import Project
 from cohortsync.domain.errors import RecordError
-from cohortsync.domain.events import parse_event
+from cohortsync.domain.events import (
+    COLUMN_PROPERTIES,
+    check_insert_id,
+    event_time,
+    parse_event,
+    plain_id,
+    stored_event,
+)
 from cohortsync.domain.identity import (
     DEVICE_PREFIX,
     IDENTITY_EVENTS,
@@ -21,6 +33,7 @@ from cohortsync.domain.identity import (
     simplified_link,
 )
 from cohortsync.ingest import storable
+from cohortsync.ingest.decoders import EventIn, events_from_records
 from cohortsync.ingest.results import FailedRecord, IngestResult, failure
 from cohortsync.storage.database import write_transaction
 from cohortsync.warehouse import identities, profiles
@@ -48,7 +61,25 @@ class PreparedBatch:
     cluster_links: list[tuple[int, str, IdentityLink]] = field(default_factory=list)
 
 
-def prepare_events(
+def _link_device(props: dict[str, Any], seen: set[str], links: list[tuple[str, str]]) -> None:
+    """Simplified ID merge: the (user, device) pair of an event carrying both, the first time
+    its device appears in the batch (RecordError for an id that is no id)."""
+    device = props.get("$device_id")
+    if device is None:
+        return
+    user = props.get("$user_id")
+    if plain_id(device) and plain_id(user):  # what simplified_link makes of them, cheaply
+        if device not in seen:
+            seen.add(device)
+            links.append((user, device))
+    elif str(device) not in seen:
+        change = simplified_link(props)
+        if change is not None:
+            seen.add(change.ids[1])
+            links.append((change.into, change.ids[1]))
+
+
+def prepare_each(
     records: Sequence[tuple[int, Any]],
     project_id: int,
     mode: IdentityMode,
@@ -56,7 +87,8 @@ def prepare_events(
     now_ms: int,
     oldest_ms: int,
 ) -> PreparedBatch:
-    """Validate ``(index, record)`` pairs and derive their identity links (no I/O)."""
+    """Validate ``(index, record)`` pairs one by one, saying why of each refused one, and
+    derive their identity links (no I/O)."""
     batch = PreparedBatch(project_id)
     simplified = mode is IdentityMode.SIMPLIFIED
     devices_seen: set[str] = set()
@@ -78,12 +110,7 @@ def prepare_events(
             )
             storable.check_event(event, props)
             if simplified:
-                device = props.get("$device_id")
-                if device is not None and str(device) not in devices_seen:
-                    change = simplified_link(props)
-                    if change is not None:
-                        devices_seen.add(change.ids[1])
-                        batch.device_links.append((change.into, change.ids[1]))
+                _link_device(props, devices_seen, batch.device_links)
             elif event.name in IDENTITY_EVENTS:
                 change = original_link(event.name, props)
                 if change is not None:
@@ -94,6 +121,75 @@ def prepare_events(
         batch.rows.append(event_row(project_id, event))
         batch.indexes.append(index)
     return batch
+
+
+def prepare_decoded(
+    decoded: Sequence[EventIn],
+    indexes: Sequence[int],
+    project_id: int,
+    mode: IdentityMode,
+    *,
+    now_ms: int,
+    oldest_ms: int,
+) -> PreparedBatch | None:
+    """The batch of events the compiled decoders took (``indexes``: their positions in the
+    request), prepared as :func:`prepare_each` would; or None when one of them is refused or
+    unusual, for :func:`prepare_each` to say why. Changes the events' properties."""
+    batch = PreparedBatch(project_id, indexes=list(indexes))
+    rows = batch.rows
+    simplified = mode is IdentityMode.SIMPLIFIED
+    devices_seen: set[str] = set()
+    try:
+        for index, record in zip(batch.indexes, decoded, strict=True):
+            name, props = record.event, record.properties
+            given = props.get("distinct_id")
+            distinct_id = given if given is not None else event_distinct_id(name, props, mode)
+            if not plain_id(distinct_id):
+                return None
+            time_ms = event_time(props.get("time"), now_ms=now_ms, oldest_ms=oldest_ms)
+            change = None
+            if simplified:
+                _link_device(props, devices_seen, batch.device_links)
+            elif name in IDENTITY_EVENTS:
+                change = original_link(name, props)
+            insert_id = props.get("$insert_id")
+            if insert_id is not None:
+                insert_id = check_insert_id(insert_id)
+            for column in COLUMN_PROPERTIES:
+                props.pop(column, None)
+            event = stored_event(name, time_ms, distinct_id, insert_id, props)
+            if not storable.plainly_storable(event):
+                return None
+            if change is not None:
+                batch.cluster_links.append((index, event.insert_id, change))
+            rows.append(event_row(project_id, event))
+    except RecordError:
+        return None
+    return batch
+
+
+def prepare_events(
+    records: Sequence[tuple[int, Any]],
+    project_id: int,
+    mode: IdentityMode,
+    *,
+    now_ms: int,
+    oldest_ms: int,
+) -> PreparedBatch:
+    """Validate ``(index, record)`` pairs and derive their identity links (no I/O).
+
+    A clean batch is checked by the compiled decoders and prepared in one pass; any other goes
+    through :func:`prepare_each`, whose refusals name each record's fault.
+    """
+    decoded = events_from_records([record for _, record in records])
+    if decoded is not None:
+        indexes = [index for index, _ in records]
+        batch = prepare_decoded(
+            decoded, indexes, project_id, mode, now_ms=now_ms, oldest_ms=oldest_ms
+        )
+        if batch is not None:
+            return batch
+    return prepare_each(records, project_id, mode, now_ms=now_ms, oldest_ms=oldest_ms)
 
 
 class EventIngestor:

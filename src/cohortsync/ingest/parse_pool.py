@@ -20,8 +20,9 @@ from typing import NamedTuple
 import anyio.to_thread
 
 from cohortsync.domain.identity import IdentityMode
-from cohortsync.ingest.body import decode_body
-from cohortsync.ingest.events import PreparedBatch, prepare_events
+from cohortsync.ingest.body import decode_body, reads_as_json, unpack
+from cohortsync.ingest.decoders import events_from_json
+from cohortsync.ingest.events import PreparedBatch, prepare_decoded, prepare_each
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,24 @@ class ImportBody(NamedTuple):
 
 
 def prepare_body(body: ImportBody) -> PreparedBatch:
-    """Decode a request body and validate its events (runs in a helper process)."""
-    records = decode_body(body.raw, body.content_type, body.content_encoding).records
-    return prepare_events(
+    """Decode a request body and validate its events (runs in a helper process): a JSON body
+    by the compiled decoder when it takes it, else record by record."""
+    document = unpack(body.raw, body.content_encoding)
+    if reads_as_json(body.content_type, document):
+        decoded = events_from_json(document)
+        if decoded is not None:
+            batch = prepare_decoded(
+                decoded,
+                range(len(decoded)),
+                body.project_id,
+                body.mode,
+                now_ms=body.now_ms,
+                oldest_ms=body.oldest_ms,
+            )
+            if batch is not None:
+                return batch
+    records = decode_body(document, body.content_type, "").records  # unpacked already
+    return prepare_each(
         list(enumerate(records)),
         body.project_id,
         body.mode,

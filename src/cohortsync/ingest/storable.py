@@ -68,3 +68,11 @@ def check_event(event: Event, properties: dict[str, Any]) -> None:
         raise RecordError("properties.distinct_id", _message("properties.distinct_id"))
     if _ESCAPED in event.properties and holds_nul(properties):
         raise RecordError("properties", _message("properties"))
+
+
+def plainly_storable(event: Event) -> bool:
+    """Whether :func:`check_event` passes ``event`` on its three substring searches alone: no
+    NUL in its name or distinct_id, nor anything that may be one in its properties."""
+    return (
+        NUL not in event.name and NUL not in event.distinct_id and _ESCAPED not in event.properties
+    )
