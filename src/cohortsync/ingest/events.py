@@ -65,8 +65,8 @@ def _link_device(props: dict[str, Any], seen: set[str], links: list[tuple[str, s
     """Simplified ID merge: the (user, device) pair of an event carrying both, the first time
     its device appears in the batch (RecordError for an id that is no id)."""
     device = props.get("$device_id")
-    if device is None:
-        return
+    if device is None or (type(device) is str and device in seen):
+        return  # no device, or its link was made already (and its ids are not checked again)
     user = props.get("$user_id")
     if plain_id(device) and plain_id(user):  # what simplified_link makes of them, cheaply
         if device not in seen:
