@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench import cohorts, ingest, partner_events, reconcile, static_cohorts, sync
+from bench import cohorts, ingest, partner_events, reconcile, static_cohorts, sync, workers
 from bench.harness import Row, render, write_results
 
 
@@ -36,7 +36,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["ingest", "cohorts", "sync", "reconcile", "partner-events", "static-cohorts"],
+        choices=[
+            "ingest",
+            "cohorts",
+            "sync",
+            "reconcile",
+            "partner-events",
+            "static-cohorts",
+            "workers",
+        ],
         default=None,
         help="run one suite only",
     )
@@ -56,6 +64,8 @@ def main() -> None:
     if args.only in (None, "static-cohorts"):
         postgres = os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL")
         rows += static_cohorts.run(args.repeats, postgres_url=postgres)
+    if args.only in (None, "workers"):
+        rows += workers.run()
     table = render(rows)
     print(table)
     name = "latest.md" if args.only is None else f"latest-{args.only}.md"

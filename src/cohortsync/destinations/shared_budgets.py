@@ -2,11 +2,14 @@
 several processes each keeping its own budget, three workers would make three times the traffic
 a partner allows.
 
-**Rate.** Each account has one row per kind of turn (``request``, ``read``) holding the moment
-its next turn may begin: a token bucket of capacity 1 (GCRA). Taking a turn is one statement in
-its own short transaction, and the database says how long to wait (a duration on its own clock,
-so the clocks of the workers' hosts never matter). Capacity 1 because a bucket of capacity C lets
-C + r requests into one second, and the rule is "at most r in any second".
+**Rate.** A request is stamped as it goes out: one statement sets the account's ``sent`` row to
+now + the interval if the time it holds is past, else says how long to wait (a duration on the
+database's own clock, so the clocks of the workers' hosts never matter). Sends are therefore
+spaced by at least the interval as they happen, not as they were planned: a turn handed out in
+advance (a token bucket) lets a sender woken late on a loaded host go out together with the
+next one's. Read turns (Iterable's 5 a minute) are handed out in advance, one row per account
+(``read``): a token bucket of capacity 1 (GCRA), since "at most r in any second" allows no
+burst.
 
 **Concurrency.** Each account has rows for its slots ``0 … cap - 1``; a try takes a free one
 (nobody holds it, or its holder's time is up) and gives it back by its holder's name. When none
@@ -14,11 +17,8 @@ is free it asks again every 20 to 50 ms. A holder's time, the slot's ``ttl``, ou
 it may do while holding the slot, so a slot whose time is up has nothing in flight and the cap
 holds even when a process is killed holding one: capacity dips for at most ``ttl``.
 
-As in process, a try holds a slot, then takes the request turn inside it, then sends. Just
-before it sends, it stamps the send (a third row, ``sent``), waiting first if the last stamped
-send is less than an interval past: turns are handed out on time, but a sender woken late from
-its turn (a loaded host) would otherwise go out together with the next turn's. Retry-After
-stays each client's own (:class:`~cohortsync.destinations.http.PartnerClient`).
+As in process, a try holds a slot, then waits for its send inside it. Retry-After stays each
+client's own (:class:`~cohortsync.destinations.http.PartnerClient`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from cohortsync.storage.partner_budget_store import PartnerBudgetStore
 
 log = logging.getLogger(__name__)
 
-# Request turns are 3 % further apart than the partner's rate (Iterable's 5 a second: one each
-# 206 ms, 4.85 a second). A request reaches the partner a little after its turn (waking, the
-# connection, the network), by a different little each time; six requests need five intervals,
-# so the margin gives them 30 ms of such jitter before a sixth could fall into one second, and
+# Sends are 3 % further apart than the partner's rate (Iterable's 5 a second: one each 206 ms,
+# 4.85 a second). A request reaches the partner a little after its stamp (the connection, the
+# network, a busy host), by a different little each time; six requests need five intervals, so
+# the margin gives them 30 ms of such jitter before a sixth could fall into one second, and
 # still spends 97 % of the budget.
 RATE_MARGIN = 1.03
 # How much longer a slot is held for than its holder can use it: the time between the database
@@ -55,12 +55,16 @@ SLOT_TTL_MARGIN_SECONDS = 5.0
 # partner call, long enough that waiting workers do not keep the database busy, and drawn at
 # random so that they do not ask in step.
 SLOT_POLL_SECONDS = (0.02, 0.05)
-REQUEST, READ, SENT = "request", "read", "sent"
+READ, SENT = "read", "sent"
 
 
 def _holder_prefix() -> str:
     """Where a holder runs (host and process), for ``SELECT * FROM partner_slots``."""
     return f"{socket.gethostname()[:100]}:{os.getpid()}"
+
+
+class _SlotLost(Exception):
+    """The slot's time ran out while its holder waited for its send."""
 
 
 class SharedBudget:
@@ -94,28 +98,32 @@ class SharedBudget:
 
     @contextmanager
     def slot(self) -> Iterator[float]:
-        """Hold one of the account's slots, then take its request turn; gives the seconds the
-        turn waited (as in process, the wait for a slot is not counted)."""
+        """Hold one of the account's slots, then wait for its send; gives the seconds that
+        waited (as in process, the wait for a slot is not counted)."""
         holder = f"{_holder_prefix()}:{uuid.uuid4().hex[:12]}"
-        slot = self._claim(holder)
+        held = [self._claim(holder)]
         try:
-            waited = self._turn(REQUEST, self._request_interval, self._sleep)
-            yield waited + self._stamp()
+            yield self._stamp(held, holder)
         finally:
-            self._release(slot, holder)
+            self._release(held[0], holder)
 
-    def _stamp(self) -> float:
-        """Wait until the last request sent is a whole interval past, and stamp this one: on a
-        loaded host a sender may wake from its turn late, and must not then go out in step
-        with the next turn's (the rate is about sends, not turns)."""
+    def _stamp(self, held: list[int], holder: str) -> float:
+        """Wait until the account's last send is a whole interval past, and stamp this one;
+        the slot's time starts again with the stamp (the wait may have been long), and a slot
+        whose time ran out meanwhile is claimed anew before the send."""
         if self._request_interval is None:
             return 0.0
         waited = 0.0
         while True:
-            with write_transaction(self._engine) as connection:
-                wait = PartnerBudgetStore(connection).stamp_send(
-                    self._key, SENT, self._request_interval
-                )
+            try:
+                with write_transaction(self._engine) as connection:
+                    store = PartnerBudgetStore(connection)
+                    wait = store.stamp_send(self._key, SENT, self._request_interval)
+                    if not wait and not store.hold_slot(self._key, held[0], holder, self._ttl):
+                        raise _SlotLost  # rolls the stamp back
+            except _SlotLost:
+                held[0] = self._claim(holder)
+                continue
             if not wait:
                 return waited
             self._sleep(wait)
@@ -173,10 +181,8 @@ class SharedBudgets:
         self, partner: str, account: str, capabilities: Capabilities, *, timeout: float
     ) -> SharedBudget:
         """The budget of ``account`` of ``partner`` for a client whose tries each end within
-        ``timeout`` seconds. A slot is held for the wait for its request turn, then the try:
-        only holders of the account's other slots can take turns before it, so that wait is at
-        most one interval a slot, and the slot's ttl is ``timeout`` + slots x interval +
-        :data:`SLOT_TTL_MARGIN_SECONDS`."""
+        ``timeout`` seconds. A slot's time starts when it is claimed and again when its send is
+        stamped, and lasts ``timeout`` + slots x interval + :data:`SLOT_TTL_MARGIN_SECONDS`."""
         rate = capabilities.requests_per_second
         request = RATE_MARGIN / rate if rate else None
         slots = max(capabilities.max_concurrency, 1)
