@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlalchemy.engine import Connection, Engine
 
 from cohortsync.domain.accounts import Project
@@ -59,6 +60,23 @@ class PreparedBatch:
     failed: list[FailedRecord] = field(default_factory=list)
     device_links: list[tuple[str, str]] = field(default_factory=list)
     cluster_links: list[tuple[int, str, IdentityLink]] = field(default_factory=list)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (on the way back from a helper process) with its rows as one MessagePack
+        string: msgspec packs them several times faster than pickle packs tuples."""
+        rows = _ROWS_ENCODER.encode(self.rows)
+        links = (self.device_links, self.cluster_links)
+        return _unpickled, (self.project_id, rows, self.indexes, self.failed, *links)
+
+
+# The types of an event row (warehouse.events.EVENT_COLUMNS, as event_row makes it).
+_Row = tuple[int, int, str, str, str, int, str]
+_ROWS_ENCODER = msgspec.msgpack.Encoder()
+_ROWS_DECODER = msgspec.msgpack.Decoder(list[_Row])
+
+
+def _unpickled(project_id: int, rows: bytes, *rest: Any) -> PreparedBatch:
+    return PreparedBatch(project_id, _ROWS_DECODER.decode(rows), *rest)
 
 
 def _link_device(props: dict[str, Any], seen: set[str], links: list[tuple[str, str]]) -> None:
