@@ -133,7 +133,9 @@ def _settings(database_url: str) -> Settings:
         allow_custom_endpoints=True,  # integrations point at the loopback emulator
         allow_private_endpoints=True,  # ... which the outbound guard refuses otherwise
         ingest_processes=0,
-        scheduler=False,
+        # Runs asked for go on this process's threads (served with lifespan off: nothing ticks);
+        # without it, PostgreSQL would hand them to queue workers this test does not start.
+        scheduler=True,
     )
 
 

@@ -17,7 +17,8 @@ from cohortsync.domain.errors import Conflict
 from cohortsync.domain.sync_status import RunTrigger
 from cohortsync.sandbox.fleet import RunningSandbox
 from cohortsync.sync import lease
-from cohortsync.sync.queue import RUN_TASK, QueueTiming, SyncQueue
+from cohortsync.sync.dispatch import QueueDispatch
+from cohortsync.sync.queue import QUEUE, RUN_TASK, QueueTiming, SyncQueue
 from tests.helpers import run_async
 from tests.sync.world import SyncWorld
 
@@ -130,3 +131,38 @@ def test_each_job_runs_under_a_lease_owner_of_its_own(
         runner.as_owner(f"{runner.owner}/job-2").begin(sync_id, RunTrigger.SCHEDULE)
     assert first.begin(sync_id, RunTrigger.SCHEDULE).id == run.id  # the same owner may
     first.execute(run)
+
+
+def test_run_now_in_an_api_process_hands_the_run_and_its_lease_to_a_worker(
+    world: SyncWorld, queue: SyncQueue, sandboxes: dict[str, RunningSandbox]
+) -> None:
+    sandbox = sandboxes["webhook"]
+    sync_id = _due_sync(world, sandbox)
+    dispatch = QueueDispatch(world.engine, world.runner())
+    try:
+        run = dispatch.submit(sync_id, RunTrigger.MANUAL)
+        with pytest.raises(Conflict, match="already running"):  # the lease went with the job
+            dispatch.submit(sync_id, RunTrigger.MANUAL)
+    finally:
+        dispatch.close()
+    (job,) = _jobs(world.engine)
+    with world.engine.connect() as connection:
+        owner = connection.execute(
+            sa.text("SELECT lease_owner FROM syncs WHERE id = :id"), {"id": sync_id}
+        ).scalar()
+    assert job.args == {"sync_id": sync_id, "trigger": "manual", "owner": owner}
+
+    async def drain() -> None:
+        async with queue.app.open_async():
+            await queue.app.run_worker_async(
+                queues=[QUEUE], wait=False, install_signal_handlers=False
+            )
+
+    run_async(drain())
+    done = world.service().runs(world.project.id, sync_id)[0]
+    assert (done.id, done.status) == (run.id, "succeeded")
+    expected, _ = world.expected(
+        "webhook", world.service().get(world.project.id, sync_id).cohort_id
+    )
+    name = world.service().get(world.project.id, sync_id).list_name
+    assert name is not None and sandbox.state.members(name) == expected

@@ -295,30 +295,30 @@ def build_sync_service(
     on_batch: Callable[[SyncRun], None] | None = None,
 ) -> SyncService:
     """The sync service from settings; ``on_batch`` hears of every acknowledged batch
-    (progress bars). Runs asked for now go to the background: on SQLite to this process's
-    scheduler, when ``scheduled`` (else they run in the caller's thread); on PostgreSQL to the
-    job queue, with a worker in this process when ``scheduled``."""
+    (progress bars). With ``scheduled`` this process runs syncs: runs asked for now on its
+    threads, due ones found by its scheduler (SQLite) or its queue worker (PostgreSQL). Without,
+    runs asked for now go to the job queue (PostgreSQL) or run in the caller's thread."""
     runner = SyncRunner(engine, integrations, clock, sync_config(settings), on_batch=on_batch)
-    dispatch: RunDispatch | None
+    dispatch: RunDispatch | None = None
+    local = SyncScheduler(
+        engine,
+        runner,
+        clock,
+        poll_seconds=settings.scheduler_poll_seconds,
+        max_parallel=settings.sync_parallel_runs,
+    )
     if engine.dialect.name == "postgresql":
-        from cohortsync.sync.dispatch import QueueDispatch  # noqa: PLC0415 (PostgreSQL only)
+        from cohortsync.sync.dispatch import EmbeddedQueue, QueueDispatch  # noqa: PLC0415
 
-        dispatch = QueueDispatch(
-            engine,
-            runner,
-            embedded=sync_queue(settings, engine, runner, clock) if scheduled else None,
-            concurrency=settings.sync_parallel_runs,
+        dispatch = (
+            EmbeddedQueue(
+                local, sync_queue(settings, engine, runner, clock), settings.sync_parallel_runs
+            )
+            if scheduled
+            else QueueDispatch(engine, runner)
         )
     elif scheduled:
-        dispatch = SyncScheduler(
-            engine,
-            runner,
-            clock,
-            poll_seconds=settings.scheduler_poll_seconds,
-            max_parallel=settings.sync_parallel_runs,
-        )
-    else:
-        dispatch = None
+        dispatch = local
     return SyncService(
         engine, integrations, clock, runner, dispatch, max_dynamic_syncs=settings.sync_max_dynamic
     )

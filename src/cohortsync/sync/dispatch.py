@@ -1,6 +1,8 @@
-"""Runs asked for now (run now, a confirmed blocked run) on a PostgreSQL install: handed to the
-job queue's workers. (SQLite's :class:`~cohortsync.sync.scheduler.SyncScheduler` runs them on
-this process's threads; both are a :class:`~cohortsync.sync.ports.RunDispatch`.)"""
+"""Where runs asked for now (run now, a confirmed blocked run) go on a PostgreSQL install:
+handed to the job queue's workers (:class:`QueueDispatch`), or, where the API process runs
+syncs itself, run on its threads beside a queue worker (:class:`EmbeddedQueue`). SQLite's
+:class:`~cohortsync.sync.scheduler.SyncScheduler` is the third
+:class:`~cohortsync.sync.ports.RunDispatch`."""
 
 from __future__ import annotations
 
@@ -18,38 +20,25 @@ from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
 from cohortsync.sync.queue import QueueDefer, SyncQueue
 from cohortsync.sync.runner import SyncRunner, worker_name
+from cohortsync.sync.scheduler import SyncScheduler
 
 log = logging.getLogger(__name__)
 
 
 class QueueDispatch:
-    """Runs go to the PostgreSQL job queue. The run is begun here, so the caller hears of it
-    (and of a Conflict) at once, then its lease is handed to the job that executes it. With
-    ``embedded``, this process also runs a worker (a one-process PostgreSQL install), started
-    with the app or at the first run asked for."""
+    """Runs go to the PostgreSQL job queue (an API process of a production install, whose
+    workers run elsewhere). The run is begun here, so the caller hears of it (and of a
+    Conflict) at once, then its lease is handed to the job that executes it."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        runner: SyncRunner,
-        *,
-        embedded: SyncQueue | None = None,
-        concurrency: int = 4,
-    ) -> None:
+    def __init__(self, engine: Engine, runner: SyncRunner) -> None:
         self._engine = engine
         self._runner = runner
         self._defer = QueueDefer(engine)
-        self._embedded = embedded
-        self._concurrency = concurrency
         self._handed: list[int] = []
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._worker: asyncio.Task[None] | None = None
 
     def submit(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
         """Begin the run under a lease of its own, and queue it with that lease."""
-        self.start()
         runner = self._runner.as_owner(f"{worker_name()}/api")
         run = runner.begin(sync_id, trigger)
         self._hand_over(run, runner.owner)
@@ -57,7 +46,6 @@ class QueueDispatch:
 
     def resume(self, run: SyncRun) -> None:
         """Queue a confirmed run, whose lease the runner took at the confirm."""
-        self.start()
         self._hand_over(run, self._runner.owner)
 
     def _hand_over(self, run: SyncRun, owner: str) -> None:
@@ -72,27 +60,7 @@ class QueueDispatch:
             lease.release(self._engine, run.sync_id, owner)
 
     def start(self) -> None:
-        """Start the embedded worker, if any (once)."""
-        with self._lock:
-            if self._embedded is None or self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._work, name="sync-queue", daemon=True)
-            self._thread.start()
-
-    def _work(self) -> None:
-        assert self._embedded is not None
-        loop = asyncio.new_event_loop()
-        worker = loop.create_task(self._embedded.work(self._concurrency, signals=False))
-        with self._lock:
-            self._loop, self._worker = loop, worker
-        try:
-            loop.run_until_complete(worker)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("the embedded sync worker stopped")
-        finally:
-            loop.close()
+        """Nothing to start: the workers run elsewhere."""
 
     def wait(self, timeout: float | None = None) -> None:
         """Poll until every run handed over has ended (TimeoutError after ``timeout``)."""
@@ -109,7 +77,61 @@ class QueueDispatch:
             time.sleep(0.1)
 
     def close(self) -> None:
-        """Stop the embedded worker (its runs stop at a checkpoint after the grace period)."""
+        """Close the connection runs are queued through."""
+        self._defer.close()
+
+
+class EmbeddedQueue:
+    """A PostgreSQL install whose API process also runs syncs (``COHORTSYNC_SCHEDULER=1``, the
+    default): a queue worker runs in this process from the app's start (due syncs, and jobs
+    queued by other processes), and a run asked for here runs on this process's threads."""
+
+    def __init__(self, local: SyncScheduler, queue: SyncQueue, concurrency: int) -> None:
+        self._local = local
+        self._queue = queue
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    def submit(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
+        """Open a run now and execute it on this process's threads."""
+        return self._local.submit(sync_id, trigger)
+
+    def resume(self, run: SyncRun) -> None:
+        """Execute a confirmed run on this process's threads."""
+        self._local.resume(run)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the runs started here."""
+        self._local.wait(timeout)
+
+    def start(self) -> None:
+        """Start the queue worker on a thread of its own (once)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._work, name="sync-queue", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        loop = asyncio.new_event_loop()
+        worker = loop.create_task(self._queue.work(self._concurrency, signals=False))
+        with self._lock:
+            self._loop, self._worker = loop, worker
+        try:
+            loop.run_until_complete(worker)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("the embedded sync worker stopped")
+        finally:
+            loop.close()
+
+    def close(self) -> None:
+        """Stop the queue worker (its runs stop at a checkpoint after the grace period) and
+        the runs started here."""
         with self._lock:
             thread = self._thread
         while thread is not None and thread.is_alive() and self._worker is None:
@@ -119,4 +141,4 @@ class QueueDispatch:
             loop.call_soon_threadsafe(worker.cancel)
         if thread is not None:
             thread.join()
-        self._defer.close()
+        self._local.close()
