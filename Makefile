@@ -58,11 +58,12 @@ browser:
 	  fi; \
 	fi
 
-## The sync state machines and Schemathesis over the API with ten times the examples of
-## make test, and Schemathesis' coverage phase (tens of minutes)
+## The sync state machines, Schemathesis over the API and the ingestion decoders' agreement
+## with the per-record checks, with ten times the examples of make test, and Schemathesis' coverage phase (tens of minutes)
 fuzz: $(STAMP)
 	COHORTSYNC_FUZZ_SCALE=$${COHORTSYNC_FUZZ_SCALE:-10} $(BIN)/python -m pytest -p no:cacheprovider \
-	  -o timeout=0 tests/sync/test_state_machine.py tests/security/test_schemathesis.py
+	  -o timeout=0 tests/sync/test_state_machine.py tests/security/test_schemathesis.py \
+	  tests/ingest/test_decoders_agree.py
 
 ## Benchmarks: prints a table and writes bench/results/latest.md
 bench: $(STAMP)
