@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from cohortsync.domain.errors import RecordError
 from cohortsync.domain.identity import MAX_CLUSTER_SIZE, IdentityLink
 from cohortsync.storage.tables import identities
-from cohortsync.warehouse.sql import bulk_insert_ignoring, insert_ignoring_duplicates
+from cohortsync.warehouse.sql import bulk_insert_ignoring, insert_ignoring_duplicates, select_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +25,10 @@ class Merge:
 def linked(connection: Connection, project_id: int, ids: Iterable[str]) -> dict[str, str]:
     """The ids among ``ids`` that belong to a cluster, with their canonical id."""
     wanted = list(dict.fromkeys(ids))
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):
-        part = wanted[start : start + 500]
-        rows = connection.execute(
-            sa.select(identities.c.distinct_id, identities.c.canonical_id).where(
-                identities.c.project_id == project_id, identities.c.distinct_id.in_(part)
-            )
-        )
-        found.update({row.distinct_id: row.canonical_id for row in rows})
-    return found
+    rows = select_in(
+        connection, "identities", ("distinct_id", "canonical_id"), project_id, "distinct_id", wanted
+    )
+    return dict(rows)
 
 
 def resolve(connection: Connection, project_id: int, ids: Iterable[str]) -> dict[str, str]:
@@ -117,7 +111,7 @@ def link_many(
     pending: list[IdentityLink] = []
     claimed: set[str] = set()
     for change in changes:
-        if any(i in claimed for i in change.ids):
+        if not claimed.isdisjoint(change.ids):
             continue
         claimed.update(change.ids)
         pending.append(change)
@@ -127,7 +121,7 @@ def link_many(
     rows: list[tuple[int, str, str]] = []
     merges: list[Merge] = []
     for change in pending:
-        if not change.exclusive or any(i in existing for i in change.ids):
+        if not change.exclusive or not existing.keys().isdisjoint(change.ids):
             merges.extend(link(connection, project_id, change))
             continue
         target = existing.get(change.into, change.into)

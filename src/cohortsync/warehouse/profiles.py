@@ -21,7 +21,7 @@ from cohortsync.domain.profiles import (
 )
 from cohortsync.storage.tables import events, group_profiles, profiles
 from cohortsync.warehouse import identities
-from cohortsync.warehouse.sql import lock_project, upsert
+from cohortsync.warehouse.sql import lock_project, select_in, upsert
 
 IDENTITY_LOCK = "identity"
 
@@ -82,10 +82,15 @@ def fold(
     connection: Connection, project_id: int, merges: Sequence[identities.Merge], now_ms: int
 ) -> None:
     """After identity merges, fold each absorbed user's profile into the surviving one."""
-    absorbed_profiles = _load(connection, project_id, list({m.absorbed for m in merges}))
-    merges = [m for m in merges if m.absorbed in absorbed_profiles]
+    candidates = list({m.absorbed for m in merges})
+    found = select_in(
+        connection, "profiles", ("distinct_id",), project_id, "distinct_id", candidates
+    )
+    profiled = {row[0] for row in found}
+    merges = [m for m in merges if m.absorbed in profiled]
     if not merges:
         return  # the usual case: the absorbed ids (devices) had no profile of their own
+    absorbed_profiles = _load(connection, project_id, list({m.absorbed for m in merges}))
     current: dict[str, Properties | None] = dict(absorbed_profiles)
     current.update(_load(connection, project_id, list({m.canonical for m in merges})))
     changed: dict[str, Properties | None] = {}

@@ -9,6 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+# Parameters of one SQLite ``IN`` list in :func:`select_in`.
+_SQLITE_IN_LIST = 500
+
 
 def upsert(
     connection: Connection,
@@ -47,6 +50,38 @@ def lock_project(connection: Connection, project_id: int, purpose: str) -> None:
             sa.text("SELECT pg_advisory_xact_lock(hashtext(:purpose), :project_id)"),
             {"purpose": purpose, "project_id": project_id},
         )
+
+
+def select_in(
+    connection: Connection,
+    table: str,
+    columns: Sequence[str],
+    project_id: int,
+    key: str,
+    values: Sequence[Any],
+) -> list[tuple[Any, ...]]:
+    """``columns`` of the project's rows of ``table`` whose ``key`` is one of ``values``,
+    straight through the DB-API (the hot path: no per-value SQLAlchemy work). SQLite gets
+    ``IN`` lists of at most 500 parameters, PostgreSQL one ``= ANY`` array. Plain columns only:
+    values come back as the driver reads them."""
+    if not values:
+        return []
+    names = ", ".join(columns)
+    cursor = connection.connection.cursor()
+    try:
+        if connection.dialect.name == "sqlite":
+            found: list[tuple[Any, ...]] = []
+            for start in range(0, len(values), _SQLITE_IN_LIST):
+                part = list(values[start : start + _SQLITE_IN_LIST])
+                marks = ", ".join(["?"] * len(part))
+                sql = f"SELECT {names} FROM {table} WHERE project_id = ? AND {key} IN ({marks})"  # noqa: S608
+                found.extend(cursor.execute(sql, [project_id, *part]).fetchall())
+            return found
+        sql = f"SELECT {names} FROM {table} WHERE project_id = %s AND {key} = ANY(%s)"  # noqa: S608
+        cursor.execute(sql, (project_id, list(values)))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def bulk_insert_ignoring(
