@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # the margin gives them 30 ms of such jitter before a sixth could fall into one second, and
 # still spends 97 % of the budget.
 RATE_MARGIN = 1.03
+# A stamp that comes back later than this may be older than the send it allows: the send is
+# stamped again (without waiting), so the one after it keeps its distance from the send.
+LATE_STAMP_SECONDS = 0.02
 # How much longer a slot is held for than its holder can use it: the time between the database
 # stamping the slot and the holder starting its clock, and a little more.
 SLOT_TTL_MARGIN_SECONDS = 5.0
@@ -61,10 +64,6 @@ READ, SENT = "read", "sent"
 def _holder_prefix() -> str:
     """Where a holder runs (host and process), for ``SELECT * FROM partner_slots``."""
     return f"{socket.gethostname()[:100]}:{os.getpid()}"
-
-
-class _SlotLost(Exception):
-    """The slot's time ran out while its holder waited for its send."""
 
 
 class SharedBudget:
@@ -109,22 +108,28 @@ class SharedBudget:
 
     def _stamp(self, held: list[int], holder: str) -> float:
         """Wait until the account's last send is a whole interval past, and stamp this one;
-        the slot's time starts again with the stamp (the wait may have been long), and a slot
-        whose time ran out meanwhile is claimed anew before the send."""
+        the slot's time starts again first (the wait may have been long), and a slot whose
+        time ran out meanwhile is claimed anew. A stamp that took long to come back (a busy
+        host) is taken again as the send goes, so the next sender waits from the send."""
         if self._request_interval is None:
             return 0.0
         waited = 0.0
         while True:
-            try:
-                with write_transaction(self._engine) as connection:
-                    store = PartnerBudgetStore(connection)
+            with write_transaction(self._engine) as connection:
+                store = PartnerBudgetStore(connection)
+                kept = store.hold_slot(self._key, held[0], holder, self._ttl)
+                if kept:
+                    asked = time.monotonic()
                     wait = store.stamp_send(self._key, SENT, self._request_interval)
-                    if not wait and not store.hold_slot(self._key, held[0], holder, self._ttl):
-                        raise _SlotLost  # rolls the stamp back
-            except _SlotLost:
+            if not kept:
                 held[0] = self._claim(holder)
                 continue
             if not wait:
+                if time.monotonic() - asked > LATE_STAMP_SECONDS:
+                    with write_transaction(self._engine) as connection:
+                        PartnerBudgetStore(connection).push_send(
+                            self._key, SENT, self._request_interval
+                        )
                 return waited
             self._sleep(wait)
             waited += wait

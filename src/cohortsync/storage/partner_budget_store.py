@@ -79,6 +79,16 @@ class PartnerBudgetStore:
         ).scalar_one()
         return max(float(wait), 0.001)
 
+    def push_send(self, key: str, kind: str, interval: float) -> None:
+        """Stamp a send now without waiting (it is going anyway): the next waits from here."""
+        self._connection.execute(
+            partner_budgets.update()
+            .where(partner_budgets.c.account_key == key, partner_budgets.c.kind == kind)
+            .values(
+                next_at=sa.func.greatest(partner_budgets.c.next_at, _now() + _seconds(interval))
+            )
+        )
+
     def add_slots(self, key: str, count: int) -> None:
         """Make whichever of the account's slots ``0 … count - 1`` do not exist yet, free."""
         self._connection.execute(
