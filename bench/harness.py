@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import sqlalchemy as sa
+
+from cohortsync.storage.database import create_engine
 
 
 @dataclass(frozen=True)
@@ -47,3 +54,25 @@ def write_results(text: str, path: Path) -> None:
     """Keep the latest table next to the benchmarks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def postgres_server() -> str | None:
+    """The PostgreSQL server the bench may make a scratch database on, if one is named."""
+    return os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL") or os.environ.get(
+        "COHORTSYNC_TEST_POSTGRES_URL"
+    )
+
+
+@contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    """A new, empty database on ``server`` for the block, dropped after it; yields its URL."""
+    admin = create_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"cohortsync_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

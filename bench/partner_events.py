@@ -17,7 +17,6 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import orjson
 import sqlalchemy as sa
 
 from bench.cohorts import CACHE, _dataset
-from bench.harness import Row
+from bench.harness import Row, postgres_server, scratch_database
 from bench.ingest import _serve
 from cohortsync.clock import SystemClock
 from cohortsync.ingest.partner_events import PartnerEventStore
@@ -233,27 +232,6 @@ def webhook_throughput(count: int, progress: Callable[[str], None]) -> list[Row]
     return rows
 
 
-def postgres_server() -> str | None:
-    """The PostgreSQL server the bench may make a scratch database on, if one is named."""
-    return os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL") or os.environ.get(
-        "COHORTSYNC_TEST_POSTGRES_URL"
-    )
-
-
-@contextmanager
-def _scratch_database(server: str) -> Iterator[str]:
-    admin = create_engine(server).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"cohortsync_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def webhook_scaling(
     count: int, repeats: int, progress: Callable[[str], None], server: str | None = None
 ) -> list[Row]:
@@ -267,7 +245,7 @@ def webhook_scaling(
     key = generate_key()
     rounds: dict[int, list[Posted]] = {1: [], 2: []}
     first = 0  # every call a new event: a replay would be stored once
-    with _scratch_database(server) as url:
+    with scratch_database(server) as url:
         integration_id, secret = _seed(url, Keyring([key]))[SCALING_PARTNER].split(":", 1)
         engine = create_engine(url)
         try:

@@ -28,14 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.harness import Row
+from bench.harness import Row, postgres_server, scratch_database
 from cohortsync.clock import SystemClock
 from cohortsync.keyring import Keyring, generate_key
 from cohortsync.sandbox.faults import Call
@@ -57,26 +55,6 @@ USERS = 3_000
 BATCH = 100  # members per call: a run of a 3,000-member cohort makes 30 calls
 ITERABLE_RATE = 5.0
 CLEVERTAP_CAP = 15
-
-
-def _postgres() -> str | None:
-    return os.environ.get("COHORTSYNC_BENCH_POSTGRES_URL") or os.environ.get(
-        "COHORTSYNC_TEST_POSTGRES_URL"
-    )
-
-
-@contextmanager
-def _scratch_database(server: str) -> Iterator[str]:
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"cohortsync_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _seed(url: str, key: str, sandboxes: dict[str, RunningSandbox]) -> int:
@@ -166,14 +144,14 @@ def _most_in_a_second(arrivals: list[float]) -> int:
 
 def run(progress: Callable[[str], None] = print) -> list[Row]:
     """The worker rows of the benchmark table."""
-    server = _postgres()
+    server = postgres_server()
     if server is None:
         progress("workers: skipped (set COHORTSYNC_BENCH_POSTGRES_URL to a PostgreSQL server)")
         return [Row(SUITE, "skipped: no PostgreSQL (COHORTSYNC_BENCH_POSTGRES_URL)", 0, "")]
     sandboxes = {p: start_sandbox(p) for p in ("iterable", "clevertap", "webhook")}
     key = generate_key()
     try:
-        with _scratch_database(server) as url, tempfile.TemporaryDirectory() as logs:
+        with scratch_database(server) as url, tempfile.TemporaryDirectory() as logs:
             progress("workers: seeding users, cohorts and 60 syncs")
             expected = _seed(url, key, sandboxes)
             for sandbox in sandboxes.values():
