@@ -39,7 +39,8 @@ demo: $(STAMP)
 
 ## Set up, lint, type-check and run the whole test suite
 test: $(STAMP) lint browser
-	$(BIN)/python -m pytest -n $${COHORTSYNC_TEST_WORKERS:-auto} --dist loadfile
+	$(BIN)/python -m pytest -n $${COHORTSYNC_TEST_WORKERS:-auto} --dist loadfile -m "not alone"
+	$(BIN)/python -m pytest -m alone
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -41,7 +41,9 @@ from cohortsync.storage.tables import sync_runs, syncs
 from tests.conftest import TEST_KEY, _truncate_postgres, free_port
 from tests.helpers import TEST_PASSWORD_COST, admin_token
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# Alone: the one-second rule is checked in wall time at the emulator, which a second test file
+# loading the same two cores would blur (make test runs it after the rest).
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.alone]
 
 USERS = 500
 BUCKETS = 5  # cohort k holds the users of buckets below k: 100 … 500 members
@@ -231,6 +233,16 @@ def _most_in_a_second(arrivals: list[float]) -> int:
     )
 
 
+def _timeline(calls: list[Call]) -> str:
+    """The calls, one a line, in seconds from the first (a failure's message)."""
+    ordered = sorted(calls, key=lambda call: call.start)
+    first = ordered[0].start if ordered else 0.0
+    return "\n".join(
+        f"{c.start - first:8.3f} {c.end - first:8.3f} {c.status} {c.path} {(c.run or '-')[:8]}"
+        for c in ordered
+    )
+
+
 def _overlaps(calls: list[Call], sync_of: dict[str, int]) -> list[str]:
     """Runs of one sync whose requests interleaved: per sync, each run's requests span
     [first start, last end], and those spans must follow one another."""
@@ -337,7 +349,9 @@ def test_three_workers_share_the_syncs_and_the_partner_budgets(
 
     # 3. The partners' budgets held across the three workers, and were used.
     most = _most_in_a_second([call.start for call in iterable.state.calls])
-    assert most <= 5, f"the shared Iterable account got {most} requests in one second"
+    assert most <= 5, f"the shared Iterable account got {most} requests in one second:\n" + (
+        _timeline(iterable.state.calls)
+    )
     assert most >= 4, f"the Iterable budget was never under pressure ({most} a second at most)"
     assert not [c for c in iterable.state.calls if c.status == 429]
     assert clevertap.state.peak_in_flight <= 15
