@@ -300,27 +300,34 @@ def build_sync_service(
     runs asked for now go to the job queue (PostgreSQL) or run in the caller's thread."""
     runner = SyncRunner(engine, integrations, clock, sync_config(settings), on_batch=on_batch)
     dispatch: RunDispatch | None = None
-    local = SyncScheduler(
-        engine,
-        runner,
-        clock,
-        poll_seconds=settings.scheduler_poll_seconds,
-        max_parallel=settings.sync_parallel_runs,
-    )
     if engine.dialect.name == "postgresql":
         from cohortsync.sync.dispatch import EmbeddedQueue, QueueDispatch  # noqa: PLC0415
 
         dispatch = (
             EmbeddedQueue(
-                local, sync_queue(settings, engine, runner, clock), settings.sync_parallel_runs
+                _scheduler(settings, engine, runner, clock),
+                sync_queue(settings, engine, runner, clock),
+                settings.sync_parallel_runs,
             )
             if scheduled
             else QueueDispatch(engine, runner)
         )
     elif scheduled:
-        dispatch = local
+        dispatch = _scheduler(settings, engine, runner, clock)
     return SyncService(
         engine, integrations, clock, runner, dispatch, max_dynamic_syncs=settings.sync_max_dynamic
+    )
+
+
+def _scheduler(
+    settings: Settings, engine: Engine, runner: SyncRunner, clock: Clock
+) -> SyncScheduler:
+    return SyncScheduler(
+        engine,
+        runner,
+        clock,
+        poll_seconds=settings.scheduler_poll_seconds,
+        max_parallel=settings.sync_parallel_runs,
     )
 
 

@@ -15,8 +15,6 @@ from sqlalchemy.engine import Engine
 
 from cohortsync.domain.sync_status import RunTrigger
 from cohortsync.domain.syncs import SyncRun
-from cohortsync.storage.database import read_transaction
-from cohortsync.storage.sync_store import SyncStore
 from cohortsync.sync import lease
 from cohortsync.sync.queue import QueueDefer, SyncQueue
 from cohortsync.sync.runner import SyncRunner, worker_name
@@ -34,8 +32,6 @@ class QueueDispatch:
         self._engine = engine
         self._runner = runner
         self._defer = QueueDefer(engine)
-        self._handed: list[int] = []
-        self._lock = threading.Lock()
 
     def submit(self, sync_id: int, trigger: RunTrigger) -> SyncRun:
         """Begin the run under a lease of its own, and queue it with that lease."""
@@ -49,8 +45,6 @@ class QueueDispatch:
         self._hand_over(run, self._runner.owner)
 
     def _hand_over(self, run: SyncRun, owner: str) -> None:
-        with self._lock:
-            self._handed.append(run.id)
         try:
             queued = self._defer.defer(run.sync_id, run.trigger, owner)
         except BaseException:
@@ -61,20 +55,6 @@ class QueueDispatch:
 
     def start(self) -> None:
         """Nothing to start: the workers run elsewhere."""
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Poll until every run handed over has ended (TimeoutError after ``timeout``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                handed = list(self._handed)
-            with read_transaction(self._engine) as connection:
-                store = SyncStore(connection)
-                if not any(store.get_run(run_id).status.unfinished for run_id in handed):
-                    return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("runs handed to the job queue are still going")
-            time.sleep(0.1)
 
     def close(self) -> None:
         """Close the connection runs are queued through."""
@@ -102,10 +82,6 @@ class EmbeddedQueue:
     def resume(self, run: SyncRun) -> None:
         """Execute a confirmed run on this process's threads."""
         self._local.resume(run)
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the runs started here."""
-        self._local.wait(timeout)
 
     def start(self) -> None:
         """Start the queue worker on a thread of its own (once)."""

@@ -45,10 +45,6 @@ class RunDispatch(Protocol):
         """Start looking for due syncs in the background."""
         ...
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for every run handed over so far to end (tests, shutdown)."""
-        ...
-
     def close(self) -> None:
         """Stop, letting running runs reach a checkpoint."""
         ...

@@ -23,6 +23,26 @@ depends_on = None
 # The procrastinate release whose schema this revision applies.
 SCHEMA_VERSION = "3.10.0"
 QUEUE_NAMES = {"prefix": "procrastinate\\_%"}
+# What the queue's schema made in the current schema: how to list each kind, and to drop one.
+QUEUE_OBJECTS = (
+    (
+        "SELECT quote_ident(tablename) FROM pg_tables "
+        "WHERE schemaname = current_schema() AND tablename LIKE :prefix",
+        "DROP TABLE IF EXISTS {} CASCADE",
+    ),
+    (
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
+        "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() AND p.proname LIKE :prefix",
+        "DROP FUNCTION IF EXISTS {} CASCADE",
+    ),
+    (
+        "SELECT quote_ident(t.typname) FROM pg_type t "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE n.nspname = current_schema() "
+        "AND t.typname LIKE :prefix AND (c.oid IS NULL OR c.relkind = 'c')",
+        "DROP TYPE IF EXISTS {} CASCADE",
+    ),
+)
 
 
 def upgrade() -> None:
@@ -40,28 +60,6 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    names = bind.execute(
-        sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE :prefix"), QUEUE_NAMES
-    ).scalars()
-    for table in names:
-        op.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
-    functions = bind.execute(
-        sa.text(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
-            "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
-            "AND p.proname LIKE :prefix"
-        ),
-        QUEUE_NAMES,
-    ).scalars()
-    for function in functions:
-        op.execute(f"DROP FUNCTION IF EXISTS {function} CASCADE")
-    types = bind.execute(
-        sa.text(
-            "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-            "LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE n.nspname = current_schema() "
-            "AND t.typname LIKE :prefix AND (c.oid IS NULL OR c.relkind = 'c')"
-        ),
-        QUEUE_NAMES,
-    ).scalars()
-    for kind in types:
-        op.execute(f'DROP TYPE IF EXISTS "{kind}" CASCADE')
+    for catalog, drop in QUEUE_OBJECTS:
+        for name in bind.execute(sa.text(catalog), QUEUE_NAMES).scalars().all():
+            op.execute(drop.format(name))
