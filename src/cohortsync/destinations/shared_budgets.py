@@ -83,9 +83,9 @@ class SharedBudget:
         rng: random.Random | None = None,
     ) -> None:
         """``key``: the account's :func:`account_key`; ``slots``: its cap; ``*_interval``:
-        seconds between turns (None: no limit); ``ttl``: seconds a slot is held for at most.
-        ``sleep`` waits for slots and request turns (for real: a fraction of a second); read
-        turns wait through the caller's sleep, as in process."""
+        seconds between sends and between reads (None: no limit); ``ttl``: seconds a slot is
+        held for at most. ``sleep`` waits for slots and sends (for real: a fraction of a
+        second); read turns wait through the caller's sleep, as in process."""
         self._engine = engine
         self._key = key
         self._slots = max(slots, 1)
@@ -137,13 +137,10 @@ class SharedBudget:
     def read_turn(self, sleep: Callable[[float], None]) -> float:
         """Wait, through the caller's ``sleep``, for the account's next read of list members;
         returns the seconds waited."""
-        return self._turn(READ, self._read_interval, sleep)
-
-    def _turn(self, kind: str, interval: float | None, sleep: Callable[[float], None]) -> float:
-        if interval is None:
+        if self._read_interval is None:
             return 0.0
         with write_transaction(self._engine) as connection:
-            wait = PartnerBudgetStore(connection).take_turn(self._key, kind, interval)
+            wait = PartnerBudgetStore(connection).take_turn(self._key, READ, self._read_interval)
             turn = time.monotonic() + wait  # on this host's clock, before the commit's round trip
         wait = max(turn - time.monotonic(), 0.0)
         if wait:

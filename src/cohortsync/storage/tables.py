@@ -334,9 +334,10 @@ mtu_exemptions = sa.Table(
     sa.Column("event", sa.String(255), primary_key=True),
 )
 
-# The next moment each partner account may take a turn of each kind ("request", "read"): a token
-# bucket of capacity 1, shared by every process on PostgreSQL (migration 0011; SQLite's one process
-# paces in memory). ``account_key`` is a sha256 of partner and account: no secret is stored.
+# The next moment each partner account may send ("sent": stamped as each request goes) or read
+# ("read": a token bucket of capacity 1), shared by every process on PostgreSQL (migration 0011;
+# SQLite's one process paces in memory). ``account_key`` is a sha256 of partner and account: no
+# secret is stored.
 partner_budgets = sa.Table(
     "partner_budgets",
     metadata,
